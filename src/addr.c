@@ -1,0 +1,1 @@
+/* addr: placeholder, being written */

@@ -1,0 +1,121 @@
+/*
+ * config — relayd.conf, parsed with libconfuse into an immutable snapshot.
+ *
+ * config_load() checks everything it can without touching the network:
+ * syntax, unknown keys, ranges, CIDRs, host:port forms, references between
+ * sections (domain -> upstream), and the files the configuration names
+ * (secret files and DKIM keys must exist, be readable, and not be readable
+ * by group or others).  Every problem is reported as "FILE:LINE: message",
+ * LINE being the line of the setting at fault; all problems are reported,
+ * not only the first.  The snapshot is never modified after loading: a
+ * reload builds a new one and swaps it in.
+ */
+#ifndef RELAYD_CONFIG_H
+#define RELAYD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "net.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+#ifndef LOCALSTATEDIR
+#define LOCALSTATEDIR "/var"
+#endif
+#ifndef RUNSTATEDIR
+#define RUNSTATEDIR "/run"
+#endif
+
+#define CONFIG_DEFAULT_PATH	SYSCONFDIR "/relayd.conf"
+#define CONFIG_DEFAULT_SPOOL	LOCALSTATEDIR "/spool/relayd"
+#define CONFIG_DEFAULT_CONTROL	RUNSTATEDIR "/relayd/control.sock"
+#define CONFIG_DEFAULT_LISTEN	"127.0.0.1:2525"
+
+struct cfg_retry {
+	int	attempts;	/* total attempts, first included; >= 1 */
+	int	delay;		/* seconds before the first retry */
+	double	backoff;	/* >= 1.0 */
+	int	max_delay;	/* seconds, >= delay */
+};
+
+enum cfg_tls { CFG_TLS_STARTTLS = 0, CFG_TLS_IMPLICIT, CFG_TLS_NONE };
+enum cfg_auth { CFG_AUTH_NONE = 0, CFG_AUTH_PLAIN, CFG_AUTH_LOGIN, CFG_AUTH_XOAUTH2 };
+enum cfg_dkim_alg { CFG_DKIM_RSA_SHA256 = 0, CFG_DKIM_ED25519_SHA256 };
+
+struct cfg_listen {
+	char		*spec;		/* as written */
+	struct hostport	 hp;
+	int		 line;
+};
+
+struct cfg_upstream {
+	char		*name;
+	char		*host;
+	uint16_t	 port;		/* default: 587, or 465 with tls = "tls", 25 with "none" */
+	enum cfg_tls	 tls;
+	bool		 tls_verify;
+	char		*tls_ca_file;	/* NULL: system default */
+	enum cfg_auth	 auth;
+	char		*username;	/* NULL if none */
+	char		*password;	/* secret: from password or password_file; never logged */
+	char		*password_file;	/* as configured, NULL if inline */
+	int		 max_connections;
+	int		 rate;		/* messages per minute, 0 = unlimited */
+	char		*spf;		/* NULL: built-in default for known providers, if any */
+	struct cfg_retry retry;		/* effective schedule: the upstream's override or the global one */
+	bool		 retry_overridden;
+	int		 line;
+};
+
+struct cfg_dkim {
+	char			*selector;
+	char			*key_file;
+	enum cfg_dkim_alg	 algorithm;
+	int			 line;
+};
+
+struct cfg_domain {
+	char			*name;		/* "example.com", "*.example.org" or "*"; lower case */
+	struct cfg_upstream	*upstream;	/* points into config->upstreams */
+	struct cfg_dkim		*dkim;
+	size_t			 ndkim;
+	char			*bcc;		/* NULL if none */
+	int			 line;
+};
+
+struct config {
+	char			*path;
+	char			*hostname;
+	struct cfg_listen	*listen;
+	size_t			 nlisten;
+	char			*spool;
+	char			*control;
+	char			*user;		/* NULL if not set */
+	struct cidr		*allow;
+	size_t			 nallow;
+	uint64_t		 max_message_size;
+	int			 max_recipients;
+	int			 max_clients;
+	int			 timeout;
+	bool			 bounces;
+	struct cfg_retry	 retry;
+	struct cfg_upstream	*upstreams;
+	size_t			 nupstreams;
+	struct cfg_domain	*domains;
+	size_t			 ndomains;
+};
+
+/*
+ * Loads and validates path.  On success returns a new snapshot (free it with
+ * config_free) and prints nothing.  On failure returns NULL after printing
+ * every problem to errout as "FILE:LINE: message\n" (LINE omitted only when
+ * the file itself cannot be opened: "FILE: message").
+ */
+struct config *config_load(const char *path, FILE *errout);
+void config_free(struct config *cfg);
+
+#endif

@@ -1,0 +1,1 @@
+/* net: placeholder, being written */

@@ -1,0 +1,1 @@
+/* qid: placeholder */

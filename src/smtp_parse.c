@@ -1,0 +1,1 @@
+/* smtp_parse: placeholder, being written */

@@ -1,0 +1,42 @@
+/*
+ * smtp_server — SMTP sessions towards local applications, on the event loop.
+ *
+ * One struct smtp_session per client, driven by an explicit state enum.
+ * Each command is handled in two steps: check (syntax, order, limits; on
+ * failure send the reply and change nothing) then proceed.  Replies go out
+ * in command order, so PIPELINING clients can send many commands per read.
+ * Memory per session is bounded: input is read only while the output side
+ * is drained, lines longer than the limit are discarded, and message bodies
+ * past a small threshold go to the spool's temporary file.
+ */
+#ifndef RELAYD_SMTP_SERVER_H
+#define RELAYD_SMTP_SERVER_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "queue.h"
+#include "spool.h"
+
+struct smtp_server;
+
+struct smtp_server *smtp_server_new(struct event_base *base, const struct config *cfg,
+    struct spool *spool, struct queue *queue);
+/* Hands a freshly accepted, non-blocking client socket to the server, which
+ * owns it from now on. */
+void smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd,
+    const struct sockaddr *sa, socklen_t salen);
+/* New sessions use cfg from now on; sessions in progress keep the one they
+ * started with until they end.  The caller keeps cfg alive until it is
+ * replaced and smtp_server_sessions_using(old) is 0. */
+void smtp_server_set_config(struct smtp_server *srv, const struct config *cfg);
+size_t smtp_server_nsessions(const struct smtp_server *srv);
+/* Stop: new input is no longer read after the current transaction; idle
+ * sessions get 421 4.3.2 and are closed. */
+void smtp_server_shutdown(struct smtp_server *srv);
+void smtp_server_free(struct smtp_server *srv);
+
+#endif

@@ -1,0 +1,137 @@
+/*
+ * spool — the durable queue on disk.
+ *
+ * Design (chosen by measurement, see README "Spool design"): an append-only
+ * log of checksummed records in segment files ("<seq>.seg", 16 hex digits),
+ * written by one committer thread that batches every pending record into
+ * one write + fdatasync (group commit).  A message is one MSG record
+ * (envelope, header prefix, body); later records change recipient state or
+ * retire the message.  No file is created or deleted per message.
+ *
+ * Promises:
+ *  - The done callback reports success only after the record is durably on
+ *    disk (data fdatasync'd; a segment's directory entry fsync'd before any
+ *    record in it is acknowledged).
+ *  - A record is either whole, with a valid CRC32C, or ignored at recovery:
+ *    a crash at any instant never yields a half-written message that would
+ *    later be sent.  Recovery truncates torn tails ("debris").
+ *  - On a write or sync failure (ENOSPC, EIO) the records of the batch are
+ *    cut off again and each caller is told the errno; nothing is lost that
+ *    was acknowledged before.
+ *  - Only one relayd uses a spool at a time (flock on "lock").
+ *
+ * Threading: every function here is called on the event-loop thread; the
+ * done callbacks run there too.  The committer thread touches only the
+ * segment files and the request lists.
+ */
+#ifndef RELAYD_SPOOL_H
+#define RELAYD_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+
+#include "qid.h"
+
+enum spool_rcpt_status {
+	SPOOL_RCPT_PENDING = 0,
+	SPOOL_RCPT_SENT,
+	SPOOL_RCPT_BOUNCED,
+};
+
+#define SPOOL_F_8BIT	 0x1u	/* BODY=8BITMIME, or 8-bit octets seen */
+#define SPOOL_F_SMTPUTF8 0x2u	/* SMTPUTF8 given on MAIL */
+
+struct spool_rcpt {
+	char		*addr;
+	uint8_t		 status;	/* enum spool_rcpt_status */
+	uint16_t	 attempts;	/* attempts made */
+	int64_t		 next_attempt;	/* unix seconds; 0: as soon as possible */
+	char		*last_error;	/* NULL if none */
+};
+
+/* Where a message's bytes are: MSG record payload offsets in a segment. */
+struct spool_loc {
+	uint64_t	seg;		/* segment sequence number */
+	uint64_t	off;		/* offset of the message text (prefix + body) */
+	uint64_t	len;		/* its length in octets */
+};
+
+struct spool_envelope {
+	char			 id[QID_SIZE];
+	int64_t			 arrival;	/* unix microseconds */
+	char			*sender;	/* "" for the null sender */
+	uint32_t		 flags;		/* SPOOL_F_* */
+	size_t			 nrcpt;
+	struct spool_rcpt	*rcpts;
+	struct spool_loc	 loc;		/* set once committed / when loaded */
+};
+
+/* Deep free of an envelope allocated by spool_envelope_new or the loader. */
+struct spool_envelope *spool_envelope_new(void);
+void spool_envelope_free(struct spool_envelope *env);
+
+struct spool;
+
+/*
+ * Called at open for each message still queued, in arrival order; the
+ * callee owns env.
+ */
+typedef void (*spool_load_fn)(void *arg, struct spool_envelope *env);
+
+/*
+ * Opens (creating it, mode 0700, if missing) the spool directory, takes its
+ * lock, recovers every segment, calls load for each queued message, and
+ * starts the committer thread.  Returns NULL with a reason in err (for
+ * "spool unusable", exit status 2).
+ */
+struct spool *spool_open(const char *dir, struct event_base *base,
+    spool_load_fn load, void *load_arg, char *err, size_t errlen);
+/* Stops the committer after it finished what was submitted; closes files. */
+void spool_close(struct spool *sp);
+
+/* Largest queue id value found at open (0 if none), for qid_init(). */
+uint64_t spool_max_qid(const struct spool *sp);
+
+/*
+ * A message body being received.  Kept in memory up to a small threshold,
+ * then spilled to an unlinked temporary file inside the spool (O_TMPFILE),
+ * so that memory stays bounded whatever the message size and "spool full"
+ * shows up while receiving.
+ */
+struct spool_body;
+struct spool_body *spool_body_new(struct spool *sp);
+/* Appends; returns 0, or -1 with errno (ENOSPC, EIO) once, after which
+ * later writes are ignored and spool_body_error() reports the errno. */
+int spool_body_write(struct spool_body *b, const void *p, size_t n);
+int spool_body_error(const struct spool_body *b);
+uint64_t spool_body_size(const struct spool_body *b);
+void spool_body_free(struct spool_body *b);
+
+/*
+ * Called on the event loop when a commit finished: error is 0 (durable) or
+ * an errno.  loc says where the message text landed (valid if error == 0).
+ */
+typedef void (*spool_done_fn)(void *arg, int error, const struct spool_loc *loc);
+
+/*
+ * Queues a new message for the next group commit: env (serialised now; the
+ * caller keeps ownership), then prefix (header lines the relay adds, e.g.
+ * Received: and DKIM-Signature:, each ending in CRLF) followed by body
+ * (ownership passes to the spool).  done is always called exactly once,
+ * later, from the event loop.
+ */
+void spool_commit_message(struct spool *sp, const struct spool_envelope *env,
+    const char *prefix, size_t prefixlen, struct spool_body *body,
+    spool_done_fn done, void *arg);
+
+/* Statistics for logs and benchmarks. */
+struct spool_stats {
+	uint64_t	commits;	/* fdatasync calls */
+	uint64_t	records;	/* records made durable */
+};
+void spool_get_stats(const struct spool *sp, struct spool_stats *st);
+
+#endif

@@ -1,0 +1,52 @@
+/*
+ * util — allocation wrappers and small string helpers shared by every module.
+ *
+ * Allocation failure is the one fatal error in relayd: the x* functions log
+ * and abort rather than return NULL, so callers never check.
+ */
+#ifndef RELAYD_UTIL_H
+#define RELAYD_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t nmemb, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+/* Returns a newly allocated formatted string; the caller frees it. */
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
+/* Growable byte buffer; always NUL-terminated after its len bytes. */
+struct buf {
+	char	*p;
+	size_t	 len;
+	size_t	 cap;
+};
+void buf_init(struct buf *b);
+void buf_add(struct buf *b, const void *p, size_t n);
+void buf_addstr(struct buf *b, const char *s);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void buf_reset(struct buf *b);	/* len = 0, keeps the memory */
+void buf_free(struct buf *b);	/* releases the memory, buffer reusable after buf_init */
+
+/* ASCII-only case-insensitive comparisons (no locale). */
+int ascii_strcasecmp(const char *a, const char *b);
+int ascii_strncasecmp(const char *a, const char *b, size_t n);
+void ascii_lower(char *s);
+
+/* Full-write helpers for blocking fds; return 0 or -1 with errno set. */
+int write_full(int fd, const void *p, size_t n);
+int pwrite_full(int fd, const void *p, size_t n, uint64_t off);
+
+/* Wall clock in microseconds since the epoch. */
+int64_t now_us(void);
+
+/* RFC 5322 date, e.g. "Mon, 23 Nov 2026 10:00:00 +0000", into out (>= 40 bytes). */
+void rfc5322_date(int64_t t_sec, char *out, size_t outlen);
+
+#endif

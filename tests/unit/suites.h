@@ -1,0 +1,16 @@
+/* One Check suite per module; check_main.c runs them all. */
+#ifndef RELAYD_TEST_SUITES_H
+#define RELAYD_TEST_SUITES_H
+
+#include <check.h>
+
+Suite *addr_suite(void);
+Suite *config_suite(void);
+Suite *data_suite(void);
+Suite *net_suite(void);
+Suite *qid_suite(void);
+Suite *router_suite(void);
+Suite *smtp_parse_suite(void);
+Suite *spool_suite(void);
+
+#endif
