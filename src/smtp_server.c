@@ -1,1 +1,775 @@
-/* smtp_server: placeholder */
+/*
+ * smtp_server — SMTP sessions towards local applications.
+ *
+ * Each client is a struct smtp_session driven by an explicit state.  The
+ * input loop takes one command line at a time out of the bufferevent and
+ * handles it in two steps, check (syntax, order, limits: on failure send
+ * the reply and change nothing) and proceed, so that PIPELINING works by
+ * construction: replies are appended in command order, however many
+ * commands arrived in one read and wherever a read boundary fell.
+ *
+ * Bounded memory whatever the client does:
+ *  - input is read up to IN_HIGH bytes ahead; a command line longer than
+ *    LINE_MAX is answered 500 5.5.2 and discarded as it streams in;
+ *  - once OUT_HIGH bytes of replies wait unread, input processing stops
+ *    until the client reads (a client that never reads stalls only itself);
+ *  - message text goes through the data decoder into a spool body, which
+ *    spills to a temporary file past a small size, and stops growing at
+ *    max_message_size.
+ *
+ * The reply to the end of DATA is sent only from the spool's commit
+ * callback, i.e. once the message is durably on disk.
+ */
+#include "acconfig.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "addr.h"
+#include "data.h"
+#include "log.h"
+#include "net.h"
+#include "qid.h"
+#include "router.h"
+#include "smtp_parse.h"
+#include "smtp_server.h"
+#include "util.h"
+
+#define LINE_MAX_OCTETS	2048		/* command line incl. CRLF (Postfix: 2048) */
+#define DATA_LINE_MAX	998		/* RFC 5322 2.1.1, see data.h */
+#define IN_HIGH		(64u << 10)	/* read-ahead per session */
+#define OUT_HIGH	(16u << 10)	/* unread replies before input pauses */
+#define OUT_LOW		(4u << 10)
+#define HARD_ERROR_LIMIT 20		/* errors before 421 (Postfix smtpd_hard_error_limit) */
+
+enum smtp_state {
+	SS_REJECTED,	/* greeted with 554: only QUIT does anything */
+	SS_INIT,	/* greeted, no HELO/EHLO yet */
+	SS_IDLE,	/* HELO/EHLO done, no transaction */
+	SS_MAIL,	/* MAIL accepted */
+	SS_RCPT,	/* at least one RCPT accepted */
+	SS_DATA,	/* receiving message text */
+	SS_COMMIT,	/* waiting for the spool */
+	SS_CLOSING,	/* flushing the last reply, then closing */
+};
+
+struct smtp_session {
+	struct smtp_server	*srv;
+	const struct config	*cfg;
+	struct bufferevent	*bev;
+	struct smtp_session	*prev, *next;
+
+	char			 ip[64];
+	char			 name[16];	/* "localhost" or "unknown" */
+	uint16_t		 port;
+	char			 helo[256];
+	bool			 esmtp;
+	enum smtp_state		 state;
+	bool			 discarding;	/* inside an over-long command line */
+	bool			 eof;		/* client gone while the spool works */
+	bool			 paused;	/* waiting for the client to read */
+	unsigned		 errors;
+
+	/* the transaction */
+	char			 id[QID_SIZE];
+	struct smtp_mail_args	 mail;
+	char			**rcpts;
+	size_t			 nrcpt;
+	struct data_dec		 dec;
+	struct spool_body	*body;		/* NULL once handed to the spool */
+	struct spool_envelope	*env;		/* being committed */
+	struct buf		 prefix;
+};
+
+struct smtp_server {
+	struct event_base	*base;
+	const struct config	*cfg;
+	struct spool		*spool;
+	struct queue		*queue;
+	struct smtp_session	*sessions;
+	size_t			 nsessions;
+	bool			 shutting_down;
+};
+
+static void session_process(struct smtp_session *s);
+static void session_free(struct smtp_session *s);
+
+/* ---- replies ----------------------------------------------------------- */
+
+static void
+reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+reply(struct smtp_session *s, const char *fmt, ...)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	va_list ap;
+
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+static void
+reply_str(struct smtp_session *s, const char *line)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	evbuffer_add(out, line, strlen(line));
+	evbuffer_add(out, "\r\n", 2);
+}
+
+/* An error reply: counts toward the hard error limit. */
+static void
+reply_error(struct smtp_session *s, const char *line)
+{
+	reply_str(s, line);
+	if (++s->errors >= HARD_ERROR_LIMIT && s->state != SS_CLOSING) {
+		log_info("too many errors from %s[%s]:%u, disconnecting", s->name, s->ip,
+		    s->port);
+		reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
+		s->state = SS_CLOSING;
+	}
+}
+
+/* Sends a final reply and closes once it has left the buffer. */
+static void
+session_close_after(struct smtp_session *s, const char *line)
+{
+	reply_str(s, line);
+	s->state = SS_CLOSING;
+}
+
+/* ---- transaction ------------------------------------------------------- */
+
+static void
+txn_reset(struct smtp_session *s)
+{
+	for (size_t i = 0; i < s->nrcpt; i++)
+		free(s->rcpts[i]);
+	free(s->rcpts);
+	s->rcpts = NULL;
+	s->nrcpt = 0;
+	spool_body_free(s->body);
+	s->body = NULL;
+	spool_envelope_free(s->env);
+	s->env = NULL;
+	buf_free(&s->prefix);
+	memset(&s->mail, 0, sizeof(s->mail));
+	s->id[0] = '\0';
+}
+
+/* ---- commands ---------------------------------------------------------- */
+
+static void
+cmd_helo(struct smtp_session *s, const struct smtp_command *c, bool esmtp)
+{
+	const char *err;
+
+	if (!smtp_parse_helo(c->arg, c->arglen, &err)) {
+		reply_error(s, err);
+		return;
+	}
+	txn_reset(s);
+	snprintf(s->helo, sizeof(s->helo), "%.*s", (int)c->arglen, c->arg);
+	s->esmtp = esmtp;
+	s->state = SS_IDLE;
+	if (!esmtp) {
+		reply(s, "250 %s", s->cfg->hostname);
+		return;
+	}
+	reply(s, "250-%s\r\n"
+	    "250-PIPELINING\r\n"
+	    "250-SIZE %llu\r\n"
+	    "250-8BITMIME\r\n"
+	    "250-ENHANCEDSTATUSCODES\r\n"
+	    "250 SMTPUTF8",
+	    s->cfg->hostname, (unsigned long long)s->cfg->max_message_size);
+}
+
+static void
+cmd_mail(struct smtp_session *s, const struct smtp_command *c)
+{
+	const char *err;
+	struct smtp_mail_args m;
+
+	/* check */
+	if (s->state == SS_INIT) {
+		reply_error(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (s->state != SS_IDLE) {
+		reply_error(s, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	if (!smtp_parse_mail(c->arg, c->arglen, &m, &err)) {
+		reply_error(s, err);
+		return;
+	}
+	if (m.has_size && m.size > s->cfg->max_message_size) {
+		reply_error(s, "552 5.3.4 Message size exceeds fixed limit");
+		return;
+	}
+	if (m.addr[0] != '\0') {
+		const char *dom = addr_domain(m.addr);
+
+		if (router_lookup(s->cfg, dom) == NULL) {
+			log_info("reject: MAIL from %s[%s]:%u: sender domain %s not configured, from=<%s>",
+			    s->name, s->ip, s->port, dom, m.addr);
+			reply(s, "550 5.7.1 <%s>: Sender address rejected: domain %s is not "
+			    "configured on this relay", m.addr, dom);
+			if (++s->errors >= HARD_ERROR_LIMIT) {
+				reply(s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
+				s->state = SS_CLOSING;
+			}
+			return;
+		}
+	}
+	/* proceed */
+	s->mail = m;
+	qid_next(s->id);
+	s->state = SS_MAIL;
+	log_info("%s: client=%s[%s]:%u", s->id, s->name, s->ip, s->port);
+	reply_str(s, "250 2.1.0 Ok");
+}
+
+static void
+cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
+{
+	const char *err;
+	struct smtp_rcpt_args r;
+
+	if (s->state != SS_MAIL && s->state != SS_RCPT) {
+		reply_error(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (!smtp_parse_rcpt(c->arg, c->arglen, s->mail.smtputf8, &r, &err)) {
+		reply_error(s, err);
+		return;
+	}
+	for (size_t i = 0; i < s->nrcpt; i++) {
+		if (strcmp(s->rcpts[i], r.addr) == 0) {
+			/* A duplicate gets one copy, as Postfix's cleanup does. */
+			reply_str(s, "250 2.1.5 Ok");
+			return;
+		}
+	}
+	if (s->nrcpt >= (size_t)s->cfg->max_recipients) {
+		reply_str(s, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	s->rcpts = xrealloc(s->rcpts, (s->nrcpt + 1) * sizeof(*s->rcpts));
+	s->rcpts[s->nrcpt++] = xstrdup(r.addr);
+	s->state = SS_RCPT;
+	reply_str(s, "250 2.1.5 Ok");
+}
+
+static void
+data_out(void *ctx, const char *p, size_t n)
+{
+	struct smtp_session *s = ctx;
+
+	(void)spool_body_write(s->body, p, n);
+}
+
+static void
+cmd_data(struct smtp_session *s, const struct smtp_command *c)
+{
+	char date[64];
+
+	if (s->state == SS_MAIL) {
+		reply_error(s, "554 5.5.1 Error: no valid recipients");
+		return;
+	}
+	if (s->state != SS_RCPT) {
+		reply_error(s, "503 5.5.1 Error: need RCPT command");
+		return;
+	}
+	if (c->arglen > 0) {
+		reply_error(s, "501 5.5.4 Syntax: DATA");
+		return;
+	}
+	s->body = spool_body_new(s->srv->spool);
+	data_dec_init(&s->dec, data_out, s, DATA_LINE_MAX, s->cfg->max_message_size);
+
+	/* The trace header this relay adds (RFC 5321 4.4); "for" only when it
+	 * names the single recipient, as Postfix does. */
+	rfc5322_date(now_us() / 1000000, date, sizeof(date));
+	buf_init(&s->prefix);
+	buf_printf(&s->prefix, "Received: from %.200s (%s [%s])\r\n\tby %s (relayd) with %s id %s",
+	    s->helo, s->name, s->ip, s->cfg->hostname,
+	    s->mail.smtputf8 ? "UTF8SMTP" : s->esmtp ? "ESMTP" : "SMTP", s->id);
+	if (s->nrcpt == 1)
+		buf_printf(&s->prefix, "\r\n\tfor <%s>", s->rcpts[0]);
+	buf_printf(&s->prefix, "; %s\r\n", date);
+
+	s->state = SS_DATA;
+	reply_str(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+static void
+committed(void *arg, int error, const struct spool_loc *loc)
+{
+	struct smtp_session *s = arg;
+
+	if (error != 0) {
+		log_err("%s: cannot queue message from %s[%s]:%u: %s", s->id, s->name, s->ip,
+		    s->port, strerror(error));
+		if (!s->eof)
+			reply_str(s, error == EFBIG ?
+			    "552 5.3.4 Error: message file too big" :
+			    "452 4.3.1 Insufficient system storage");
+	} else {
+		struct spool_envelope *env = s->env;
+
+		s->env = NULL;
+		env->loc = *loc;
+		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu, dkim=none", env->id, env->sender,
+		    (unsigned long long)loc->len, env->nrcpt);
+		queue_add(s->srv->queue, env);
+		if (!s->eof)
+			reply(s, "250 2.0.0 Ok: queued as %s", s->id);
+	}
+	txn_reset(s);
+	if (s->eof) {
+		session_free(s);
+		return;
+	}
+	s->state = SS_IDLE;
+	if (s->srv->shutting_down) {
+		session_close_after(s, "421 4.3.2 Service shutting down, closing transmission channel");
+		return;
+	}
+	bufferevent_enable(s->bev, EV_READ);
+	session_process(s);
+}
+
+static void
+data_end(struct smtp_session *s)
+{
+	int err = spool_body_error(s->body);
+
+	if (s->dec.overflow) {
+		log_info("%s: reject: message from %s[%s]:%u larger than max_message_size (%llu)",
+		    s->id, s->name, s->ip, s->port, (unsigned long long)s->cfg->max_message_size);
+		reply_error(s, "552 5.3.4 Error: message file too big");
+		goto reset;
+	}
+	if (err != 0) {
+		log_err("%s: cannot receive message from %s[%s]:%u: spool %s: %s", s->id, s->name,
+		    s->ip, s->port, s->cfg->spool, strerror(err));
+		reply_str(s, "452 4.3.1 Insufficient system storage");
+		goto reset;
+	}
+
+	struct spool_envelope *env = spool_envelope_new();
+
+	memcpy(env->id, s->id, QID_SIZE);
+	env->arrival = now_us();
+	env->sender = xstrdup(s->mail.addr);
+	env->flags = (s->dec.eightbit || s->mail.body == SMTP_BODY_8BITMIME ? SPOOL_F_8BIT : 0) |
+	    (s->mail.smtputf8 ? SPOOL_F_SMTPUTF8 : 0);
+	env->nrcpt = s->nrcpt;
+	env->rcpts = xcalloc(s->nrcpt, sizeof(*env->rcpts));
+	for (size_t i = 0; i < s->nrcpt; i++)
+		env->rcpts[i].addr = xstrdup(s->rcpts[i]);
+	s->env = env;
+
+	s->state = SS_COMMIT;
+	bufferevent_disable(s->bev, EV_READ);
+	spool_commit_message(s->srv->spool, env, s->prefix.p, s->prefix.len, s->body,
+	    committed, s);
+	s->body = NULL;		/* the spool owns it now */
+	return;
+reset:
+	txn_reset(s);
+	s->state = SS_IDLE;
+}
+
+static void
+session_command(struct smtp_session *s, const char *line, size_t len)
+{
+	struct smtp_command c;
+
+	smtp_parse_command(line, len, &c);
+	if (s->state == SS_REJECTED) {
+		if (c.cmd == SMTP_CMD_QUIT)
+			session_close_after(s, "221 2.0.0 Bye");
+		else
+			reply_error(s, "503 5.7.1 Error: access denied");
+		return;
+	}
+	switch (c.cmd) {
+	case SMTP_CMD_HELO:
+		cmd_helo(s, &c, false);
+		break;
+	case SMTP_CMD_EHLO:
+		cmd_helo(s, &c, true);
+		break;
+	case SMTP_CMD_MAIL:
+		cmd_mail(s, &c);
+		break;
+	case SMTP_CMD_RCPT:
+		cmd_rcpt(s, &c);
+		break;
+	case SMTP_CMD_DATA:
+		cmd_data(s, &c);
+		break;
+	case SMTP_CMD_RSET:
+		if (c.arglen > 0) {
+			reply_error(s, "501 5.5.4 Syntax: RSET");
+			break;
+		}
+		txn_reset(s);
+		if (s->state != SS_INIT)
+			s->state = SS_IDLE;
+		reply_str(s, "250 2.0.0 Ok");
+		break;
+	case SMTP_CMD_NOOP:
+		reply_str(s, "250 2.0.0 Ok");
+		break;
+	case SMTP_CMD_QUIT:
+		session_close_after(s, "221 2.0.0 Bye");
+		break;
+	case SMTP_CMD_HELP:
+		reply_str(s, "214 2.0.0 Commands: HELO EHLO MAIL RCPT DATA RSET NOOP QUIT HELP VRFY");
+		break;
+	case SMTP_CMD_VRFY:
+		reply_str(s, "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery");
+		break;
+	case SMTP_CMD_EXPN:
+	case SMTP_CMD_STARTTLS:
+	case SMTP_CMD_AUTH:
+	case SMTP_CMD_BDAT:
+		reply_error(s, "502 5.5.1 Error: command not implemented");
+		break;
+	case SMTP_CMD_UNKNOWN:
+	default:
+		reply_error(s, "500 5.5.1 Error: command not recognized");
+		break;
+	}
+}
+
+/* ---- input loop -------------------------------------------------------- */
+
+/* Feeds message text to the decoder; returns false if more input is needed. */
+static bool
+session_data(struct smtp_session *s, struct evbuffer *in)
+{
+	while (evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		size_t used = data_dec_feed(&s->dec, v.iov_base, v.iov_len);
+		evbuffer_drain(in, used);
+		if (s->dec.done) {
+			data_end(s);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Takes one command line out of in; returns false if none is complete. */
+static bool
+session_line(struct smtp_session *s, struct evbuffer *in)
+{
+	size_t eol_len = 0;
+	struct evbuffer_ptr eol;
+
+	if (s->discarding) {
+		eol = evbuffer_search(in, "\n", 1, NULL);
+		if (eol.pos < 0) {
+			evbuffer_drain(in, evbuffer_get_length(in));
+			return false;
+		}
+		evbuffer_drain(in, (size_t)eol.pos + 1);
+		s->discarding = false;
+		return true;
+	}
+	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+	if (eol.pos < 0) {
+		if (evbuffer_get_length(in) >= LINE_MAX_OCTETS) {
+			/* An unterminated line already over the limit: answer now
+			 * and throw the rest away as it arrives. */
+			evbuffer_drain(in, evbuffer_get_length(in));
+			s->discarding = true;
+			reply_error(s, "500 5.5.2 Error: line too long");
+			return true;
+		}
+		return false;
+	}
+	if ((size_t)eol.pos + eol_len > LINE_MAX_OCTETS) {
+		evbuffer_drain(in, (size_t)eol.pos + eol_len);
+		reply_error(s, "500 5.5.2 Error: line too long");
+		return true;
+	}
+	char line[LINE_MAX_OCTETS + 1];
+	size_t len = (size_t)eol.pos;
+
+	evbuffer_remove(in, line, len + eol_len);
+	line[len] = '\0';
+	session_command(s, line, len);
+	return true;
+}
+
+static void
+session_process(struct smtp_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	for (;;) {
+		if (s->state == SS_CLOSING || s->state == SS_COMMIT)
+			break;
+		if (evbuffer_get_length(out) >= OUT_HIGH) {
+			/* The client is not reading its replies: stop reading its
+			 * commands until it does (write callback resumes). */
+			s->paused = true;
+			bufferevent_disable(s->bev, EV_READ);
+			break;
+		}
+		bool progress = s->state == SS_DATA ? session_data(s, in) : session_line(s, in);
+		if (!progress)
+			break;
+	}
+	if (s->state == SS_CLOSING) {
+		bufferevent_disable(s->bev, EV_READ);
+		if (evbuffer_get_length(out) == 0)
+			session_free(s);
+	}
+}
+
+static void
+session_read_cb(struct bufferevent *bev, void *arg)
+{
+	session_process(arg);
+}
+
+static void
+session_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (s->state == SS_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			session_free(s);
+		return;
+	}
+	if (s->paused) {
+		s->paused = false;
+		bufferevent_enable(bev, EV_READ);
+		session_process(s);
+	}
+}
+
+static void
+session_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (what & BEV_EVENT_TIMEOUT) {
+		if (s->state == SS_COMMIT) {
+			/* Our own wait, not the client's silence. */
+			bufferevent_enable(bev, EV_WRITE);
+			return;
+		}
+		if (s->state != SS_CLOSING) {
+			log_info("timeout after %s from %s[%s]:%u",
+			    s->state == SS_DATA ? "DATA" : "command", s->name, s->ip, s->port);
+			txn_reset(s);
+			bufferevent_set_timeouts(bev, NULL, NULL);
+			struct timeval tv = { 10, 0 };
+			bufferevent_set_timeouts(bev, NULL, &tv);
+			session_close_after(s, "421 4.4.2 Error: timeout exceeded");
+			bufferevent_enable(bev, EV_WRITE);
+			return;
+		}
+		session_free(s);
+		return;
+	}
+	/* EOF or error: the client is gone. */
+	if (s->state == SS_COMMIT) {
+		/* The spool still holds a reference; free on its callback. */
+		s->eof = true;
+		bufferevent_disable(bev, EV_READ | EV_WRITE);
+		return;
+	}
+	if (s->state == SS_DATA || s->state == SS_MAIL || s->state == SS_RCPT)
+		log_info("%s: lost connection from %s[%s]:%u during the transaction", s->id,
+		    s->name, s->ip, s->port);
+	session_free(s);
+}
+
+/* ---- session lifetime -------------------------------------------------- */
+
+static void
+session_free(struct smtp_session *s)
+{
+	struct smtp_server *srv = s->srv;
+
+	log_info("disconnect from %s[%s]:%u", s->name, s->ip, s->port);
+	txn_reset(s);
+	if (s->bev) {
+		bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
+		bufferevent_free(s->bev);
+	}
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	srv->nsessions--;
+	free(s);
+}
+
+static bool
+is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+
+		if (IN6_IS_ADDR_LOOPBACK(a))
+			return true;
+		return IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127;
+	}
+	return false;
+}
+
+void
+smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
+    socklen_t salen)
+{
+	const struct config *cfg = srv->cfg;
+	char ip[64];
+	uint16_t port = 0;
+	bool allowed = false;
+	char line[512];
+	int n;
+
+	net_format_addr(sa, ip, sizeof(ip), &port);
+	const char *name = is_loopback(sa) ? "localhost" : "unknown";
+
+	if (srv->shutting_down || srv->nsessions >= (size_t)cfg->max_clients) {
+		/* Refused before any state exists: one best-effort write. */
+		if (srv->shutting_down)
+			n = snprintf(line, sizeof(line),
+			    "421 4.3.2 %s Service shutting down\r\n", cfg->hostname);
+		else {
+			log_warn("connect from %s[%s]:%u refused: max_clients (%d) reached", name, ip,
+			    port, cfg->max_clients);
+			n = snprintf(line, sizeof(line),
+			    "421 4.7.0 %s Error: too many connections, try again later\r\n",
+			    cfg->hostname);
+		}
+		(void)!write(fd, line, (size_t)n);
+		evutil_closesocket(fd);
+		return;
+	}
+	for (size_t i = 0; i < cfg->nallow && !allowed; i++)
+		allowed = net_cidr_match(&cfg->allow[i], sa);
+
+	struct smtp_session *s = xcalloc(1, sizeof(*s));
+	int one = 1;
+
+	s->srv = srv;
+	s->cfg = cfg;
+	snprintf(s->ip, sizeof(s->ip), "%s", ip);
+	snprintf(s->name, sizeof(s->name), "%s", name);
+	s->port = port;
+	buf_init(&s->prefix);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, IN_HIGH);
+	bufferevent_setwatermark(s->bev, EV_WRITE, OUT_LOW, 0);
+	struct timeval tv = { cfg->timeout, 0 };
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+
+	s->next = srv->sessions;
+	if (s->next)
+		s->next->prev = s;
+	srv->sessions = s;
+	srv->nsessions++;
+
+	if (!allowed) {
+		log_warn("reject: connect from %s[%s]:%u: client not in allow list", name, ip, port);
+		s->state = SS_REJECTED;
+		reply(s, "554 5.7.1 %s Error: access denied for %s", cfg->hostname, ip);
+	} else {
+		log_info("connect from %s[%s]:%u", name, ip, port);
+		s->state = SS_INIT;
+		reply(s, "220 %s ESMTP relayd", cfg->hostname);
+	}
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	(void)salen;
+}
+
+/* ---- server ------------------------------------------------------------ */
+
+struct smtp_server *
+smtp_server_new(struct event_base *base, const struct config *cfg, struct spool *spool,
+    struct queue *queue)
+{
+	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
+
+	srv->base = base;
+	srv->cfg = cfg;
+	srv->spool = spool;
+	srv->queue = queue;
+	return srv;
+}
+
+void
+smtp_server_set_config(struct smtp_server *srv, const struct config *cfg)
+{
+	srv->cfg = cfg;
+}
+
+size_t
+smtp_server_nsessions(const struct smtp_server *srv)
+{
+	return srv->nsessions;
+}
+
+void
+smtp_server_shutdown(struct smtp_server *srv)
+{
+	struct smtp_session *s, *next;
+
+	srv->shutting_down = true;
+	for (s = srv->sessions; s; s = next) {
+		next = s->next;
+		/* Transactions in progress finish (bounded by the caller);
+		 * the rest are told and closed. */
+		if (s->state == SS_INIT || s->state == SS_IDLE || s->state == SS_REJECTED) {
+			session_close_after(s, "421 4.3.2 Service shutting down, closing transmission channel");
+			bufferevent_disable(s->bev, EV_READ);
+			if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+				session_free(s);
+		}
+	}
+}
+
+void
+smtp_server_free(struct smtp_server *srv)
+{
+	if (srv == NULL)
+		return;
+	while (srv->sessions)
+		session_free(srv->sessions);
+	free(srv);
+}

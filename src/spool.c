@@ -1,1 +1,1062 @@
-/* spool: placeholder */
+/*
+ * spool — the durable queue: an append-only log of checksummed records in
+ * segment files, made durable by one committer thread in group commits.
+ *
+ * Why a log and not one file per message: on the spool's filesystem a
+ * create + fsync + rename + directory fsync per message tops out near 2,200
+ * messages/s, and ext4 keeps deleted inodes out of reuse for about a
+ * minute, so a relay that creates and deletes a file per message slows
+ * itself down under steady load.  Appending every message accepted during
+ * one fdatasync to the current segment turns N syncs into one.
+ *
+ * On-disk format (little-endian):
+ *   segment file "<seq>.seg", seq 16 hex digits, a sequence of records:
+ *   header  u32 magic "RLYR" | u8 type | u8 version | u16 reserved |
+ *           u32 payload length | u32 CRC-32C over bytes 4..12 of the
+ *           header and the payload
+ *   payload by type:
+ *     MSG   u64 qid | i64 arrival_us | u32 flags | u32 nrcpt | str sender |
+ *           nrcpt * (str addr | u8 status | u16 attempts | i64 next |
+ *           str last_error) | u64 textlen | text (prefix + body)
+ *     RCPT  u64 qid | u32 index | u8 status | u16 attempts | i64 next |
+ *           str last_error                     (relaying issue)
+ *     DONE  u64 qid                            (relaying issue)
+ *   str = u32 length (0xffffffff for NULL) | bytes
+ *
+ * Recovery reads segments in order: a MSG creates (or, when a message was
+ * relocated, replaces) a message, RCPT records update it, DONE retires it.
+ * Segments are deleted oldest first only, and only when no live message
+ * starts in them, so a retiring or state record never outlives the message
+ * record it refers to, and never vanishes while that message is live.
+ */
+#include "acconfig.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "crc32c.h"
+#include "idmap.h"
+#include "log.h"
+#include "spool.h"
+#include "util.h"
+
+#define REC_MAGIC	0x52594c52u	/* "RLYR" */
+#define REC_HDR_LEN	16
+#define REC_VERSION	1
+#define REC_MSG		1
+#define REC_RCPT	2
+#define REC_DONE	3
+#define REC_MAX_PAYLOAD	(1ULL << 32)	/* u32 length: > 4 GiB messages cannot exist */
+
+#define SEG_MAX_SIZE	(64ULL << 20)	/* rotate once a segment passes this */
+#define BODY_MEM_MAX	(32u << 10)	/* spill bodies beyond this to a temp file */
+#define STR_NULL	0xffffffffu
+
+struct spool_body {
+	struct spool	*sp;
+	struct buf	 mem;
+	int		 fd;		/* temp file once spilled, else -1 */
+	uint64_t	 size;
+	int		 err;
+};
+
+struct spool_req {
+	struct spool_req	*next;
+	struct buf		 head;	/* record header + MSG payload up to the text */
+	char			*prefix;
+	size_t			 prefixlen;
+	struct spool_body	*body;
+	spool_done_fn		 done;
+	void			*arg;
+	int			 error;
+	struct spool_loc	 loc;
+};
+
+struct spool {
+	char			*dir;
+	int			 dirfd;
+	int			 lockfd;
+	struct event_base	*base;
+	uint64_t		 maxqid;
+
+	pthread_t		 thread;
+	bool			 thread_started;
+	pthread_mutex_t		 mu;
+	pthread_cond_t		 cv;
+	struct spool_req	*pend, **pend_tail;	/* guarded by mu */
+	struct spool_req	*done, **done_tail;	/* guarded by mu */
+	bool			 notified;		/* guarded by mu */
+	bool			 stop;			/* guarded by mu */
+	struct spool_stats	 stats;			/* guarded by mu */
+
+	int			 notify_rd, notify_wr;
+	struct event		*notify_ev;
+
+	/* committer-owned */
+	int			 segfd;
+	uint64_t		 segseq;
+	uint64_t		 segoff;
+	bool			 seg_suspect;	/* a sync failed: start a new segment */
+};
+
+/* ---- little-endian encoding ------------------------------------------ */
+
+static void
+put_u8(struct buf *b, uint8_t v)
+{
+	buf_add(b, &v, 1);
+}
+
+static void
+put_u16(struct buf *b, uint16_t v)
+{
+	uint8_t x[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
+
+	buf_add(b, x, 2);
+}
+
+static void
+put_u32(struct buf *b, uint32_t v)
+{
+	uint8_t x[4];
+
+	for (int i = 0; i < 4; i++)
+		x[i] = (uint8_t)(v >> (8 * i));
+	buf_add(b, x, 4);
+}
+
+static void
+put_u64(struct buf *b, uint64_t v)
+{
+	uint8_t x[8];
+
+	for (int i = 0; i < 8; i++)
+		x[i] = (uint8_t)(v >> (8 * i));
+	buf_add(b, x, 8);
+}
+
+static void
+put_str(struct buf *b, const char *s)
+{
+	if (s == NULL) {
+		put_u32(b, STR_NULL);
+		return;
+	}
+	size_t n = strlen(s);
+	put_u32(b, (uint32_t)n);
+	buf_add(b, s, n);
+}
+
+static uint32_t
+get_u32le(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	    (uint32_t)p[3] << 24;
+}
+
+static void
+set_u32le(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A bounds-checked reader over one record payload. */
+struct rd {
+	const unsigned char	*p;
+	size_t			 n;
+	bool			 bad;
+};
+
+static const unsigned char *
+rd_take(struct rd *r, size_t k)
+{
+	if (r->bad || r->n < k) {
+		r->bad = true;
+		return NULL;
+	}
+	const unsigned char *p = r->p;
+	r->p += k;
+	r->n -= k;
+	return p;
+}
+
+static uint64_t
+rd_uint(struct rd *r, size_t width)
+{
+	const unsigned char *p = rd_take(r, width);
+	uint64_t v = 0;
+
+	if (p == NULL)
+		return 0;
+	for (size_t i = 0; i < width; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+static char *
+rd_str(struct rd *r)
+{
+	uint32_t n = (uint32_t)rd_uint(r, 4);
+
+	if (r->bad || n == STR_NULL)
+		return NULL;
+	const unsigned char *p = rd_take(r, n);
+	if (p == NULL)
+		return NULL;
+	if (memchr(p, '\0', n) != NULL) {
+		r->bad = true;
+		return NULL;
+	}
+	return xstrndup((const char *)p, n);
+}
+
+/* ---- envelopes --------------------------------------------------------- */
+
+struct spool_envelope *
+spool_envelope_new(void)
+{
+	return xcalloc(1, sizeof(struct spool_envelope));
+}
+
+void
+spool_envelope_free(struct spool_envelope *env)
+{
+	if (env == NULL)
+		return;
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		free(env->rcpts[i].addr);
+		free(env->rcpts[i].last_error);
+	}
+	free(env->rcpts);
+	free(env->sender);
+	free(env);
+}
+
+static void
+encode_msg_head(struct buf *b, const struct spool_envelope *env, uint64_t qid,
+    uint64_t textlen)
+{
+	/* header, CRC and length filled in by the committer */
+	put_u32(b, REC_MAGIC);
+	put_u8(b, REC_MSG);
+	put_u8(b, REC_VERSION);
+	put_u16(b, 0);
+	put_u32(b, 0);
+	put_u32(b, 0);
+	put_u64(b, qid);
+	put_u64(b, (uint64_t)env->arrival);
+	put_u32(b, env->flags);
+	put_u32(b, (uint32_t)env->nrcpt);
+	put_str(b, env->sender);
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		const struct spool_rcpt *rc = &env->rcpts[i];
+
+		put_str(b, rc->addr);
+		put_u8(b, rc->status);
+		put_u16(b, rc->attempts);
+		put_u64(b, (uint64_t)rc->next_attempt);
+		put_str(b, rc->last_error);
+	}
+	put_u64(b, textlen);
+}
+
+/* Decodes a MSG payload; the text itself stays on disk (loc). */
+static struct spool_envelope *
+decode_msg(const unsigned char *p, size_t n, uint64_t *qid, uint64_t seg, uint64_t payload_off)
+{
+	struct rd r = { p, n, false };
+	struct spool_envelope *env = spool_envelope_new();
+
+	*qid = rd_uint(&r, 8);
+	env->arrival = (int64_t)rd_uint(&r, 8);
+	env->flags = (uint32_t)rd_uint(&r, 4);
+	uint32_t nrcpt = (uint32_t)rd_uint(&r, 4);
+	env->sender = rd_str(&r);
+	if (r.bad || env->sender == NULL || nrcpt == 0 || nrcpt > r.n)
+		goto bad;
+	env->rcpts = xcalloc(nrcpt, sizeof(*env->rcpts));
+	for (uint32_t i = 0; i < nrcpt && !r.bad; i++) {
+		struct spool_rcpt *rc = &env->rcpts[i];
+
+		env->nrcpt = i + 1;
+		rc->addr = rd_str(&r);
+		rc->status = (uint8_t)rd_uint(&r, 1);
+		rc->attempts = (uint16_t)rd_uint(&r, 2);
+		rc->next_attempt = (int64_t)rd_uint(&r, 8);
+		rc->last_error = rd_str(&r);
+		if (rc->addr == NULL)
+			r.bad = true;
+	}
+	uint64_t textlen = rd_uint(&r, 8);
+	if (r.bad || textlen != r.n)
+		goto bad;
+	qid_encode(*qid, env->id);
+	env->loc.seg = seg;
+	env->loc.off = payload_off + (n - r.n);
+	env->loc.len = textlen;
+	return env;
+bad:
+	spool_envelope_free(env);
+	return NULL;
+}
+
+/* ---- bodies ------------------------------------------------------------ */
+
+struct spool_body *
+spool_body_new(struct spool *sp)
+{
+	struct spool_body *b = xcalloc(1, sizeof(*b));
+
+	b->sp = sp;
+	b->fd = -1;
+	buf_init(&b->mem);
+	return b;
+}
+
+static int
+spool_tmpfile(struct spool *sp)
+{
+	int fd = openat(sp->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+		return fd;
+	/* Filesystems without O_TMPFILE: a named file unlinked at once. */
+	char path[64];
+	for (int tries = 0; tries < 100; tries++) {
+		snprintf(path, sizeof(path), "tmp.%lx.%d", (unsigned long)random(), tries);
+		fd = openat(sp->dirfd, path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			unlinkat(sp->dirfd, path, 0);
+			return fd;
+		}
+		if (errno != EEXIST)
+			return -1;
+	}
+	return -1;
+}
+
+int
+spool_body_write(struct spool_body *b, const void *p, size_t n)
+{
+	if (b->err)
+		return 0;
+	if (b->fd < 0 && b->mem.len + n <= BODY_MEM_MAX) {
+		buf_add(&b->mem, p, n);
+		b->size += n;
+		return 0;
+	}
+	if (b->fd < 0) {
+		b->fd = spool_tmpfile(b->sp);
+		if (b->fd < 0 || write_full(b->fd, b->mem.p, b->mem.len) < 0)
+			goto fail;
+		buf_free(&b->mem);
+	}
+	if (write_full(b->fd, p, n) < 0)
+		goto fail;
+	b->size += n;
+	return 0;
+fail:
+	b->err = errno ? errno : EIO;
+	buf_free(&b->mem);
+	if (b->fd >= 0) {
+		close(b->fd);
+		b->fd = -1;
+	}
+	errno = b->err;
+	return -1;
+}
+
+int
+spool_body_error(const struct spool_body *b)
+{
+	return b->err;
+}
+
+uint64_t
+spool_body_size(const struct spool_body *b)
+{
+	return b->size;
+}
+
+void
+spool_body_free(struct spool_body *b)
+{
+	if (b == NULL)
+		return;
+	if (b->fd >= 0)
+		close(b->fd);
+	buf_free(&b->mem);
+	free(b);
+}
+
+/* ---- the committer thread ---------------------------------------------- */
+
+static int
+pwritev_full(int fd, struct iovec *iov, int iovcnt, uint64_t off)
+{
+	while (iovcnt > 0) {
+		ssize_t w = pwritev(fd, iov, iovcnt, (off_t)off);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (w == 0) {
+			errno = EIO;
+			return -1;
+		}
+		off += (uint64_t)w;
+		while (iovcnt > 0 && (size_t)w >= iov->iov_len) {
+			w -= (ssize_t)iov->iov_len;
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
+static void
+seg_name(uint64_t seq, char out[32])
+{
+	snprintf(out, 32, "%016" PRIx64 ".seg", seq);
+}
+
+/* Creates segment seq and makes its directory entry durable. */
+static int
+seg_create(struct spool *sp, uint64_t seq)
+{
+	char name[32];
+	int fd;
+
+	seg_name(seq, name);
+	fd = openat(sp->dirfd, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -1;
+	if (fsync(sp->dirfd) < 0) {
+		int e = errno;
+		close(fd);
+		unlinkat(sp->dirfd, name, 0);
+		errno = e;
+		return -1;
+	}
+	if (sp->segfd >= 0)
+		close(sp->segfd);
+	sp->segfd = fd;
+	sp->segseq = seq;
+	sp->segoff = 0;
+	sp->seg_suspect = false;
+	return 0;
+}
+
+/* Writes one MSG record at sp->segoff; on failure cuts it off again. */
+static int
+commit_write_msg(struct spool *sp, struct spool_req *r)
+{
+	struct spool_body *b = r->body;
+	uint64_t textlen = r->prefixlen + b->size;
+	uint64_t payload = r->head.len - REC_HDR_LEN + textlen;
+	unsigned char *h = (unsigned char *)r->head.p;
+	uint64_t start = sp->segoff;
+	uint32_t crc;
+
+	if (payload >= REC_MAX_PAYLOAD) {
+		r->error = EFBIG;
+		return -1;
+	}
+	set_u32le(h + 8, (uint32_t)payload);
+	crc = crc32c(0, h + 4, 8);
+	crc = crc32c(crc, h + REC_HDR_LEN, r->head.len - REC_HDR_LEN);
+	crc = crc32c(crc, r->prefix, r->prefixlen);
+
+	if (b->fd < 0) {
+		crc = crc32c(crc, b->mem.p, b->mem.len);
+		set_u32le(h + 12, crc);
+		struct iovec iov[3] = {
+			{ r->head.p, r->head.len },
+			{ r->prefix, r->prefixlen },
+			{ b->mem.p, b->mem.len },
+		};
+		if (pwritev_full(sp->segfd, iov, 3, start) < 0)
+			goto fail;
+	} else {
+		/* Spilled body: copy it after the prefix while checksumming,
+		 * then write the header whose CRC covers it. */
+		static __thread char chunk[64 << 10];
+		uint64_t off = start + r->head.len;
+		uint64_t done = 0;
+
+		if (pwrite_full(sp->segfd, r->prefix, r->prefixlen, off) < 0)
+			goto fail;
+		off += r->prefixlen;
+		while (done < b->size) {
+			ssize_t n = pread(b->fd, chunk, sizeof(chunk), (off_t)done);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0) {
+				if (n == 0)
+					errno = EIO;
+				goto fail;
+			}
+			crc = crc32c(crc, chunk, (size_t)n);
+			if (pwrite_full(sp->segfd, chunk, (size_t)n, off) < 0)
+				goto fail;
+			off += (uint64_t)n;
+			done += (uint64_t)n;
+		}
+		set_u32le(h + 12, crc);
+		if (pwrite_full(sp->segfd, r->head.p, r->head.len, start) < 0)
+			goto fail;
+	}
+	r->loc.seg = sp->segseq;
+	r->loc.off = start + r->head.len;
+	r->loc.len = textlen;
+	sp->segoff = start + REC_HDR_LEN + payload;
+	return 0;
+fail:
+	r->error = errno ? errno : EIO;
+	if (ftruncate(sp->segfd, (off_t)start) < 0)
+		sp->seg_suspect = true;
+	return -1;
+}
+
+static void
+commit_batch(struct spool *sp, struct spool_req *batch)
+{
+	uint64_t batch_start;
+	size_t written = 0;
+
+	if (sp->segfd < 0 || sp->seg_suspect || sp->segoff >= SEG_MAX_SIZE) {
+		if (seg_create(sp, sp->segseq + 1) < 0) {
+			int e = errno;
+			log_err("spool: cannot create segment in %s: %s", sp->dir, strerror(e));
+			for (struct spool_req *r = batch; r; r = r->next)
+				r->error = e;
+			return;
+		}
+	}
+	batch_start = sp->segoff;
+	for (struct spool_req *r = batch; r; r = r->next) {
+		if (r->body->err) {
+			r->error = r->body->err;
+			continue;
+		}
+		if (commit_write_msg(sp, r) == 0)
+			written++;
+		else if (r->error != ENOSPC)
+			log_err("spool: write to %s failed: %s", sp->dir, strerror(r->error));
+	}
+	if (written == 0)
+		return;
+	if (fdatasync(sp->segfd) < 0) {
+		int e = errno;
+
+		/* After a failed sync the page cache may no longer hold what
+		 * the disk lacks: cut the batch off, and move to a fresh
+		 * segment for the next one. */
+		log_err("spool: fdatasync in %s failed: %s", sp->dir, strerror(e));
+		for (struct spool_req *r = batch; r; r = r->next)
+			if (r->error == 0)
+				r->error = e;
+		if (ftruncate(sp->segfd, (off_t)batch_start) == 0)
+			(void)fdatasync(sp->segfd);
+		sp->segoff = batch_start;
+		sp->seg_suspect = true;
+		return;
+	}
+	pthread_mutex_lock(&sp->mu);
+	sp->stats.commits++;
+	sp->stats.records += written;
+	pthread_mutex_unlock(&sp->mu);
+}
+
+static void *
+committer_main(void *arg)
+{
+	struct spool *sp = arg;
+
+	pthread_mutex_lock(&sp->mu);
+	for (;;) {
+		while (sp->pend == NULL && !sp->stop)
+			pthread_cond_wait(&sp->cv, &sp->mu);
+		if (sp->pend == NULL && sp->stop)
+			break;
+		struct spool_req *batch = sp->pend;
+		sp->pend = NULL;
+		sp->pend_tail = &sp->pend;
+		pthread_mutex_unlock(&sp->mu);
+
+		commit_batch(sp, batch);
+		struct spool_req *last = batch;
+		while (last->next)
+			last = last->next;
+
+		pthread_mutex_lock(&sp->mu);
+		*sp->done_tail = batch;
+		sp->done_tail = &last->next;
+		if (!sp->notified) {
+			sp->notified = true;
+			char c = 1;
+			(void)!write(sp->notify_wr, &c, 1);
+		}
+	}
+	pthread_mutex_unlock(&sp->mu);
+	return NULL;
+}
+
+static void
+req_free(struct spool_req *r)
+{
+	buf_free(&r->head);
+	free(r->prefix);
+	spool_body_free(r->body);
+	free(r);
+}
+
+/* Event loop side: hand finished commits back to their owners. */
+static void
+spool_notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct spool *sp = arg;
+	char drain[64];
+
+	while (read(fd, drain, sizeof(drain)) > 0)
+		;
+	pthread_mutex_lock(&sp->mu);
+	struct spool_req *list = sp->done;
+	sp->done = NULL;
+	sp->done_tail = &sp->done;
+	sp->notified = false;
+	pthread_mutex_unlock(&sp->mu);
+
+	while (list) {
+		struct spool_req *r = list;
+
+		list = r->next;
+		r->done(r->arg, r->error, &r->loc);
+		req_free(r);
+	}
+}
+
+void
+spool_commit_message(struct spool *sp, const struct spool_envelope *env,
+    const char *prefix, size_t prefixlen, struct spool_body *body,
+    spool_done_fn done, void *arg)
+{
+	struct spool_req *r = xcalloc(1, sizeof(*r));
+	uint64_t qid = 0;
+
+	(void)qid_decode(env->id, &qid);
+	buf_init(&r->head);
+	encode_msg_head(&r->head, env, qid, prefixlen + body->size);
+	r->prefix = xstrndup(prefix, prefixlen);
+	r->prefixlen = prefixlen;
+	r->body = body;
+	r->done = done;
+	r->arg = arg;
+
+	pthread_mutex_lock(&sp->mu);
+	*sp->pend_tail = r;
+	sp->pend_tail = &r->next;
+	pthread_cond_signal(&sp->cv);
+	pthread_mutex_unlock(&sp->mu);
+}
+
+void
+spool_get_stats(const struct spool *sp, struct spool_stats *st)
+{
+	pthread_mutex_lock((pthread_mutex_t *)&sp->mu);
+	*st = sp->stats;
+	pthread_mutex_unlock((pthread_mutex_t *)&sp->mu);
+}
+
+uint64_t
+spool_max_qid(const struct spool *sp)
+{
+	return sp->maxqid;
+}
+
+/* ---- recovery ---------------------------------------------------------- */
+
+struct recovery {
+	struct idmap	*msgs;		/* qid -> envelope */
+	uint64_t	 maxqid;
+};
+
+static void
+recover_record(struct recovery *rc, int type, const unsigned char *p, size_t n,
+    uint64_t seg, uint64_t payload_off)
+{
+	struct rd r = { p, n, false };
+	uint64_t qid;
+
+	switch (type) {
+	case REC_MSG: {
+		struct spool_envelope *env = decode_msg(p, n, &qid, seg, payload_off);
+
+		if (env == NULL || qid == 0) {
+			log_err("spool: %016" PRIx64 ".seg offset %" PRIu64
+			    ": unreadable message record skipped", seg, payload_off);
+			spool_envelope_free(env);
+			return;
+		}
+		if (qid > rc->maxqid)
+			rc->maxqid = qid;
+		spool_envelope_free(idmap_put(rc->msgs, qid, env));
+		return;
+	}
+	case REC_RCPT: {
+		qid = rd_uint(&r, 8);
+		uint32_t idx = (uint32_t)rd_uint(&r, 4);
+		uint8_t status = (uint8_t)rd_uint(&r, 1);
+		uint16_t attempts = (uint16_t)rd_uint(&r, 2);
+		int64_t next = (int64_t)rd_uint(&r, 8);
+		char *err = rd_str(&r);
+		struct spool_envelope *env = idmap_get(rc->msgs, qid);
+
+		if (!r.bad && env != NULL && idx < env->nrcpt) {
+			struct spool_rcpt *rcpt = &env->rcpts[idx];
+
+			rcpt->status = status;
+			rcpt->attempts = attempts;
+			rcpt->next_attempt = next;
+			free(rcpt->last_error);
+			rcpt->last_error = err;
+			err = NULL;
+		}
+		free(err);
+		return;
+	}
+	case REC_DONE:
+		qid = rd_uint(&r, 8);
+		if (!r.bad)
+			spool_envelope_free(idmap_del(rc->msgs, qid));
+		return;
+	default:
+		log_warn("spool: %016" PRIx64 ".seg: unknown record type %d skipped", seg, type);
+	}
+}
+
+/* Is there a whole, checksummed record at p?  Returns its total length. */
+static uint64_t
+record_at(const unsigned char *p, uint64_t avail)
+{
+	if (avail < REC_HDR_LEN || get_u32le(p) != REC_MAGIC)
+		return 0;
+	uint64_t len = get_u32le(p + 8);
+	if (len > avail - REC_HDR_LEN)
+		return 0;
+	uint32_t crc = crc32c(0, p + 4, 8);
+	crc = crc32c(crc, p + REC_HDR_LEN, (size_t)len);
+	if (crc != get_u32le(p + 12))
+		return 0;
+	return REC_HDR_LEN + len;
+}
+
+/*
+ * Reads one segment.  Damage (a torn tail after a crash, or corrupt blocks)
+ * is skipped by scanning for the next whole record; a torn tail of the last
+ * segment is cut off.  Returns -1 only if the file cannot be read at all.
+ */
+static int
+recover_segment(struct spool *sp, struct recovery *rc, uint64_t seq, bool last,
+    char *err, size_t errlen)
+{
+	char name[32];
+	struct stat st;
+	int fd;
+
+	seg_name(seq, name);
+	fd = openat(sp->dirfd, name, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		snprintf(err, errlen, "cannot open %s/%s: %s", sp->dir, name, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	uint64_t size = (uint64_t)st.st_size;
+	if (size == 0) {
+		close(fd);
+		return 0;
+	}
+	const unsigned char *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (map == MAP_FAILED) {
+		snprintf(err, errlen, "cannot map %s/%s: %s", sp->dir, name, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	uint64_t off = 0, good_end = 0, skipped = 0;
+	while (off < size) {
+		uint64_t len = record_at(map + off, size - off);
+
+		if (len == 0) {
+			off++;
+			skipped++;
+			continue;
+		}
+		if (skipped > 0 && good_end > 0)
+			log_err("spool: %s/%s: %" PRIu64 " damaged bytes skipped before offset %"
+			    PRIu64, sp->dir, name, skipped, off);
+		skipped = 0;
+		recover_record(rc, map[off + 4], map + off + REC_HDR_LEN, len - REC_HDR_LEN, seq,
+		    off + REC_HDR_LEN);
+		off += len;
+		good_end = off;
+	}
+	munmap((void *)map, size);
+	if (good_end < size) {
+		if (last) {
+			log_warn("spool: %s/%s: %" PRIu64 " bytes of an unfinished write removed",
+			    sp->dir, name, size - good_end);
+			if (ftruncate(fd, (off_t)good_end) < 0 || fsync(fd) < 0)
+				log_err("spool: %s/%s: cannot cut off debris: %s", sp->dir, name,
+				    strerror(errno));
+		} else {
+			log_err("spool: %s/%s: %" PRIu64 " damaged bytes at the end skipped", sp->dir,
+			    name, size - good_end);
+		}
+	}
+	close(fd);
+	return 0;
+}
+
+static int
+cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int
+cmp_env(const void *a, const void *b)
+{
+	const struct spool_envelope *x = *(struct spool_envelope *const *)a;
+	const struct spool_envelope *y = *(struct spool_envelope *const *)b;
+
+	return strcmp(x->id, y->id);
+}
+
+struct collect {
+	struct spool_envelope	**v;
+	size_t			  n;
+};
+
+static void
+collect_env(void *arg, uint64_t key, void *val)
+{
+	struct collect *c = arg;
+
+	c->v[c->n++] = val;
+}
+
+/* Lists segment sequence numbers, sorted; removes stray temporary files. */
+static int
+list_segments(struct spool *sp, uint64_t **out, size_t *nout, char *err, size_t errlen)
+{
+	int fd = dup(sp->dirfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	uint64_t *v = NULL;
+	size_t n = 0, cap = 0;
+
+	if (d == NULL) {
+		snprintf(err, errlen, "cannot read %s: %s", sp->dir, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL) {
+		const char *nm = de->d_name;
+		size_t len = strlen(nm);
+
+		if (strncmp(nm, "tmp.", 4) == 0) {
+			unlinkat(sp->dirfd, nm, 0);
+			continue;
+		}
+		if (len != 20 || strcmp(nm + 16, ".seg") != 0 ||
+		    strspn(nm, "0123456789abcdef") != 16)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 16;
+			v = xrealloc(v, cap * sizeof(*v));
+		}
+		v[n++] = strtoull(nm, NULL, 16);
+	}
+	closedir(d);
+	if (n > 0)
+		qsort(v, n, sizeof(*v), cmp_u64);
+	*out = v;
+	*nout = n;
+	return 0;
+}
+
+static void
+free_env_entry(void *arg, uint64_t key, void *val)
+{
+	spool_envelope_free(val);
+}
+
+static int
+spool_recover(struct spool *sp, spool_load_fn load, void *load_arg, char *err, size_t errlen)
+{
+	struct recovery rc = { idmap_new(), 0 };
+	uint64_t *segs = NULL;
+	size_t nsegs = 0;
+
+	if (list_segments(sp, &segs, &nsegs, err, errlen) < 0)
+		goto fail;
+	for (size_t i = 0; i < nsegs; i++)
+		if (recover_segment(sp, &rc, segs[i], i + 1 == nsegs, err, errlen) < 0)
+			goto fail;
+
+	/* Delete the oldest segments that no live message starts in. */
+	size_t nmsg = idmap_count(rc.msgs);
+	struct collect c = { xcalloc(nmsg ? nmsg : 1, sizeof(*c.v)), 0 };
+	uint64_t oldest_live = UINT64_MAX;
+
+	idmap_foreach(rc.msgs, collect_env, &c);
+	for (size_t i = 0; i < c.n; i++)
+		if (c.v[i]->loc.seg < oldest_live)
+			oldest_live = c.v[i]->loc.seg;
+	for (size_t i = 0; i < nsegs && segs[i] < oldest_live; i++) {
+		char name[32];
+
+		seg_name(segs[i], name);
+		if (unlinkat(sp->dirfd, name, 0) < 0 || fsync(sp->dirfd) < 0) {
+			log_warn("spool: cannot remove %s/%s: %s", sp->dir, name, strerror(errno));
+			break;
+		}
+	}
+	sp->segseq = nsegs ? segs[nsegs - 1] : 0;
+	sp->maxqid = rc.maxqid;
+
+	qsort(c.v, c.n, sizeof(*c.v), cmp_env);
+	for (size_t i = 0; i < c.n; i++)
+		load(load_arg, c.v[i]);
+	free(c.v);
+	idmap_free(rc.msgs);
+	free(segs);
+	return 0;
+fail:
+	idmap_foreach(rc.msgs, free_env_entry, NULL);
+	idmap_free(rc.msgs);
+	free(segs);
+	return -1;
+}
+
+/* ---- open / close ------------------------------------------------------ */
+
+struct spool *
+spool_open(const char *dir, struct event_base *base, spool_load_fn load, void *load_arg,
+    char *err, size_t errlen)
+{
+	struct spool *sp = xcalloc(1, sizeof(*sp));
+	int pfd[2];
+
+	sp->dir = xstrdup(dir);
+	sp->base = base;
+	sp->dirfd = sp->lockfd = sp->segfd = sp->notify_rd = sp->notify_wr = -1;
+	pthread_mutex_init(&sp->mu, NULL);
+	pthread_cond_init(&sp->cv, NULL);
+	sp->pend_tail = &sp->pend;
+	sp->done_tail = &sp->done;
+
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "cannot create spool %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	sp->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sp->dirfd < 0) {
+		snprintf(err, errlen, "cannot open spool %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	sp->lockfd = openat(sp->dirfd, "lock", O_CREAT | O_RDWR | O_CLOEXEC, 0600);
+	if (sp->lockfd < 0) {
+		snprintf(err, errlen, "cannot create %s/lock: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if (flock(sp->lockfd, LOCK_EX | LOCK_NB) < 0) {
+		snprintf(err, errlen, errno == EWOULDBLOCK ?
+		    "spool %s is in use by another relayd" : "cannot lock spool %s: %s",
+		    dir, strerror(errno));
+		goto fail;
+	}
+	if (spool_recover(sp, load, load_arg, err, errlen) < 0)
+		goto fail;
+	/* Always start a fresh segment: never append after a possibly torn tail. */
+	if (seg_create(sp, sp->segseq + 1) < 0) {
+		snprintf(err, errlen, "cannot create a segment in %s: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if (pipe2(pfd, O_NONBLOCK | O_CLOEXEC) < 0) {
+		snprintf(err, errlen, "pipe: %s", strerror(errno));
+		goto fail;
+	}
+	sp->notify_rd = pfd[0];
+	sp->notify_wr = pfd[1];
+	sp->notify_ev = event_new(base, sp->notify_rd, EV_READ | EV_PERSIST, spool_notify_cb, sp);
+	event_add(sp->notify_ev, NULL);
+	if (pthread_create(&sp->thread, NULL, committer_main, sp) != 0) {
+		snprintf(err, errlen, "cannot start the committer thread");
+		goto fail;
+	}
+	sp->thread_started = true;
+	return sp;
+fail:
+	spool_close(sp);
+	return NULL;
+}
+
+void
+spool_close(struct spool *sp)
+{
+	if (sp == NULL)
+		return;
+	if (sp->thread_started) {
+		pthread_mutex_lock(&sp->mu);
+		sp->stop = true;
+		pthread_cond_signal(&sp->cv);
+		pthread_mutex_unlock(&sp->mu);
+		pthread_join(sp->thread, NULL);
+	}
+	/* Commits finished but not yet handed back are dropped: their owners
+	 * are gone by now (see spool.h). */
+	for (struct spool_req *r = sp->done, *nx; r; r = nx) {
+		nx = r->next;
+		req_free(r);
+	}
+	if (sp->notify_ev)
+		event_free(sp->notify_ev);
+	if (sp->notify_rd >= 0)
+		close(sp->notify_rd);
+	if (sp->notify_wr >= 0)
+		close(sp->notify_wr);
+	if (sp->segfd >= 0)
+		close(sp->segfd);
+	if (sp->lockfd >= 0)
+		close(sp->lockfd);
+	if (sp->dirfd >= 0)
+		close(sp->dirfd);
+	pthread_mutex_destroy(&sp->mu);
+	pthread_cond_destroy(&sp->cv);
+	free(sp->dir);
+	free(sp);
+}

@@ -120,8 +120,9 @@ typedef void (*spool_done_fn)(void *arg, int error, const struct spool_loc *loc)
  * Queues a new message for the next group commit: env (serialised now; the
  * caller keeps ownership), then prefix (header lines the relay adds, e.g.
  * Received: and DKIM-Signature:, each ending in CRLF) followed by body
- * (ownership passes to the spool).  done is always called exactly once,
- * later, from the event loop.
+ * (ownership passes to the spool).  done is called exactly once, later,
+ * from the event loop, unless spool_close() comes first (then never: the
+ * owner must be gone by then).
  */
 void spool_commit_message(struct spool *sp, const struct spool_envelope *env,
     const char *prefix, size_t prefixlen, struct spool_body *body,

@@ -1,3 +1,402 @@
+/*
+ * Unit tests for the spool: commit and recovery, torn tails, damaged
+ * records, the lock, debris, spilled bodies, segment clean-up, and the
+ * checksum and id map it relies on.  Each test works in its own temporary
+ * directory and runs the event loop only until its callbacks have come.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "crc32c.h"
+#include "idmap.h"
+#include "log.h"
+#include "qid.h"
+#include "spool.h"
 #include "suites.h"
-/* placeholder, being written */
-Suite *spool_suite(void) { return suite_create("spool"); }
+#include "util.h"
+
+struct loaded {
+	struct spool_envelope	*env[64];
+	size_t			 n;
+};
+
+static void
+load_cb(void *arg, struct spool_envelope *env)
+{
+	struct loaded *l = arg;
+
+	ck_assert_uint_lt(l->n, 64);
+	l->env[l->n++] = env;
+}
+
+static void
+loaded_free(struct loaded *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		spool_envelope_free(l->env[i]);
+	l->n = 0;
+}
+
+struct done {
+	int			 calls;
+	int			 error;
+	struct spool_loc	 loc;
+};
+
+static void
+done_cb(void *arg, int error, const struct spool_loc *loc)
+{
+	struct done *d = arg;
+
+	d->calls++;
+	d->error = error;
+	d->loc = *loc;
+}
+
+static char *
+mktmpdir(void)
+{
+	char tmpl[] = "/tmp/relayd-spool-XXXXXX";
+	char *d = mkdtemp(tmpl);
+
+	ck_assert_ptr_nonnull(d);
+	return xasprintf("%s/spool", d);
+}
+
+static void
+rm_rf(const char *spooldir)
+{
+	char *parent = xstrdup(spooldir);
+
+	*strrchr(parent, '/') = '\0';
+	char *cmd = xasprintf("rm -rf '%s'", parent);
+
+	(void)!system(cmd);
+	free(cmd);
+	free(parent);
+}
+
+/* Commits one message and waits (bounded) for its callback. */
+static struct done
+commit_one(struct event_base *base, struct spool *sp, const char *sender,
+    const char *rcpt, const char *prefix, const char *body, size_t bodylen, char id[QID_SIZE])
+{
+	struct spool_envelope env;
+	struct spool_rcpt rc;
+	struct done d = { 0, -1, { 0, 0, 0 } };
+	struct spool_body *b = spool_body_new(sp);
+
+	memset(&env, 0, sizeof(env));
+	memset(&rc, 0, sizeof(rc));
+	qid_next(env.id);
+	memcpy(id, env.id, QID_SIZE);
+	env.arrival = now_us();
+	env.sender = (char *)sender;
+	env.nrcpt = 1;
+	rc.addr = (char *)rcpt;
+	env.rcpts = &rc;
+	/* write in pieces, as a session does */
+	for (size_t off = 0; off < bodylen; off += 1000)
+		ck_assert_int_eq(spool_body_write(b, body + off,
+		    bodylen - off < 1000 ? bodylen - off : 1000), 0);
+	spool_commit_message(sp, &env, prefix, strlen(prefix), b, done_cb, &d);
+	for (int i = 0; i < 500 && d.calls == 0; i++) {
+		struct timeval tv = { 0, 10000 };
+		event_base_loopexit(base, &tv);
+		event_base_dispatch(base);
+	}
+	ck_assert_int_eq(d.calls, 1);
+	return d;
+}
+
+static char *
+read_text(const char *dir, const struct spool_loc *loc)
+{
+	char *path = xasprintf("%s/%016llx.seg", dir, (unsigned long long)loc->seg);
+	int fd = open(path, O_RDONLY);
+	char *p = xmalloc(loc->len + 1);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, p, loc->len, (off_t)loc->off), (ssize_t)loc->len);
+	p[loc->len] = '\0';
+	close(fd);
+	free(path);
+	return p;
+}
+
+static int
+count_segments(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	ck_assert_ptr_nonnull(d);
+	while ((de = readdir(d)) != NULL)
+		if (strstr(de->d_name, ".seg") != NULL)
+			n++;
+	closedir(d);
+	return n;
+}
+
+START_TEST(crc32c_known_vectors)
+{
+	/* RFC 3720 B.4 and the common check value. */
+	unsigned char zeros[32] = { 0 }, ones[32];
+
+	memset(ones, 0xff, sizeof(ones));
+	ck_assert_uint_eq(crc32c(0, "123456789", 9), 0xE3069283u);
+	ck_assert_uint_eq(crc32c(0, zeros, 32), 0x8A9136AAu);
+	ck_assert_uint_eq(crc32c(0, ones, 32), 0x62A8AB43u);
+	/* continuation equals one shot */
+	ck_assert_uint_eq(crc32c(crc32c(0, "1234", 4), "56789", 5), 0xE3069283u);
+}
+END_TEST
+
+START_TEST(idmap_put_get_del)
+{
+	struct idmap *m = idmap_new();
+	static int vals[5000];
+
+	for (uint64_t k = 1; k <= 5000; k++)
+		ck_assert_ptr_null(idmap_put(m, k * 7919, &vals[k - 1]));
+	ck_assert_uint_eq(idmap_count(m), 5000);
+	for (uint64_t k = 1; k <= 5000; k += 2)
+		ck_assert_ptr_eq(idmap_del(m, k * 7919), &vals[k - 1]);
+	ck_assert_uint_eq(idmap_count(m), 2500);
+	for (uint64_t k = 1; k <= 5000; k++)
+		ck_assert_ptr_eq(idmap_get(m, k * 7919), (k % 2) ? NULL : &vals[k - 1]);
+	ck_assert_ptr_null(idmap_del(m, 12345));
+	idmap_free(m);
+}
+END_TEST
+
+START_TEST(commit_and_recover)
+{
+	struct event_base *base = event_base_new();
+	char *dir = mktmpdir();
+	char err[256] = "";
+	struct loaded l = { { NULL }, 0 };
+	char id1[QID_SIZE], id2[QID_SIZE], id3[QID_SIZE];
+	size_t bigsz = 300000;
+	char *big = xmalloc(bigsz);
+
+	for (size_t i = 0; i < bigsz; i++)
+		big[i] = (i % 80 == 79) ? '\n' : (char)('a' + i % 26);
+
+	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "open: %s", err);
+	ck_assert_uint_eq(l.n, 0);
+	struct done d1 = commit_one(base, sp, "a@example.com", "x@example.net",
+	    "Received: test\r\n", "Subject: one\r\n\r\nbody one\r\n", 26, id1);
+	struct done d2 = commit_one(base, sp, "", "y@example.net", "", big, bigsz, id2);
+	struct done d3 = commit_one(base, sp, "c@example.com", "z@example.net", "P: 3\r\n",
+	    "", 0, id3);
+	ck_assert_int_eq(d1.error, 0);
+	ck_assert_int_eq(d2.error, 0);
+	ck_assert_int_eq(d3.error, 0);
+	ck_assert_uint_eq(d2.loc.len, bigsz);
+
+	char *t = read_text(dir, &d1.loc);
+	ck_assert_str_eq(t, "Received: test\r\nSubject: one\r\n\r\nbody one\r\n");
+	free(t);
+	t = read_text(dir, &d2.loc);
+	ck_assert_int_eq(memcmp(t, big, bigsz), 0);	/* the spilled body arrived whole */
+	free(t);
+	struct spool_stats st;
+	spool_get_stats(sp, &st);
+	ck_assert_uint_eq(st.records, 3);
+	ck_assert_uint_ge(st.commits, 1);
+	spool_close(sp);
+
+	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "reopen: %s", err);
+	ck_assert_uint_eq(l.n, 3);
+	ck_assert_str_eq(l.env[0]->id, id1);	/* arrival order */
+	ck_assert_str_eq(l.env[1]->id, id2);
+	ck_assert_str_eq(l.env[2]->id, id3);
+	ck_assert_str_eq(l.env[0]->sender, "a@example.com");
+	ck_assert_str_eq(l.env[1]->sender, "");
+	ck_assert_uint_eq(l.env[0]->nrcpt, 1);
+	ck_assert_str_eq(l.env[0]->rcpts[0].addr, "x@example.net");
+	ck_assert_uint_eq(l.env[0]->rcpts[0].status, SPOOL_RCPT_PENDING);
+	ck_assert_ptr_null(l.env[0]->rcpts[0].last_error);
+	ck_assert_uint_eq(l.env[1]->loc.len, bigsz);
+	ck_assert_uint_eq(l.env[0]->loc.off, d1.loc.off);
+	uint64_t v;
+	ck_assert(qid_decode(id3, &v));
+	ck_assert_uint_eq(spool_max_qid(sp), v);
+	spool_close(sp);
+	loaded_free(&l);
+	free(big);
+	rm_rf(dir);
+	free(dir);
+	event_base_free(base);
+}
+END_TEST
+
+/* Cuts the last segment holding a record at various points: every cut
+ * leaves the earlier message intact and drops the torn one. */
+START_TEST(torn_tail_is_cut_off)
+{
+	struct event_base *base = event_base_new();
+	char *dir = mktmpdir();
+	char err[256];
+	struct loaded l = { { NULL }, 0 };
+	char id1[QID_SIZE], id2[QID_SIZE];
+	const char *cuts[] = { "header", "middle", "last-byte" };
+
+	for (int c = 0; c < 3; c++) {
+		struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+		ck_assert_msg(sp != NULL, "%s", err);
+		loaded_free(&l);
+		struct done d1 = commit_one(base, sp, "a@example.com", "x@example.net", "",
+		    "first\r\n", 7, id1);
+		struct done d2 = commit_one(base, sp, "b@example.com", "y@example.net", "",
+		    "second message\r\n", 16, id2);
+		ck_assert_int_eq(d1.error + d2.error, 0);
+		ck_assert_uint_eq(d1.loc.seg, d2.loc.seg);
+		spool_close(sp);
+
+		char *path = xasprintf("%s/%016llx.seg", dir, (unsigned long long)d2.loc.seg);
+		struct stat st;
+		ck_assert_int_eq(stat(path, &st), 0);
+		off_t end = st.st_size;
+		off_t rec2 = (off_t)d1.loc.off + (off_t)d1.loc.len;	/* record 2 starts here */
+		off_t cut = c == 0 ? rec2 + 5 : c == 1 ? (rec2 + end) / 2 : end - 1;
+		ck_assert_int_eq(truncate(path, cut), 0);
+
+		sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+		ck_assert_msg(sp != NULL, "%s", err);
+		/* all earlier rounds' first messages survive, no second one */
+		ck_assert_uint_eq(l.n, (size_t)c + 1);
+		ck_assert_msg(strcmp(l.env[l.n - 1]->id, id1) == 0, "cut at %s", cuts[c]);
+		for (size_t i = 0; i < l.n; i++)
+			ck_assert_str_eq(l.env[i]->sender, "a@example.com");
+		ck_assert_int_eq(stat(path, &st), 0);
+		ck_assert_int_eq(st.st_size, rec2);	/* debris removed */
+		spool_close(sp);
+		free(path);
+	}
+	loaded_free(&l);
+	rm_rf(dir);
+	free(dir);
+	event_base_free(base);
+}
+END_TEST
+
+START_TEST(damaged_record_is_skipped_not_the_rest)
+{
+	struct event_base *base = event_base_new();
+	char *dir = mktmpdir();
+	char err[256];
+	struct loaded l = { { NULL }, 0 };
+	char id[3][QID_SIZE];
+	struct done d[3];
+
+	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	for (int i = 0; i < 3; i++) {
+		d[i] = commit_one(base, sp, "a@example.com", "x@example.net", "",
+		    "some text\r\n", 11, id[i]);
+		ck_assert_int_eq(d[i].error, 0);
+	}
+	spool_close(sp);
+	/* flip one byte of the middle message's text: its CRC no longer holds */
+	char *path = xasprintf("%s/%016llx.seg", dir, (unsigned long long)d[1].loc.seg);
+	int fd = open(path, O_RDWR);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, "X", 1, (off_t)d[1].loc.off + 2), 1);
+	close(fd);
+
+	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	ck_assert_uint_eq(l.n, 2);
+	ck_assert_str_eq(l.env[0]->id, id[0]);
+	ck_assert_str_eq(l.env[1]->id, id[2]);
+	spool_close(sp);
+	loaded_free(&l);
+	free(path);
+	rm_rf(dir);
+	free(dir);
+	event_base_free(base);
+}
+END_TEST
+
+START_TEST(lock_debris_and_empty_segments)
+{
+	struct event_base *base = event_base_new();
+	char *dir = mktmpdir();
+	char err[256];
+	struct loaded l = { { NULL }, 0 };
+
+	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	struct spool *sp2 = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_ptr_null(sp2);
+	ck_assert_msg(strstr(err, "in use by another relayd") != NULL, "%s", err);
+	spool_close(sp);
+
+	/* debris of a named temporary file left by a crash */
+	char *tmp = xasprintf("%s/tmp.deadbeef.0", dir);
+	int fd = open(tmp, O_CREAT | O_WRONLY, 0600);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	for (int i = 0; i < 3; i++) {
+		sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+		ck_assert_msg(sp != NULL, "%s", err);
+		spool_close(sp);
+	}
+	ck_assert_int_eq(access(tmp, F_OK), -1);
+	/* segments without live messages do not pile up across restarts */
+	ck_assert_int_le(count_segments(dir), 1);
+	struct stat st;
+	ck_assert_int_eq(stat(dir, &st), 0);
+	ck_assert_int_eq(st.st_mode & 0777, 0700);
+	free(tmp);
+	rm_rf(dir);
+	free(dir);
+	event_base_free(base);
+}
+END_TEST
+
+START_TEST(unusable_directory_is_reported)
+{
+	struct event_base *base = event_base_new();
+	char err[256] = "";
+	struct loaded l = { { NULL }, 0 };
+
+	struct spool *sp = spool_open("/proc/relayd-no-such/spool", base, load_cb, &l, err,
+	    sizeof(err));
+	ck_assert_ptr_null(sp);
+	ck_assert_msg(strstr(err, "/proc/relayd-no-such/spool") != NULL, "%s", err);
+	event_base_free(base);
+}
+END_TEST
+
+Suite *
+spool_suite(void)
+{
+	Suite *s = suite_create("spool");
+	TCase *tc = tcase_create("core");
+
+	log_init(true, false);
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, crc32c_known_vectors);
+	tcase_add_test(tc, idmap_put_get_del);
+	tcase_add_test(tc, commit_and_recover);
+	tcase_add_test(tc, torn_tail_is_cut_off);
+	tcase_add_test(tc, damaged_record_is_skipped_not_the_rest);
+	tcase_add_test(tc, lock_debris_and_empty_segments);
+	tcase_add_test(tc, unusable_directory_is_reported);
+	suite_add_tcase(s, tc);
+	return s;
+}
