@@ -224,7 +224,10 @@ main(int argc, char **argv)
 	event_add(r.sighup, NULL);
 
 	event_base_dispatch(r.base);
-	log_info("stopped, %zu messages in the queue", queue_count(r.queue));
+	struct spool_stats st;
+	spool_get_stats(r.spool, &st);
+	log_info("stopped, %zu messages in the queue; spool: %llu records in %llu commits",
+	    queue_count(r.queue), (unsigned long long)st.records, (unsigned long long)st.commits);
 out:
 	listener_free(r.listener);
 	smtp_server_free(r.srv);
