@@ -1,1 +1,1337 @@
-/* config: placeholder, being written */
+/*
+ * config — relayd.conf, parsed with libconfuse into an immutable snapshot
+ * (struct config, see config.h).
+ *
+ * Promise: config_load() returns a snapshot only if every setting is valid
+ * and every file it names is usable; otherwise it prints every problem it
+ * found as "FILE:LINE: message", LINE being the line of the setting at
+ * fault, sorted by line, and returns NULL.
+ *
+ * Line numbers need care, because libconfuse keeps one line counter per
+ * section while parsing and nothing per option, and 3.3 miscounts lines that
+ * hold comments (a "#" line counts as three).  So:
+ *  - comments are blanked out before libconfuse sees the text (newlines are
+ *    kept), which makes its counter exact;
+ *  - every option has a value-parsing callback that notes (section, option,
+ *    index) -> line while the value is read;
+ *  - each multi section (upstream, domain, dkim) has a hidden option whose
+ *    default value is parsed at the moment the section opens: its callback
+ *    notes the section's first line.  Its name starts with '|', which
+ *    libconfuse reads as a path separator, so no file can ever set it.
+ * Validation then runs over the whole parsed tree and reports each problem
+ * at the recorded line.  A syntax error stops libconfuse; whatever was found
+ * before it is reported too.
+ */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <netdb.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <confuse.h>
+
+#include "addr.h"
+#include "config.h"
+#include "net.h"
+#include "util.h"
+
+#define CONFIG_FILE_MAX		(1024 * 1024)	/* a larger relayd.conf is a mistake */
+#define CONFIG_SECRET_MAX	4096		/* bytes in a password_file */
+#define CONFIG_SECLINE		"|line"		/* hidden option: a section's first line */
+
+/* Where the value of one option (or list element) was read. */
+struct config_line {
+	const cfg_t	*sec;
+	const char	*name;		/* the section's own copy of the option name */
+	unsigned int	 idx;
+	int		 line;
+	bool		 bad;		/* unparsable, already reported */
+};
+
+struct config_msg {
+	int	 line;
+	size_t	 seq;			/* keeps the order of equal lines */
+	char	*text;
+};
+
+/* One config_load() in progress. */
+struct config_parse {
+	const char		*path;
+	char			*text;		/* the file, comments blanked */
+	size_t			 textlen;
+	struct config_line	*lines;
+	size_t			 nlines;
+	size_t			 caplines;
+	struct config_msg	*msgs;
+	size_t			 nmsgs;
+	size_t			 capmsgs;
+};
+
+/*
+ * libconfuse's callbacks carry no user pointer, so they find the parse in
+ * progress here.  Configuration is only ever parsed on the main thread (the
+ * lexer itself is not reentrant), one file at a time; the pointer is set
+ * and cleared by config_load() alone.
+ */
+static struct config_parse *config_current;
+
+/* ---- messages ------------------------------------------------------- */
+
+static void config_vmsg(struct config_parse *, int, const char *, va_list)
+    __attribute__((format(printf, 3, 0)));
+
+static void
+config_vmsg(struct config_parse *p, int line, const char *fmt, va_list ap)
+{
+	if (p->nmsgs == p->capmsgs) {
+		p->capmsgs = p->capmsgs ? p->capmsgs * 2 : 16;
+		p->msgs = xrealloc(p->msgs, p->capmsgs * sizeof(*p->msgs));
+	}
+	p->msgs[p->nmsgs].line = line;
+	p->msgs[p->nmsgs].seq = p->nmsgs;
+	p->msgs[p->nmsgs].text = xvasprintf(fmt, ap);
+	p->nmsgs++;
+}
+
+static void config_error(struct config_parse *, int, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+config_error(struct config_parse *p, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	config_vmsg(p, line, fmt, ap);
+	va_end(ap);
+}
+
+static int
+config_msg_cmp(const void *a, const void *b)
+{
+	const struct config_msg *x = a, *y = b;
+
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void
+config_print_msgs(struct config_parse *p, FILE *errout)
+{
+	qsort(p->msgs, p->nmsgs, sizeof(*p->msgs), config_msg_cmp);
+	for (size_t i = 0; i < p->nmsgs; i++) {
+		if (errout == NULL)
+			continue;
+		if (p->msgs[i].line > 0)
+			fprintf(errout, "%s:%d: %s\n", p->path, p->msgs[i].line,
+			    p->msgs[i].text);
+		else
+			fprintf(errout, "%s: %s\n", p->path, p->msgs[i].text);
+	}
+	if (errout != NULL)
+		fflush(errout);
+}
+
+/* ---- line bookkeeping ----------------------------------------------- */
+
+static struct config_line *
+config_line_find(struct config_parse *p, const cfg_t *sec, const char *name,
+    unsigned int idx)
+{
+	for (size_t i = 0; i < p->nlines; i++) {
+		struct config_line *l = &p->lines[i];
+
+		if (l->sec == sec && l->idx == idx && strcmp(l->name, name) == 0)
+			return l;
+	}
+	return NULL;
+}
+
+static struct config_line *
+config_line_note(struct config_parse *p, const cfg_t *sec, const cfg_opt_t *opt)
+{
+	/* cfg_setopt() has already added the value this callback parses. */
+	unsigned int idx = opt->nvalues > 0 ? opt->nvalues - 1 : 0;
+	struct config_line *l = config_line_find(p, sec, opt->name, idx);
+
+	if (l == NULL) {
+		if (p->nlines == p->caplines) {
+			p->caplines = p->caplines ? p->caplines * 2 : 64;
+			p->lines = xrealloc(p->lines, p->caplines * sizeof(*p->lines));
+		}
+		l = &p->lines[p->nlines++];
+		l->sec = sec;
+		l->name = opt->name;
+		l->idx = idx;
+	}
+	l->line = sec->line;
+	l->bad = false;
+	return l;
+}
+
+/* The line where sec opened (0 for the root). */
+static int
+config_secline(struct config_parse *p, const cfg_t *sec)
+{
+	const struct config_line *l = config_line_find(p, sec, CONFIG_SECLINE, 0);
+
+	return l != NULL ? l->line : 0;
+}
+
+/* Line of a value given in the file, or 0 if it was not given. */
+static int
+config_given(struct config_parse *p, const cfg_t *sec, const char *name,
+    unsigned int idx)
+{
+	const struct config_line *l = config_line_find(p, sec, name, idx);
+
+	return l != NULL ? l->line : 0;
+}
+
+/* Line to blame for a value: its own line, else the section's. */
+static int
+config_line(struct config_parse *p, const cfg_t *sec, const char *name,
+    unsigned int idx)
+{
+	int line = config_given(p, sec, name, idx);
+
+	return line > 0 ? line : config_secline(p, sec);
+}
+
+static bool
+config_bad(struct config_parse *p, const cfg_t *sec, const char *name)
+{
+	const struct config_line *l = config_line_find(p, sec, name, 0);
+
+	return l != NULL && l->bad;
+}
+
+/* ---- libconfuse callbacks ------------------------------------------- */
+
+/* "upstream NAME: " for values inside a titled section, "" at the top. */
+static void
+config_where(const cfg_t *sec, char *out, size_t outlen)
+{
+	if (sec->title != NULL)
+		snprintf(out, outlen, "%s %s: ", sec->name, sec->title);
+	else if (strcmp(sec->name, "root") != 0)
+		snprintf(out, outlen, "%s: ", sec->name);
+	else
+		out[0] = '\0';
+}
+
+/*
+ * A value of the wrong type is reported here and parsing goes on, so that
+ * later problems are reported too; the value is marked bad so validation
+ * does not complain about it a second time.
+ */
+static void
+config_cb_reject(cfg_t *sec, cfg_opt_t *opt, const char *value, const char *what)
+{
+	struct config_line *l = config_line_note(config_current, sec, opt);
+	char where[300];
+
+	l->bad = true;
+	config_where(sec, where, sizeof(where));
+	config_error(config_current, sec->line, "%s%s = \"%s\" is not %s", where,
+	    opt->name, value, what);
+}
+
+static int
+config_cb_str(cfg_t *sec, cfg_opt_t *opt, const char *value, void *result)
+{
+	config_line_note(config_current, sec, opt);
+	*(const char **)result = value;
+	return 0;
+}
+
+static int
+config_cb_int(cfg_t *sec, cfg_opt_t *opt, const char *value, void *result)
+{
+	char *end;
+	long n;
+
+	errno = 0;
+	n = strtol(value, &end, 10);
+	if (end == value || *end != '\0' || errno == ERANGE) {
+		config_cb_reject(sec, opt, value, "a whole number");
+		*(long *)result = 0;
+		return 0;
+	}
+	config_line_note(config_current, sec, opt);
+	*(long *)result = n;
+	return 0;
+}
+
+static int
+config_cb_float(cfg_t *sec, cfg_opt_t *opt, const char *value, void *result)
+{
+	char *end;
+	double d;
+
+	errno = 0;
+	d = strtod(value, &end);
+	if (end == value || *end != '\0' || errno == ERANGE || !isfinite(d)) {
+		config_cb_reject(sec, opt, value, "a number");
+		*(double *)result = 0;
+		return 0;
+	}
+	config_line_note(config_current, sec, opt);
+	*(double *)result = d;
+	return 0;
+}
+
+static int
+config_cb_bool(cfg_t *sec, cfg_opt_t *opt, const char *value, void *result)
+{
+	int b = cfg_parse_boolean(value);
+
+	if (b == -1) {
+		config_cb_reject(sec, opt, value, "true or false");
+		*(int *)result = 0;
+		return 0;
+	}
+	config_line_note(config_current, sec, opt);
+	*(int *)result = b;
+	return 0;
+}
+
+/* Runs when a section opens: its line counter is at the opening brace. */
+static int
+config_cb_secline(cfg_t *sec, cfg_opt_t *opt, const char *value, void *result)
+{
+	config_line_note(config_current, sec, opt);
+	*(long *)result = sec->line;
+	return 0;
+}
+
+/* A titled section already holding title, searched among sec's options. */
+static cfg_t *
+config_find_titled(cfg_t *sec, const char *title, const char **kind)
+{
+	for (cfg_opt_t *opt = sec->opts; opt->name != NULL; opt++) {
+		if (opt->type != CFGT_SEC || !(opt->flags & CFGF_TITLE))
+			continue;
+		for (unsigned int i = 0; i < cfg_opt_size(opt); i++) {
+			cfg_t *s = cfg_opt_getnsec(opt, i);
+
+			if (s != NULL && s->title != NULL && strcmp(s->title, title) == 0) {
+				*kind = opt->name;
+				return s;
+			}
+		}
+	}
+	return NULL;
+}
+
+/*
+ * libconfuse's own messages (syntax errors, unknown keys, duplicate
+ * titles), given the file:line prefix it does not add itself when an error
+ * function is set.  The two an admin meets most are reworded.
+ */
+static void config_cb_error(cfg_t *, const char *, va_list)
+    __attribute__((format(printf, 2, 0)));
+
+static void
+config_cb_error(cfg_t *sec, const char *fmt, va_list ap)
+{
+	struct config_parse *p = config_current;
+	int line = sec != NULL ? sec->line : 0;
+	va_list aq;
+
+	if (p == NULL)
+		return;
+	va_copy(aq, ap);
+	if (strcmp(fmt, "no such option '%s'") == 0) {
+		const char *name = va_arg(aq, const char *);
+
+		if (sec != NULL && sec->title != NULL)
+			config_error(p, line, "unknown key \"%s\" in %s \"%s\"", name,
+			    sec->name, sec->title);
+		else if (sec != NULL && strcmp(sec->name, "root") != 0)
+			config_error(p, line, "unknown key \"%s\" in %s section", name,
+			    sec->name);
+		else
+			config_error(p, line, "unknown key \"%s\"", name);
+	} else if (strcmp(fmt, "found duplicate title '%s'") == 0) {
+		const char *title = va_arg(aq, const char *);
+		const char *kind = "section";
+		cfg_t *first = sec != NULL ? config_find_titled(sec, title, &kind) : NULL;
+
+		if (first != NULL)
+			config_error(p, line, "%s \"%s\" is defined twice (first at line %d)",
+			    kind, title, config_secline(p, first));
+		else
+			config_error(p, line, "section \"%s\" is defined twice", title);
+	} else {
+		config_vmsg(p, line, fmt, aq);
+	}
+	va_end(aq);
+}
+
+/* ---- reading the file ----------------------------------------------- */
+
+/*
+ * Replaces comments ("#...", "//...", "/" "*...*" "/") outside quoted strings
+ * by spaces, keeping newlines, following libconfuse's lexer rules.
+ */
+static void
+config_blank_comments(char *s, size_t len)
+{
+	enum { NORMAL, DQUOTE, SQUOTE, LINE, BLOCK } st = NORMAL;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+
+		switch (st) {
+		case NORMAL:
+			if (c == '"')
+				st = DQUOTE;
+			else if (c == '\'')
+				st = SQUOTE;
+			else if (c == '#' || (c == '/' && i + 1 < len && s[i + 1] == '/')) {
+				st = LINE;
+				s[i] = ' ';
+			} else if (c == '/' && i + 1 < len && s[i + 1] == '*') {
+				st = BLOCK;
+				s[i] = s[i + 1] = ' ';
+				i++;
+			}
+			break;
+		case DQUOTE:
+		case SQUOTE:
+			if (c == '\\' && i + 1 < len)
+				i++;	/* an escaped quote does not close */
+			else if (c == (st == DQUOTE ? '"' : '\''))
+				st = NORMAL;
+			break;
+		case LINE:
+			if (c == '\n')
+				st = NORMAL;
+			else
+				s[i] = ' ';
+			break;
+		case BLOCK:
+			if (c == '*' && i + 1 < len && s[i + 1] == '/') {
+				s[i] = s[i + 1] = ' ';
+				i++;
+				st = NORMAL;
+			} else if (c != '\n') {
+				s[i] = ' ';
+			}
+			break;
+		}
+	}
+}
+
+static bool
+config_read_file(struct config_parse *p)
+{
+	struct stat st;
+	size_t len = 0;
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(p->path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
+		config_error(p, 0, "%s", strerror(errno));
+		return false;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		config_error(p, 0, "not a regular file");
+		close(fd);
+		return false;
+	}
+	if (st.st_size > CONFIG_FILE_MAX) {
+		config_error(p, 0, "larger than %d bytes", CONFIG_FILE_MAX);
+		close(fd);
+		return false;
+	}
+	/* Whatever is appended while we read is left for the next reload. */
+	p->text = xmalloc((size_t)st.st_size + 1);
+	while (len < (size_t)st.st_size &&
+	    (n = read(fd, p->text + len, (size_t)st.st_size - len)) != 0) {
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			config_error(p, 0, "%s", strerror(errno));
+			close(fd);
+			return false;
+		}
+		len += (size_t)n;
+	}
+	close(fd);
+	p->text[len] = '\0';
+	p->textlen = len;
+	if (memchr(p->text, '\0', len) != NULL) {
+		const char *nul = memchr(p->text, '\0', len);
+		int line = 1;
+
+		for (const char *c = p->text; c < nul; c++)
+			line += *c == '\n';
+		config_error(p, line, "NUL byte in the file");
+		return false;
+	}
+	config_blank_comments(p->text, len);
+	return true;
+}
+
+/* The last line starting with key (comments are already blank), or 0. */
+static int
+config_find_key_line(struct config_parse *p, const char *key)
+{
+	size_t klen = strlen(key);
+	int line = 1, found = 0;
+	const char *s = p->text;
+
+	while (*s != '\0') {
+		const char *t = s + strspn(s, " \t\r");
+
+		if (strncmp(t, key, klen) == 0 && strchr(" \t+=", t[klen]) != NULL &&
+		    t[klen] != '\0')
+			found = line;
+		s = strchr(s, '\n');
+		if (s == NULL)
+			break;
+		s++;
+		line++;
+	}
+	return found;
+}
+
+/* ---- value checks --------------------------------------------------- */
+
+static bool
+config_int(struct config_parse *p, cfg_t *sec, const char *where,
+    const char *name, long min, long max, long *out)
+{
+	long v = cfg_getint(sec, name);
+
+	*out = v;
+	if (config_bad(p, sec, name))
+		return false;
+	if (v < min || v > max) {
+		config_error(p, config_line(p, sec, name, 0),
+		    "%s%s = %ld is out of range (%ld to %ld)", where, name, v, min, max);
+		return false;
+	}
+	return true;
+}
+
+/* Host names and similar tokens: non-empty, printable, no spaces. */
+static bool
+config_is_token(const char *s)
+{
+	if (s == NULL || *s == '\0')
+		return false;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s <= ' ' || (unsigned char)*s == 0x7f)
+			return false;
+	return true;
+}
+
+/* An upstream name: letters, digits, '.', '-', '_'. */
+static bool
+config_is_name(const char *s)
+{
+	if (*s == '\0')
+		return false;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s >= 0x80 ||
+		    !(isalnum((unsigned char)*s) || strchr(".-_", *s) != NULL))
+			return false;
+	return true;
+}
+
+/* A DNS label: letters, digits, hyphens, 1..63, no hyphen at either end. */
+static bool
+config_is_label(const char *s, size_t len)
+{
+	if (len == 0 || len > 63 || s[0] == '-' || s[len - 1] == '-')
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] >= 0x80 ||
+		    !(isalnum((unsigned char)s[i]) || s[i] == '-'))
+			return false;
+	return true;
+}
+
+static bool
+config_is_dnsname(const char *s)
+{
+	size_t len = strlen(s);
+
+	if (len == 0 || len > 253)
+		return false;
+	while (*s != '\0') {
+		size_t l = strcspn(s, ".");
+
+		if (!config_is_label(s, l))
+			return false;
+		s += l;
+		if (*s == '.') {
+			s++;
+			if (*s == '\0')
+				return false;
+		}
+	}
+	return true;
+}
+
+/*
+ * Normalises a domain section title: "example.com", "*.example.org" or "*",
+ * lower case, one trailing dot dropped.  Returns a new string or NULL.
+ */
+static char *
+config_domain_name(const char *title)
+{
+	char *s = xstrdup(title);
+	size_t len = strlen(s);
+	const char *rest = s;
+
+	if (len > 1 && s[len - 1] == '.' && s[len - 2] != '*')
+		s[--len] = '\0';
+	ascii_lower(s);
+	if (strcmp(s, "*") == 0)
+		return s;
+	if (strncmp(s, "*.", 2) == 0)
+		rest = s + 2;
+	if (!config_is_dnsname(rest)) {
+		free(s);
+		return NULL;
+	}
+	return s;
+}
+
+/* What a mode gives away, for the message. */
+static const char *
+config_mode_leak(mode_t mode)
+{
+	if (mode & 044)
+		return "readable";
+	if (mode & 022)
+		return "writable";
+	return "accessible";
+}
+
+/*
+ * Opens a file that holds a secret (password, private key): it must be a
+ * regular file that neither group nor others can access.  Returns the open
+ * descriptor, or -1 after reporting why not.
+ */
+static int
+config_open_private(struct config_parse *p, int line, const char *key,
+    const char *path)
+{
+	struct stat st;
+	int fd;
+
+	if (path[0] != '/') {
+		config_error(p, line, "%s %s: must be an absolute path", key, path);
+		return -1;
+	}
+	/* O_NONBLOCK: a FIFO put there by mistake must not hang the check. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd == -1) {
+		config_error(p, line, "%s %s: %s", key, path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1) {
+		config_error(p, line, "%s %s: %s", key, path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		config_error(p, line, "%s %s is not a regular file", key, path);
+		close(fd);
+		return -1;
+	}
+	if (st.st_mode & 077) {
+		config_error(p, line, "%s %s is %s by others (mode %04o); chmod 600 it",
+		    key, path, config_mode_leak(st.st_mode),
+		    (unsigned int)(st.st_mode & 07777));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+/* The password in path, one trailing newline (LF or CRLF) removed. */
+static char *
+config_read_secret(struct config_parse *p, int line, const char *path)
+{
+	char buf[CONFIG_SECRET_MAX + 1];
+	size_t len = 0;
+	ssize_t n;
+	char *secret = NULL;
+	int fd;
+
+	if ((fd = config_open_private(p, line, "password_file", path)) == -1)
+		return NULL;
+	while (len < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - len)) != 0) {
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			config_error(p, line, "password_file %s: %s", path, strerror(errno));
+			goto out;
+		}
+		len += (size_t)n;
+	}
+	if (len > CONFIG_SECRET_MAX) {
+		config_error(p, line, "password_file %s is larger than %d bytes", path,
+		    CONFIG_SECRET_MAX);
+		goto out;
+	}
+	if (len > 0 && buf[len - 1] == '\n') {
+		len--;
+		if (len > 0 && buf[len - 1] == '\r')
+			len--;
+	}
+	if (len == 0)
+		config_error(p, line, "password_file %s is empty", path);
+	else if (memchr(buf, '\0', len) != NULL)
+		config_error(p, line, "password_file %s contains a NUL byte", path);
+	else
+		secret = xstrndup(buf, len);
+out:
+	explicit_bzero(buf, sizeof(buf));
+	close(fd);
+	return secret;
+}
+
+/* A file that must merely be there and readable (CA bundle). */
+static bool
+config_check_readable(struct config_parse *p, int line, const char *key,
+    const char *path)
+{
+	struct stat st;
+	int fd;
+
+	if (path[0] != '/') {
+		config_error(p, line, "%s %s: must be an absolute path", key, path);
+		return false;
+	}
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) == -1) {
+		config_error(p, line, "%s %s: %s", key, path, strerror(errno));
+		return false;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		config_error(p, line, "%s %s is not a regular file", key, path);
+		close(fd);
+		return false;
+	}
+	close(fd);
+	return true;
+}
+
+/*
+ * The host name when none is configured: gethostname(), made fully
+ * qualified through the resolver (normally /etc/hosts) if it has no dot,
+ * as Postfix does for myhostname.
+ */
+static char *
+config_default_hostname(void)
+{
+	char name[NET_HOST_MAX];
+	struct addrinfo hints, *res = NULL;
+
+	if (gethostname(name, sizeof(name)) != 0)
+		return NULL;
+	name[sizeof(name) - 1] = '\0';
+	if (name[0] == '\0')
+		return NULL;
+	if (strchr(name, '.') == NULL) {
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_flags = AI_CANONNAME;
+		hints.ai_socktype = SOCK_STREAM;
+		if (getaddrinfo(name, NULL, &hints, &res) == 0) {
+			if (res->ai_canonname != NULL && strchr(res->ai_canonname, '.') &&
+			    config_is_token(res->ai_canonname))
+				snprintf(name, sizeof(name), "%s", res->ai_canonname);
+			freeaddrinfo(res);
+		}
+	}
+	return xstrdup(name);
+}
+
+/* ---- building the snapshot ------------------------------------------ */
+
+static void
+config_build_retry(struct config_parse *p, cfg_t *sec, const char *where,
+    const struct cfg_retry *base, struct cfg_retry *out, bool *overridden)
+{
+	static const char *const keys[] = { "attempts", "delay", "backoff", "max_delay" };
+	long v;
+
+	*out = *base;
+	if (overridden != NULL) {
+		*overridden = false;
+		for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+			if (cfg_size(sec, keys[i]) > 0)
+				*overridden = true;
+	}
+	if (cfg_size(sec, "attempts") > 0 &&
+	    config_int(p, sec, where, "attempts", 1, 1000, &v))
+		out->attempts = (int)v;
+	if (cfg_size(sec, "delay") > 0 &&
+	    config_int(p, sec, where, "delay", 0, INT_MAX, &v))
+		out->delay = (int)v;
+	if (cfg_size(sec, "max_delay") > 0 &&
+	    config_int(p, sec, where, "max_delay", 0, INT_MAX, &v))
+		out->max_delay = (int)v;
+	if (cfg_size(sec, "backoff") > 0 && !config_bad(p, sec, "backoff")) {
+		double b = cfg_getfloat(sec, "backoff");
+
+		if (b < 1.0)
+			config_error(p, config_line(p, sec, "backoff", 0),
+			    "%sbackoff = %g must be 1.0 or more", where, b);
+		else
+			out->backoff = b;
+	}
+	if (out->max_delay < out->delay &&
+	    (cfg_size(sec, "max_delay") > 0 || cfg_size(sec, "delay") > 0)) {
+		int line = config_given(p, sec, "max_delay", 0);
+
+		if (line == 0)
+			line = config_line(p, sec, "delay", 0);
+		config_error(p, line, "%smax_delay (%d) must not be less than delay (%d)",
+		    where, out->max_delay, out->delay);
+	}
+}
+
+static void
+config_build_upstream(struct config_parse *p, struct config *cfg, cfg_t *sec,
+    struct cfg_upstream *u)
+{
+	char where[300];
+	const char *s;
+	long v;
+	int secline = config_secline(p, sec);
+
+	u->name = xstrdup(sec->title);
+	u->line = secline;
+	snprintf(where, sizeof(where), "upstream %s: ", u->name);
+	/* The name goes into log lines as relay=NAME[host]:port. */
+	if (!config_is_name(u->name))
+		config_error(p, secline, "upstream \"%s\": a name is made of letters, "
+		    "digits, \".\", \"-\" and \"_\"", u->name);
+
+	if ((s = cfg_getstr(sec, "host")) == NULL)
+		config_error(p, secline, "%shost is required", where);
+	else if (!config_is_token(s))
+		config_error(p, config_line(p, sec, "host", 0),
+		    "%shost \"%s\" is not a valid host name", where, s);
+	else
+		u->host = xstrdup(s);
+
+	s = cfg_getstr(sec, "tls");
+	if (strcmp(s, "starttls") == 0)
+		u->tls = CFG_TLS_STARTTLS;
+	else if (strcmp(s, "tls") == 0)
+		u->tls = CFG_TLS_IMPLICIT;
+	else if (strcmp(s, "none") == 0)
+		u->tls = CFG_TLS_NONE;
+	else
+		config_error(p, config_line(p, sec, "tls", 0),
+		    "%stls must be \"starttls\", \"tls\" or \"none\", not \"%s\"", where, s);
+
+	if (cfg_size(sec, "port") > 0) {
+		if (config_int(p, sec, where, "port", 1, 65535, &v))
+			u->port = (uint16_t)v;
+	} else {
+		u->port = u->tls == CFG_TLS_IMPLICIT ? 465 :
+		    u->tls == CFG_TLS_NONE ? 25 : 587;
+	}
+
+	u->tls_verify = cfg_getbool(sec, "tls_verify");
+	if ((s = cfg_getstr(sec, "tls_ca_file")) != NULL &&
+	    config_check_readable(p, config_line(p, sec, "tls_ca_file", 0),
+	    "tls_ca_file", s))
+		u->tls_ca_file = xstrdup(s);
+
+	if ((s = cfg_getstr(sec, "username")) != NULL) {
+		if (*s == '\0')
+			config_error(p, config_line(p, sec, "username", 0),
+			    "%susername is empty", where);
+		else
+			u->username = xstrdup(s);
+	}
+
+	/* Without auth = ..., credentials imply "plain", as msmtp and others do. */
+	if ((s = cfg_getstr(sec, "auth")) == NULL)
+		u->auth = cfg_getstr(sec, "username") != NULL ? CFG_AUTH_PLAIN : CFG_AUTH_NONE;
+	else if (strcmp(s, "plain") == 0)
+		u->auth = CFG_AUTH_PLAIN;
+	else if (strcmp(s, "login") == 0)
+		u->auth = CFG_AUTH_LOGIN;
+	else if (strcmp(s, "none") == 0)
+		u->auth = CFG_AUTH_NONE;
+	else if (strcmp(s, "xoauth2") == 0)
+		config_error(p, config_line(p, sec, "auth", 0),
+		    "%sauth \"xoauth2\" is not supported yet; use \"plain\" or \"login\"",
+		    where);
+	else
+		config_error(p, config_line(p, sec, "auth", 0),
+		    "%sauth must be \"plain\", \"login\" or \"none\", not \"%s\"", where, s);
+
+	if (cfg_getstr(sec, "password") != NULL && cfg_getstr(sec, "password_file") != NULL) {
+		config_error(p, config_line(p, sec, "password_file", 0),
+		    "%spassword and password_file are both set; keep one", where);
+	} else if ((s = cfg_getstr(sec, "password")) != NULL) {
+		if (*s == '\0')
+			config_error(p, config_line(p, sec, "password", 0),
+			    "%spassword is empty", where);
+		else
+			u->password = xstrdup(s);
+	} else if ((s = cfg_getstr(sec, "password_file")) != NULL) {
+		u->password_file = xstrdup(s);
+		u->password = config_read_secret(p, config_line(p, sec, "password_file", 0), s);
+	}
+
+	if (u->auth != CFG_AUTH_NONE) {
+		const char *mech = u->auth == CFG_AUTH_LOGIN ? "login" : "plain";
+		int line = config_line(p, sec, "auth", 0);
+
+		if (cfg_getstr(sec, "username") == NULL)
+			config_error(p, line, "%sauth %s needs a username", where, mech);
+		if (cfg_getstr(sec, "password") == NULL &&
+		    cfg_getstr(sec, "password_file") == NULL)
+			config_error(p, line, "%sauth %s needs password or password_file",
+			    where, mech);
+		if (u->tls == CFG_TLS_NONE) {
+			int tline = config_given(p, sec, "auth", 0);
+
+			if (tline == 0)
+				tline = config_line(p, sec, "tls", 0);
+			config_error(p, tline,
+			    "%sauth %s with tls = \"none\" would send the password in clear; "
+			    "use tls = \"starttls\" or \"tls\"", where, mech);
+		}
+	}
+
+	if (config_int(p, sec, where, "max_connections", 1, INT_MAX, &v))
+		u->max_connections = (int)v;
+	if (config_int(p, sec, where, "rate", 0, INT_MAX, &v))
+		u->rate = (int)v;
+
+	if ((s = cfg_getstr(sec, "spf")) != NULL) {
+		if (!config_is_token(s))
+			config_error(p, config_line(p, sec, "spf", 0),
+			    "%sspf \"%s\" must be one SPF term without spaces "
+			    "(e.g. \"include:_spf.example.net\")", where, s);
+		else
+			u->spf = xstrdup(s);
+	}
+
+	snprintf(where, sizeof(where), "upstream %s: retry: ", u->name);
+	config_build_retry(p, cfg_getsec(sec, "retry"), where, &cfg->retry, &u->retry,
+	    &u->retry_overridden);
+}
+
+static void
+config_build_dkim(struct config_parse *p, struct cfg_domain *d, cfg_t *sec,
+    struct cfg_dkim *k)
+{
+	const char *sel = cfg_getstr(sec, "selector");
+	const char *s;
+	char where[600];
+	int fd;
+
+	k->line = config_secline(p, sec);
+	if (sel == NULL) {
+		config_error(p, k->line, "domain %s: dkim: selector is required", d->name);
+		snprintf(where, sizeof(where), "domain %s: dkim: ", d->name);
+	} else {
+		if (!config_is_dnsname(sel))
+			config_error(p, config_line(p, sec, "selector", 0),
+			    "domain %s: dkim selector \"%s\" is not a valid selector "
+			    "(letters, digits, hyphens, dots)", d->name, sel);
+		k->selector = xstrdup(sel);
+		snprintf(where, sizeof(where), "domain %s: dkim %s: ", d->name, sel);
+	}
+
+	if ((s = cfg_getstr(sec, "key_file")) == NULL) {
+		config_error(p, k->line, "%skey_file is required", where);
+	} else {
+		k->key_file = xstrdup(s);
+		fd = config_open_private(p, config_line(p, sec, "key_file", 0), "key_file", s);
+		if (fd != -1)
+			close(fd);
+	}
+
+	s = cfg_getstr(sec, "algorithm");
+	if (strcmp(s, "rsa-sha256") == 0)
+		k->algorithm = CFG_DKIM_RSA_SHA256;
+	else if (strcmp(s, "ed25519-sha256") == 0)
+		k->algorithm = CFG_DKIM_ED25519_SHA256;
+	else
+		config_error(p, config_line(p, sec, "algorithm", 0),
+		    "%salgorithm must be \"rsa-sha256\" or \"ed25519-sha256\", not \"%s\"",
+		    where, s);
+}
+
+static void
+config_build_domain(struct config_parse *p, struct config *cfg, cfg_t *sec,
+    struct cfg_domain *d, size_t index)
+{
+	int secline = config_secline(p, sec);
+	const char *s;
+
+	d->line = secline;
+	if ((d->name = config_domain_name(sec->title)) == NULL) {
+		config_error(p, secline, "domain \"%s\": not a valid domain name or pattern "
+		    "(write \"example.com\", \"*.example.com\" or \"*\")", sec->title);
+		d->name = xstrdup(sec->title);
+	} else {
+		for (size_t i = 0; i < index; i++)
+			if (strcmp(cfg->domains[i].name, d->name) == 0)
+				config_error(p, secline,
+				    "domain %s is defined twice (first at line %d)",
+				    d->name, cfg->domains[i].line);
+	}
+
+	if ((s = cfg_getstr(sec, "upstream")) == NULL) {
+		config_error(p, secline, "domain %s: upstream is required", d->name);
+	} else {
+		for (size_t i = 0; i < cfg->nupstreams; i++)
+			if (strcmp(cfg->upstreams[i].name, s) == 0)
+				d->upstream = &cfg->upstreams[i];
+		if (d->upstream == NULL)
+			config_error(p, config_line(p, sec, "upstream", 0),
+			    "domain %s: upstream \"%s\" is not defined", d->name, s);
+	}
+
+	d->ndkim = cfg_size(sec, "dkim");
+	d->dkim = xcalloc(d->ndkim ? d->ndkim : 1, sizeof(*d->dkim));
+	for (size_t i = 0; i < d->ndkim; i++) {
+		cfg_t *ks = cfg_getnsec(sec, "dkim", (unsigned int)i);
+
+		config_build_dkim(p, d, ks, &d->dkim[i]);
+		for (size_t j = 0; j < i && d->dkim[i].selector != NULL; j++)
+			if (d->dkim[j].selector != NULL &&
+			    strcmp(d->dkim[j].selector, d->dkim[i].selector) == 0)
+				config_error(p, config_line(p, ks, "selector", 0),
+				    "domain %s: dkim selector \"%s\" is configured twice "
+				    "(first at line %d)", d->name, d->dkim[i].selector,
+				    d->dkim[j].line);
+	}
+
+	if ((s = cfg_getstr(sec, "bcc")) != NULL) {
+		if (addr_check_mailbox(s, false) != ADDR_OK)
+			config_error(p, config_line(p, sec, "bcc", 0),
+			    "domain %s: bcc \"%s\" is not a valid mail address", d->name, s);
+		else
+			d->bcc = xstrdup(s);
+	}
+}
+
+static void
+config_build_top(struct config_parse *p, struct config *cfg, cfg_t *root)
+{
+	const char *s;
+	char err[256];
+	long v;
+
+	if ((s = cfg_getstr(root, "hostname")) != NULL) {
+		if (!config_is_token(s))
+			config_error(p, config_line(p, root, "hostname", 0),
+			    "hostname \"%s\" must be a host name without spaces", s);
+		else
+			cfg->hostname = xstrdup(s);
+	} else if ((cfg->hostname = config_default_hostname()) == NULL) {
+		config_error(p, 0, "cannot find the host name (%s); set hostname",
+		    strerror(errno));
+	}
+
+	cfg->nlisten = cfg_size(root, "listen");
+	cfg->listen = xcalloc(cfg->nlisten ? cfg->nlisten : 1, sizeof(*cfg->listen));
+	if (cfg->nlisten == 0)
+		config_error(p, config_find_key_line(p, "listen"),
+		    "listen must name at least one address");
+	for (size_t i = 0; i < cfg->nlisten; i++) {
+		struct cfg_listen *l = &cfg->listen[i];
+
+		s = cfg_getnstr(root, "listen", (unsigned int)i);
+		l->spec = xstrdup(s);
+		l->line = config_given(p, root, "listen", (unsigned int)i);
+		if (net_parse_hostport(s, 0, &l->hp, err, sizeof(err)) != 0)
+			config_error(p, l->line, "listen \"%s\": %s", s, err);
+	}
+
+	s = cfg_getstr(root, "spool");
+	if (s[0] != '/')
+		config_error(p, config_line(p, root, "spool", 0),
+		    "spool %s: must be an absolute path", s);
+	cfg->spool = xstrdup(s);
+
+	s = cfg_getstr(root, "control");
+	if (s[0] != '/')
+		config_error(p, config_line(p, root, "control", 0),
+		    "control %s: must be an absolute path", s);
+	else if (strlen(s) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		config_error(p, config_line(p, root, "control", 0),
+		    "control %s: too long for a socket path (at most %zu bytes)", s,
+		    sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+	cfg->control = xstrdup(s);
+
+	if ((s = cfg_getstr(root, "user")) != NULL) {
+		if (*s == '\0')
+			config_error(p, config_line(p, root, "user", 0), "user is empty");
+		else if (getpwnam(s) == NULL)
+			config_error(p, config_line(p, root, "user", 0),
+			    "user \"%s\" does not exist", s);
+		cfg->user = xstrdup(s);
+	}
+
+	cfg->nallow = cfg_size(root, "allow");
+	cfg->allow = xcalloc(cfg->nallow ? cfg->nallow : 1, sizeof(*cfg->allow));
+	for (size_t i = 0; i < cfg->nallow; i++) {
+		s = cfg_getnstr(root, "allow", (unsigned int)i);
+		if (net_parse_cidr(s, &cfg->allow[i], err, sizeof(err)) != 0)
+			config_error(p, config_given(p, root, "allow", (unsigned int)i),
+			    "allow \"%s\": %s", s, err);
+	}
+
+	if (config_int(p, root, "", "max_message_size", 1, 2147483648L, &v))
+		cfg->max_message_size = (uint64_t)v;
+	if (config_int(p, root, "", "max_recipients", 1, 100000, &v))
+		cfg->max_recipients = (int)v;
+	if (config_int(p, root, "", "max_clients", 1, 1000000, &v))
+		cfg->max_clients = (int)v;
+	if (config_int(p, root, "", "timeout", 1, 86400, &v))
+		cfg->timeout = (int)v;
+	cfg->bounces = cfg_getbool(root, "bounces");
+
+	{
+		static const struct cfg_retry builtin = { 5, 60, 2.0, 3600 };
+
+		config_build_retry(p, cfg_getsec(root, "retry"), "retry: ", &builtin,
+		    &cfg->retry, NULL);
+	}
+}
+
+static struct config *
+config_build(struct config_parse *p, cfg_t *root)
+{
+	struct config *cfg = xcalloc(1, sizeof(*cfg));
+
+	cfg->path = xstrdup(p->path);
+	config_build_top(p, cfg, root);
+
+	cfg->nupstreams = cfg_size(root, "upstream");
+	cfg->upstreams = xcalloc(cfg->nupstreams ? cfg->nupstreams : 1,
+	    sizeof(*cfg->upstreams));
+	for (size_t i = 0; i < cfg->nupstreams; i++)
+		config_build_upstream(p, cfg, cfg_getnsec(root, "upstream", (unsigned int)i),
+		    &cfg->upstreams[i]);
+
+	cfg->ndomains = cfg_size(root, "domain");
+	cfg->domains = xcalloc(cfg->ndomains ? cfg->ndomains : 1, sizeof(*cfg->domains));
+	for (size_t i = 0; i < cfg->ndomains; i++)
+		config_build_domain(p, cfg, cfg_getnsec(root, "domain", (unsigned int)i),
+		    &cfg->domains[i], i);
+	return cfg;
+}
+
+/* ---- the option tree ------------------------------------------------ */
+
+#define OPT_STR(n, d)	{ .name = (n), .type = CFGT_STR, .def.string = (d), \
+			  .parsecb = config_cb_str }
+#define OPT_STR_NODEF(n) { .name = (n), .type = CFGT_STR, .flags = CFGF_NODEFAULT, \
+			  .parsecb = config_cb_str }
+#define OPT_LIST(n, d)	{ .name = (n), .type = CFGT_STR, .flags = CFGF_LIST, \
+			  .def.parsed = (d), .parsecb = config_cb_str }
+#define OPT_INT(n, d)	{ .name = (n), .type = CFGT_INT, .def.number = (d), \
+			  .parsecb = config_cb_int }
+#define OPT_INT_NODEF(n) { .name = (n), .type = CFGT_INT, .flags = CFGF_NODEFAULT, \
+			  .parsecb = config_cb_int }
+#define OPT_FLOAT(n, d)	{ .name = (n), .type = CFGT_FLOAT, .def.fpnumber = (d), \
+			  .parsecb = config_cb_float }
+#define OPT_FLOAT_NODEF(n) { .name = (n), .type = CFGT_FLOAT, .flags = CFGF_NODEFAULT, \
+			  .parsecb = config_cb_float }
+#define OPT_BOOL(n, d)	{ .name = (n), .type = CFGT_BOOL, .def.boolean = (d), \
+			  .parsecb = config_cb_bool }
+#define OPT_SECLINE	{ .name = CONFIG_SECLINE, .type = CFGT_INT, \
+			  .def.parsed = (char *)"0", .parsecb = config_cb_secline }
+
+static struct config *
+config_parse_tree(struct config_parse *p)
+{
+	cfg_opt_t retry_opts[] = {
+		OPT_INT("attempts", 5),
+		OPT_INT("delay", 60),
+		OPT_FLOAT("backoff", 2.0),
+		OPT_INT("max_delay", 3600),
+		CFG_END()
+	};
+	/* No defaults here: what is not given comes from the global retry. */
+	cfg_opt_t retry_override_opts[] = {
+		OPT_INT_NODEF("attempts"),
+		OPT_INT_NODEF("delay"),
+		OPT_FLOAT_NODEF("backoff"),
+		OPT_INT_NODEF("max_delay"),
+		CFG_END()
+	};
+	cfg_opt_t upstream_opts[] = {
+		OPT_SECLINE,
+		OPT_STR_NODEF("host"),
+		OPT_INT_NODEF("port"),
+		OPT_STR("tls", "starttls"),
+		OPT_BOOL("tls_verify", cfg_true),
+		OPT_STR_NODEF("tls_ca_file"),
+		OPT_STR_NODEF("auth"),
+		OPT_STR_NODEF("username"),
+		OPT_STR_NODEF("password"),
+		OPT_STR_NODEF("password_file"),
+		OPT_INT("max_connections", 4),
+		OPT_INT("rate", 0),
+		OPT_STR_NODEF("spf"),
+		CFG_SEC("retry", retry_override_opts, CFGF_NONE),
+		CFG_END()
+	};
+	cfg_opt_t dkim_opts[] = {
+		OPT_SECLINE,
+		OPT_STR_NODEF("selector"),
+		OPT_STR_NODEF("key_file"),
+		OPT_STR("algorithm", "rsa-sha256"),
+		CFG_END()
+	};
+	cfg_opt_t domain_opts[] = {
+		OPT_SECLINE,
+		OPT_STR_NODEF("upstream"),
+		CFG_SEC("dkim", dkim_opts, CFGF_MULTI),
+		OPT_STR_NODEF("bcc"),
+		CFG_END()
+	};
+	cfg_opt_t opts[] = {
+		OPT_STR_NODEF("hostname"),
+		OPT_LIST("listen", (char *)"{\"" CONFIG_DEFAULT_LISTEN "\"}"),
+		OPT_STR("spool", CONFIG_DEFAULT_SPOOL),
+		OPT_STR("control", CONFIG_DEFAULT_CONTROL),
+		OPT_STR_NODEF("user"),
+		OPT_LIST("allow", (char *)"{\"127.0.0.0/8\", \"::1/128\"}"),
+		OPT_INT("max_message_size", 26214400),
+		OPT_INT("max_recipients", 100),
+		OPT_INT("max_clients", 1000),
+		OPT_INT("timeout", 300),
+		OPT_BOOL("bounces", cfg_true),
+		CFG_SEC("retry", retry_opts, CFGF_NONE),
+		CFG_SEC("upstream", upstream_opts,
+		    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+		CFG_SEC("domain", domain_opts,
+		    CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+		CFG_END()
+	};
+	struct config *cfg = NULL;
+	cfg_t *root;
+	int rc = CFG_SUCCESS;
+
+	if ((root = cfg_init(opts, CFGF_NONE)) == NULL) {
+		config_error(p, 0, "cannot set up the parser: %s", strerror(errno));
+		return NULL;
+	}
+	cfg_set_error_function(root, config_cb_error);
+	root->filename = xstrdup(p->path);
+
+	/* fmemopen() refuses an empty buffer; an empty file means all defaults. */
+	if (p->textlen > 0) {
+		FILE *fp = fmemopen(p->text, p->textlen, "r");
+
+		if (fp == NULL) {
+			config_error(p, 0, "%s", strerror(errno));
+			rc = CFG_PARSE_ERROR;
+		} else {
+			rc = cfg_parse_fp(root, fp);
+			fclose(fp);
+		}
+	}
+	/* Type errors do not stop validation: bad values are skipped there. */
+	if (rc == CFG_SUCCESS)
+		cfg = config_build(p, root);
+	cfg_free(root);
+	return cfg;
+}
+
+struct config *
+config_load(const char *path, FILE *errout)
+{
+	struct config_parse p;
+	struct config *cfg = NULL;
+
+	memset(&p, 0, sizeof(p));
+	p.path = path;
+	if (config_read_file(&p)) {
+		config_current = &p;
+		cfg = config_parse_tree(&p);
+		config_current = NULL;
+	}
+	if (p.nmsgs > 0) {
+		config_free(cfg);
+		cfg = NULL;
+		config_print_msgs(&p, errout);
+	}
+	for (size_t i = 0; i < p.nmsgs; i++)
+		free(p.msgs[i].text);
+	free(p.msgs);
+	free(p.lines);
+	if (p.text != NULL) {
+		/* The text may hold an inline password. */
+		explicit_bzero(p.text, p.textlen);
+		free(p.text);
+	}
+	return cfg;
+}
+
+void
+config_free(struct config *cfg)
+{
+	if (cfg == NULL)
+		return;
+	free(cfg->path);
+	free(cfg->hostname);
+	for (size_t i = 0; i < cfg->nlisten; i++)
+		free(cfg->listen[i].spec);
+	free(cfg->listen);
+	free(cfg->spool);
+	free(cfg->control);
+	free(cfg->user);
+	free(cfg->allow);
+	for (size_t i = 0; i < cfg->nupstreams; i++) {
+		struct cfg_upstream *u = &cfg->upstreams[i];
+
+		free(u->name);
+		free(u->host);
+		free(u->tls_ca_file);
+		free(u->username);
+		if (u->password != NULL) {
+			explicit_bzero(u->password, strlen(u->password));
+			free(u->password);
+		}
+		free(u->password_file);
+		free(u->spf);
+	}
+	free(cfg->upstreams);
+	for (size_t i = 0; i < cfg->ndomains; i++) {
+		struct cfg_domain *d = &cfg->domains[i];
+
+		for (size_t j = 0; j < d->ndkim; j++) {
+			free(d->dkim[j].selector);
+			free(d->dkim[j].key_file);
+		}
+		free(d->dkim);
+		free(d->name);
+		free(d->bcc);
+	}
+	free(cfg->domains);
+	free(cfg);
+}

@@ -1,3 +1,865 @@
+/*
+ * check_config — relayd.conf loading: every key with its value, the
+ * defaults, and each class of error with its exact "FILE:LINE: message".
+ * Each test works in its own temporary directory holding the config and the
+ * secret/key files it names (mode 0600 or deliberately 0644).
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "config.h"
 #include "suites.h"
-/* placeholder, being written */
-Suite *config_suite(void) { return suite_create("config"); }
+
+static char tmpdir[PATH_MAX];
+static char confpath[PATH_MAX + 32];
+
+/* Replaces @D@ by the temp dir and @F@ by the config path; caller frees. */
+static char *
+subst(const char *tmpl)
+{
+	size_t cap = strlen(tmpl) * 2 + 4 * PATH_MAX, len = 0;
+	char *out = malloc(cap);
+
+	ck_assert_ptr_nonnull(out);
+	while (*tmpl != '\0') {
+		const char *rep = NULL;
+
+		if (strncmp(tmpl, "@D@", 3) == 0)
+			rep = tmpdir;
+		else if (strncmp(tmpl, "@F@", 3) == 0)
+			rep = confpath;
+		if (rep != NULL) {
+			size_t n = strlen(rep);
+
+			if (len + n + 1 >= cap)
+				out = realloc(out, cap = (len + n + 1) * 2);
+			memcpy(out + len, rep, n);
+			len += n;
+			tmpl += 3;
+		} else {
+			if (len + 2 >= cap)
+				out = realloc(out, cap *= 2);
+			out[len++] = *tmpl++;
+		}
+	}
+	out[len] = '\0';
+	return out;
+}
+
+static void
+write_file(const char *path, const char *content, size_t len, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	ck_assert_msg(fd != -1, "open %s: %s", path, strerror(errno));
+	ck_assert_int_eq(write(fd, content, len), (ssize_t)len);
+	ck_assert_int_eq(fchmod(fd, mode), 0);
+	close(fd);
+}
+
+static void
+write_in_dir(const char *name, const char *content, mode_t mode)
+{
+	char path[PATH_MAX + 64];
+
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+	write_file(path, content, strlen(content), mode);
+}
+
+static void
+setup(void)
+{
+	const char *base = getenv("TMPDIR");
+
+	snprintf(tmpdir, sizeof(tmpdir), "%s/check_config.XXXXXX",
+	    base != NULL && *base != '\0' ? base : "/tmp");
+	ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+	snprintf(confpath, sizeof(confpath), "%s/relayd.conf", tmpdir);
+	write_in_dir("ok.secret", "s3cret\n", 0600);
+	write_in_dir("open.secret", "s3cret\n", 0644);
+	write_in_dir("empty.secret", "\n", 0600);
+	write_in_dir("ok.key", "-----BEGIN PRIVATE KEY-----\n", 0600);
+	write_in_dir("e.key", "-----BEGIN PRIVATE KEY-----\n", 0400);
+	write_in_dir("open.key", "-----BEGIN PRIVATE KEY-----\n", 0644);
+	write_in_dir("group.key", "-----BEGIN PRIVATE KEY-----\n", 0640);
+	write_in_dir("ca.pem", "-----BEGIN CERTIFICATE-----\n", 0644);
+}
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void
+teardown(void)
+{
+	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Writes the config (after subst) and loads it; *errs gets what was printed. */
+static struct config *
+load(const char *tmpl, char **errs)
+{
+	char *text = subst(tmpl);
+	size_t errlen = 0;
+	FILE *err;
+	struct config *cfg;
+
+	write_file(confpath, text, strlen(text), 0644);
+	free(text);
+	err = open_memstream(errs, &errlen);
+	ck_assert_ptr_nonnull(err);
+	cfg = config_load(confpath, err);
+	fclose(err);
+	return cfg;
+}
+
+/* Loads tmpl, which must be valid: no output, a snapshot. */
+static struct config *
+load_ok(const char *tmpl)
+{
+	char *errs = NULL;
+	struct config *cfg = load(tmpl, &errs);
+
+	ck_assert_msg(cfg != NULL, "config rejected:\n%s", errs);
+	ck_assert_str_eq(errs, "");
+	free(errs);
+	return cfg;
+}
+
+/* ---- a full configuration ------------------------------------------- */
+
+static const char full_conf[] =
+	"hostname = \"relay.example.com\"\n"				/* 1 */
+	"listen = { \"127.0.0.1:2525\",\n"				/* 2 */
+	"           \"[::1]:2526\" }\n"					/* 3 */
+	"spool = \"/var/tmp/relayd-spool\"\n"				/* 4 */
+	"control = \"/run/relayd-test/control.sock\"\n"			/* 5 */
+	"user = \"root\"\n"						/* 6 */
+	"allow = { \"127.0.0.0/8\", \"::1/128\", \"10.1.0.0/16\" }\n"	/* 7 */
+	"max_message_size = 1048576\n"					/* 8 */
+	"max_recipients = 50\n"						/* 9 */
+	"max_clients = 20\n"						/* 10 */
+	"timeout = 120\n"						/* 11 */
+	"bounces = false\n"						/* 12 */
+	"retry {\n"							/* 13 */
+	"  attempts = 7\n"						/* 14 */
+	"  delay = 30\n"						/* 15 */
+	"  backoff = 1.5\n"						/* 16 */
+	"  max_delay = 600\n"						/* 17 */
+	"}\n"								/* 18 */
+	"# the main provider\n"						/* 19 */
+	"upstream \"mailgun\" {\n"					/* 20 */
+	"  host = \"smtp.eu.mailgun.org\"\n"				/* 21 */
+	"  port = 2587\n"						/* 22 */
+	"  tls = \"starttls\"\n"					/* 23 */
+	"  tls_verify = false\n"					/* 24 */
+	"  tls_ca_file = \"@D@/ca.pem\"\n"				/* 25 */
+	"  auth = \"login\"\n"						/* 26 */
+	"  username = \"postmaster@mg.example.com\"\n"			/* 27 */
+	"  password_file = \"@D@/ok.secret\"\n"				/* 28 */
+	"  max_connections = 2\n"					/* 29 */
+	"  rate = 30\n"							/* 30 */
+	"  spf = \"include:mailgun.org\"\n"				/* 31 */
+	"  retry { attempts = 2  delay = 5 }\n"				/* 32 */
+	"}\n"								/* 33 */
+	"upstream \"own\" { host = \"10.0.0.1\"  tls = \"none\" }\n"	/* 34 */
+	"upstream \"sendgrid\" {\n"					/* 35 */
+	"  host = \"smtp.sendgrid.net\"\n"				/* 36 */
+	"  tls = \"tls\"\n"						/* 37 */
+	"  username = \"apikey\"\n"					/* 38 */
+	"  password = 'SG.abc$x'\n"					/* 39 */
+	"}\n"								/* 40 */
+	"/* sender domains */\n"					/* 41 */
+	"domain \"Example.COM\" {\n"					/* 42 */
+	"  upstream = \"mailgun\"\n"					/* 43 */
+	"  dkim {\n"							/* 44 */
+	"    selector = \"s1\"\n"					/* 45 */
+	"    key_file = \"@D@/ok.key\"\n"				/* 46 */
+	"  }\n"								/* 47 */
+	"  dkim { selector = \"e1\"  key_file = \"@D@/e.key\"  algorithm = \"ed25519-sha256\" }\n" /* 48 */
+	"  bcc = \"archive@example.com\"\n"				/* 49 */
+	"}\n"								/* 50 */
+	"domain \"*.example.org\" { upstream = \"sendgrid\" }\n"	/* 51 */
+	"domain \"*\" {\n"						/* 52 */
+	"  upstream = \"own\"\n"					/* 53 */
+	"}\n";								/* 54 */
+
+START_TEST(test_full)
+{
+	struct config *cfg = load_ok(full_conf);
+	char path[PATH_MAX + 64];
+
+	ck_assert_str_eq(cfg->path, confpath);
+	ck_assert_str_eq(cfg->hostname, "relay.example.com");
+	ck_assert_uint_eq(cfg->nlisten, 2);
+	ck_assert_str_eq(cfg->listen[0].spec, "127.0.0.1:2525");
+	ck_assert_str_eq(cfg->listen[0].hp.host, "127.0.0.1");
+	ck_assert_uint_eq(cfg->listen[0].hp.port, 2525);
+	ck_assert_int_eq(cfg->listen[0].line, 2);
+	ck_assert_str_eq(cfg->listen[1].hp.host, "::1");
+	ck_assert_uint_eq(cfg->listen[1].hp.port, 2526);
+	ck_assert_int_eq(cfg->listen[1].line, 3);
+	ck_assert_str_eq(cfg->spool, "/var/tmp/relayd-spool");
+	ck_assert_str_eq(cfg->control, "/run/relayd-test/control.sock");
+	ck_assert_str_eq(cfg->user, "root");
+	ck_assert_uint_eq(cfg->nallow, 3);
+	ck_assert_int_eq(cfg->allow[0].family, AF_INET);
+	ck_assert_int_eq(cfg->allow[0].prefix, 8);
+	ck_assert_int_eq(cfg->allow[1].family, AF_INET6);
+	ck_assert_int_eq(cfg->allow[1].prefix, 128);
+	ck_assert_int_eq(cfg->allow[2].prefix, 16);
+	ck_assert_uint_eq(cfg->allow[2].addr[1], 1);
+	ck_assert_uint_eq(cfg->max_message_size, 1048576);
+	ck_assert_int_eq(cfg->max_recipients, 50);
+	ck_assert_int_eq(cfg->max_clients, 20);
+	ck_assert_int_eq(cfg->timeout, 120);
+	ck_assert(!cfg->bounces);
+	ck_assert_int_eq(cfg->retry.attempts, 7);
+	ck_assert_int_eq(cfg->retry.delay, 30);
+	ck_assert_double_eq(cfg->retry.backoff, 1.5);
+	ck_assert_int_eq(cfg->retry.max_delay, 600);
+
+	ck_assert_uint_eq(cfg->nupstreams, 3);
+	const struct cfg_upstream *mg = &cfg->upstreams[0];
+	ck_assert_str_eq(mg->name, "mailgun");
+	ck_assert_int_eq(mg->line, 20);
+	ck_assert_str_eq(mg->host, "smtp.eu.mailgun.org");
+	ck_assert_uint_eq(mg->port, 2587);
+	ck_assert_int_eq(mg->tls, CFG_TLS_STARTTLS);
+	ck_assert(!mg->tls_verify);
+	snprintf(path, sizeof(path), "%s/ca.pem", tmpdir);
+	ck_assert_str_eq(mg->tls_ca_file, path);
+	ck_assert_int_eq(mg->auth, CFG_AUTH_LOGIN);
+	ck_assert_str_eq(mg->username, "postmaster@mg.example.com");
+	ck_assert_str_eq(mg->password, "s3cret");
+	snprintf(path, sizeof(path), "%s/ok.secret", tmpdir);
+	ck_assert_str_eq(mg->password_file, path);
+	ck_assert_int_eq(mg->max_connections, 2);
+	ck_assert_int_eq(mg->rate, 30);
+	ck_assert_str_eq(mg->spf, "include:mailgun.org");
+	ck_assert(mg->retry_overridden);
+	ck_assert_int_eq(mg->retry.attempts, 2);
+	ck_assert_int_eq(mg->retry.delay, 5);
+	ck_assert_double_eq(mg->retry.backoff, 1.5);	/* from the global retry */
+	ck_assert_int_eq(mg->retry.max_delay, 600);	/* from the global retry */
+
+	const struct cfg_upstream *own = &cfg->upstreams[1];
+	ck_assert_str_eq(own->name, "own");
+	ck_assert_int_eq(own->line, 34);
+	ck_assert_int_eq(own->tls, CFG_TLS_NONE);
+	ck_assert_uint_eq(own->port, 25);
+	ck_assert_int_eq(own->auth, CFG_AUTH_NONE);
+	ck_assert(own->tls_verify);
+	ck_assert_ptr_null(own->username);
+	ck_assert_ptr_null(own->password);
+	ck_assert_ptr_null(own->tls_ca_file);
+	ck_assert_ptr_null(own->spf);
+	ck_assert_int_eq(own->max_connections, 4);
+	ck_assert_int_eq(own->rate, 0);
+	ck_assert(!own->retry_overridden);
+	ck_assert_int_eq(own->retry.attempts, 7);
+	ck_assert_int_eq(own->retry.max_delay, 600);
+
+	const struct cfg_upstream *sg = &cfg->upstreams[2];
+	ck_assert_int_eq(sg->tls, CFG_TLS_IMPLICIT);
+	ck_assert_uint_eq(sg->port, 465);
+	ck_assert_int_eq(sg->auth, CFG_AUTH_PLAIN);	/* implied by username */
+	ck_assert_str_eq(sg->password, "SG.abc$x");
+	ck_assert_ptr_null(sg->password_file);
+
+	ck_assert_uint_eq(cfg->ndomains, 3);
+	const struct cfg_domain *d = &cfg->domains[0];
+	ck_assert_str_eq(d->name, "example.com");
+	ck_assert_int_eq(d->line, 42);
+	ck_assert_ptr_eq(d->upstream, mg);
+	ck_assert_uint_eq(d->ndkim, 2);
+	ck_assert_str_eq(d->dkim[0].selector, "s1");
+	snprintf(path, sizeof(path), "%s/ok.key", tmpdir);
+	ck_assert_str_eq(d->dkim[0].key_file, path);
+	ck_assert_int_eq(d->dkim[0].algorithm, CFG_DKIM_RSA_SHA256);
+	ck_assert_int_eq(d->dkim[0].line, 44);
+	ck_assert_str_eq(d->dkim[1].selector, "e1");
+	ck_assert_int_eq(d->dkim[1].algorithm, CFG_DKIM_ED25519_SHA256);
+	ck_assert_int_eq(d->dkim[1].line, 48);
+	ck_assert_str_eq(d->bcc, "archive@example.com");
+	ck_assert_str_eq(cfg->domains[1].name, "*.example.org");
+	ck_assert_ptr_eq(cfg->domains[1].upstream, sg);
+	ck_assert_uint_eq(cfg->domains[1].ndkim, 0);
+	ck_assert_ptr_null(cfg->domains[1].bcc);
+	ck_assert_str_eq(cfg->domains[2].name, "*");
+	ck_assert_int_eq(cfg->domains[2].line, 52);
+	ck_assert_ptr_eq(cfg->domains[2].upstream, own);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_defaults)
+{
+	/* Only comments: every value is the default. */
+	struct config *cfg = load_ok("# nothing here\n// nor here\n/* nor\n here */\n");
+
+	ck_assert_ptr_nonnull(cfg->hostname);
+	ck_assert(cfg->hostname[0] != '\0');
+	ck_assert_ptr_null(strpbrk(cfg->hostname, " \t\r\n"));
+	ck_assert_uint_eq(cfg->nlisten, 1);
+	ck_assert_str_eq(cfg->listen[0].spec, CONFIG_DEFAULT_LISTEN);
+	ck_assert_str_eq(cfg->listen[0].hp.host, "127.0.0.1");
+	ck_assert_uint_eq(cfg->listen[0].hp.port, 2525);
+	ck_assert_str_eq(cfg->spool, CONFIG_DEFAULT_SPOOL);
+	ck_assert_str_eq(cfg->control, CONFIG_DEFAULT_CONTROL);
+	ck_assert_ptr_null(cfg->user);
+	ck_assert_uint_eq(cfg->nallow, 2);
+	ck_assert_int_eq(cfg->allow[0].family, AF_INET);
+	ck_assert_int_eq(cfg->allow[0].prefix, 8);
+	ck_assert_uint_eq(cfg->allow[0].addr[0], 127);
+	ck_assert_int_eq(cfg->allow[1].family, AF_INET6);
+	ck_assert_int_eq(cfg->allow[1].prefix, 128);
+	ck_assert_uint_eq(cfg->max_message_size, 26214400);
+	ck_assert_int_eq(cfg->max_recipients, 100);
+	ck_assert_int_eq(cfg->max_clients, 1000);
+	ck_assert_int_eq(cfg->timeout, 300);
+	ck_assert(cfg->bounces);
+	ck_assert_int_eq(cfg->retry.attempts, 5);
+	ck_assert_int_eq(cfg->retry.delay, 60);
+	ck_assert_double_eq(cfg->retry.backoff, 2.0);
+	ck_assert_int_eq(cfg->retry.max_delay, 3600);
+	ck_assert_uint_eq(cfg->nupstreams, 0);
+	ck_assert_uint_eq(cfg->ndomains, 0);
+	config_free(cfg);
+
+	/* An empty file too. */
+	cfg = load_ok("");
+	ck_assert_int_eq(cfg->timeout, 300);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_upstream_defaults)
+{
+	struct config *cfg = load_ok(
+	    "upstream \"a\" { host = \"a.example\" }\n"
+	    "upstream \"b\" { host = \"b.example\"  tls = \"tls\" }\n"
+	    "upstream \"c\" { host = \"c.example\"  tls = \"none\" }\n"
+	    "upstream \"d\" { host = \"d.example\"  tls = \"tls\"  port = 2465 }\n");
+
+	ck_assert_uint_eq(cfg->upstreams[0].port, 587);
+	ck_assert_int_eq(cfg->upstreams[0].tls, CFG_TLS_STARTTLS);
+	ck_assert(cfg->upstreams[0].tls_verify);
+	ck_assert_int_eq(cfg->upstreams[0].auth, CFG_AUTH_NONE);
+	ck_assert_int_eq(cfg->upstreams[0].max_connections, 4);
+	ck_assert_int_eq(cfg->upstreams[0].rate, 0);
+	ck_assert_int_eq(cfg->upstreams[0].retry.attempts, 5);
+	ck_assert_int_eq(cfg->upstreams[0].retry.delay, 60);
+	ck_assert_uint_eq(cfg->upstreams[1].port, 465);
+	ck_assert_uint_eq(cfg->upstreams[2].port, 25);
+	ck_assert_uint_eq(cfg->upstreams[3].port, 2465);
+	config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_retry_override)
+{
+	struct config *cfg = load_ok(
+	    "retry { attempts = 9  delay = 10  backoff = 3  max_delay = 100 }\n"
+	    "upstream \"a\" { host = \"a.example\"  retry { max_delay = 50  backoff = 1 } }\n"
+	    "upstream \"b\" { host = \"b.example\" }\n");
+
+	ck_assert(cfg->upstreams[0].retry_overridden);
+	ck_assert_int_eq(cfg->upstreams[0].retry.attempts, 9);
+	ck_assert_int_eq(cfg->upstreams[0].retry.delay, 10);
+	ck_assert_double_eq(cfg->upstreams[0].retry.backoff, 1.0);
+	ck_assert_int_eq(cfg->upstreams[0].retry.max_delay, 50);
+	ck_assert(!cfg->upstreams[1].retry_overridden);
+	ck_assert_double_eq(cfg->upstreams[1].retry.backoff, 3.0);
+	ck_assert_int_eq(cfg->upstreams[1].retry.max_delay, 100);
+	config_free(cfg);
+}
+END_TEST
+
+/* libconfuse 3.3 alone rejects comments inside a list (its issue #150). */
+START_TEST(test_comments_in_lists)
+{
+	struct config *cfg = load_ok(
+	    "listen = {\n"
+	    "  \"127.0.0.1:2525\",   # IPv4\n"
+	    "  // \"[::1]:2525\",\n"
+	    "  \"[::1]:2526\"  /* IPv6 */\n"
+	    "}\n"
+	    "allow = { \"10.0.0.0/8\" /* a, \"b\" */ , \"::1\" }  # \"c\"\n"
+	    "hostname = \"h#1//2/*3*/\"  spool = '/s#p\\'//'\n");
+
+	ck_assert_uint_eq(cfg->nlisten, 2);
+	ck_assert_int_eq(cfg->listen[0].line, 2);
+	ck_assert_str_eq(cfg->listen[1].spec, "[::1]:2526");
+	ck_assert_int_eq(cfg->listen[1].line, 4);
+	ck_assert_uint_eq(cfg->nallow, 2);
+	ck_assert_int_eq(cfg->allow[1].prefix, 128);
+	/* Comment marks inside quotes are not comments. */
+	ck_assert_str_eq(cfg->hostname, "h#1//2/*3*/");
+	ck_assert_str_eq(cfg->spool, "/s#p'//");
+	config_free(cfg);
+}
+END_TEST
+
+/* ---- password files --------------------------------------------------- */
+
+static const struct {
+	const char	*content;
+	size_t		 len;
+	const char	*password;
+} secrets[] = {
+	{ "pw\n", 3, "pw" },
+	{ "pw\r\n", 4, "pw" },
+	{ "pw", 2, "pw" },
+	{ "pw\n\n", 4, "pw\n" },	/* only one newline is dropped */
+	{ " p w \n", 6, " p w " },	/* spaces are part of it */
+};
+
+START_TEST(test_password_file_newline)
+{
+	char path[PATH_MAX + 64];
+	struct config *cfg;
+
+	snprintf(path, sizeof(path), "%s/pw.secret", tmpdir);
+	write_file(path, secrets[_i].content, secrets[_i].len, 0600);
+	cfg = load_ok("upstream \"u\" {\n"
+	    "  host = \"h.example\"\n"
+	    "  username = \"me\"\n"
+	    "  password_file = \"@D@/pw.secret\"\n"
+	    "}\n");
+	ck_assert_str_eq(cfg->upstreams[0].password, secrets[_i].password);
+	config_free(cfg);
+}
+END_TEST
+
+/* ---- errors ------------------------------------------------------------- */
+
+static const struct {
+	const char	*conf;
+	const char	*errors;	/* exact, after subst */
+	bool		 prefix;	/* errors is only the start (text from net.c) */
+} bad[] = {
+	/* unknown keys */
+	{ "hostname = \"a.example\"\nfoo = 1\n",
+	  "@F@:2: unknown key \"foo\"\n", false },
+	{ "upstream \"u\" {\n  host = \"h\"\n  hots = \"x\"\n}\n",
+	  "@F@:3: unknown key \"hots\" in upstream \"u\"\n", false },
+	{ "upstream \"u\" { host = \"h\" }\ndomain \"a.example\" {\n upstream = \"u\"\n"
+	  " dkim {\n  selector = \"s\"\n  key = \"x\"\n }\n}\n",
+	  "@F@:6: unknown key \"key\" in dkim section\n", false },
+	/* line numbers stay right after every kind of comment */
+	{ "# a\n// b\n/* c\n d */\n\ntimeout = 0 # x\n",
+	  "@F@:6: timeout = 0 is out of range (1 to 86400)\n", false },
+	{ "hostname = \"a#b\" # c\ntimeout = 0\n",
+	  "@F@:2: timeout = 0 is out of range (1 to 86400)\n", false },
+	/* duplicates */
+	{ "upstream \"u\" {\n  host = \"a\"\n}\n\nupstream \"u\" {\n  host = \"b\"\n}\n",
+	  "@F@:5: upstream \"u\" is defined twice (first at line 1)\n", false },
+	{ "upstream \"u\" { host = \"a\" }\ndomain \"Example.com\" { upstream = \"u\" }\n"
+	  "domain \"example.COM\" { upstream = \"u\" }\n",
+	  "@F@:3: domain example.com is defined twice (first at line 2)\n", false },
+	{ "upstream \"my relay\" {\n  host = \"a\"\n}\n",
+	  "@F@:1: upstream \"my relay\": a name is made of letters, digits, \".\", \"-\" and \"_\"\n", false },
+	/* references */
+	{ "upstream \"u\" {\n  host = \"a\"\n}\ndomain \"example.com\" {\n\n  upstream = \"x\"\n}\n",
+	  "@F@:6: domain example.com: upstream \"x\" is not defined\n", false },
+	{ "domain \"example.com\" {\n}\n",
+	  "@F@:1: domain example.com: upstream is required\n", false },
+	/* secrets */
+	{ "upstream \"u\" {\n  host = \"a\"\n  username = \"me\"\n"
+	  "  password_file = \"@D@/open.secret\"\n}\n",
+	  "@F@:4: password_file @D@/open.secret is readable by others (mode 0644); chmod 600 it\n", false },
+	{ "upstream \"u\" {\n  host = \"a\"\n  username = \"me\"\n"
+	  "  password_file = \"@D@/missing.secret\"\n}\n",
+	  "@F@:4: password_file @D@/missing.secret: No such file or directory\n", false },
+	{ "upstream \"u\" {\n  host = \"a\"\n  username = \"me\"\n"
+	  "  password_file = \"@D@/empty.secret\"\n}\n",
+	  "@F@:4: password_file @D@/empty.secret is empty\n", false },
+	{ "upstream \"u\" {\n  host = \"a\"\n  username = \"me\"\n"
+	  "  password_file = \"@D@\"\n}\n",
+	  "@F@:4: password_file @D@ is not a regular file\n", false },
+	{ "upstream \"u\" {\n  host = \"a\"\n  username = \"me\"\n  password = \"x\"\n"
+	  "  password_file = \"@D@/ok.secret\"\n}\n",
+	  "@F@:5: upstream u: password and password_file are both set; keep one\n", false },
+	/* auth and tls */
+	{ "upstream \"u\" {\n  host = \"a\"\n  auth = \"xoauth2\"\n}\n",
+	  "@F@:3: upstream u: auth \"xoauth2\" is not supported yet; use \"plain\" or \"login\"\n", false },
+	{ "upstream \"u\" {\n  host = \"a\"\n  auth = \"cram-md5\"\n}\n",
+	  "@F@:3: upstream u: auth must be \"plain\", \"login\" or \"none\", not \"cram-md5\"\n", false },
+	{ "upstream \"u\" {\n  host = \"a\"\n  auth = \"plain\"\n  username = \"me\"\n}\n",
+	  "@F@:3: upstream u: auth plain needs password or password_file\n", false },
+	{ "upstream \"u\" {\n  host = \"a\"\n  auth = \"login\"\n  password = \"pw\"\n}\n",
+	  "@F@:3: upstream u: auth login needs a username\n", false },
+	{ "upstream \"u\" {\n  host = \"a\"\n  tls = \"none\"\n  auth = \"plain\"\n"
+	  "  username = \"me\"\n  password = \"pw\"\n}\n",
+	  "@F@:4: upstream u: auth plain with tls = \"none\" would send the password in clear; "
+	  "use tls = \"starttls\" or \"tls\"\n", false },
+	{ "upstream \"u\" {\n  host = \"a\"\n  tls = \"ssl\"\n}\n",
+	  "@F@:3: upstream u: tls must be \"starttls\", \"tls\" or \"none\", not \"ssl\"\n", false },
+	{ "upstream \"u\" {\n  port = 25\n}\n",
+	  "@F@:1: upstream u: host is required\n", false },
+	{ "upstream \"u\" {\n  host = \"a\"\n  tls_ca_file = \"@D@/nope.pem\"\n}\n",
+	  "@F@:3: tls_ca_file @D@/nope.pem: No such file or directory\n", false },
+	/* DKIM */
+	{ "upstream \"u\" { host = \"a\" }\ndomain \"example.com\" {\n  upstream = \"u\"\n"
+	  "  dkim {\n    selector = \"s1\"\n    key_file = \"@D@/open.key\"\n  }\n}\n",
+	  "@F@:6: key_file @D@/open.key is readable by others (mode 0644); chmod 600 it\n", false },
+	{ "upstream \"u\" { host = \"a\" }\ndomain \"example.com\" {\n  upstream = \"u\"\n"
+	  "  dkim {\n    selector = \"s1\"\n    key_file = \"@D@/group.key\"\n  }\n}\n",
+	  "@F@:6: key_file @D@/group.key is readable by others (mode 0640); chmod 600 it\n", false },
+	{ "upstream \"u\" { host = \"a\" }\ndomain \"example.com\" {\n  upstream = \"u\"\n"
+	  "  dkim {\n    selector = \"s1\"\n    key_file = \"@D@/no.key\"\n  }\n}\n",
+	  "@F@:6: key_file @D@/no.key: No such file or directory\n", false },
+	{ "upstream \"u\" { host = \"a\" }\ndomain \"example.com\" {\n  upstream = \"u\"\n"
+	  "  dkim {\n    key_file = \"@D@/ok.key\"\n  }\n}\n",
+	  "@F@:4: domain example.com: dkim: selector is required\n", false },
+	{ "upstream \"u\" { host = \"a\" }\ndomain \"example.com\" {\n  upstream = \"u\"\n"
+	  "  dkim {\n    selector = \"s1\"\n  }\n}\n",
+	  "@F@:4: domain example.com: dkim s1: key_file is required\n", false },
+	{ "upstream \"u\" { host = \"a\" }\ndomain \"example.com\" {\n  upstream = \"u\"\n"
+	  "  dkim { selector = \"s1\"  key_file = \"@D@/ok.key\" }\n"
+	  "  dkim { selector = \"s2\"  key_file = \"@D@/ok.key\" }\n"
+	  "  dkim {\n    selector = \"s1\"\n    key_file = \"@D@/e.key\"\n  }\n}\n",
+	  "@F@:7: domain example.com: dkim selector \"s1\" is configured twice (first at line 4)\n", false },
+	{ "upstream \"u\" { host = \"a\" }\ndomain \"example.com\" {\n  upstream = \"u\"\n"
+	  "  dkim {\n    selector = \"s1\"\n    key_file = \"@D@/ok.key\"\n"
+	  "    algorithm = \"rsa-sha1\"\n  }\n}\n",
+	  "@F@:7: domain example.com: dkim s1: algorithm must be \"rsa-sha256\" or "
+	  "\"ed25519-sha256\", not \"rsa-sha1\"\n", false },
+	{ "upstream \"u\" { host = \"a\" }\ndomain \"example.com\" {\n  upstream = \"u\"\n"
+	  "  dkim {\n    selector = \"s 1\"\n    key_file = \"@D@/ok.key\"\n  }\n}\n",
+	  "@F@:5: domain example.com: dkim selector \"s 1\" is not a valid selector "
+	  "(letters, digits, hyphens, dots)\n", false },
+	/* bcc */
+	{ "upstream \"u\" { host = \"a\" }\ndomain \"example.com\" {\n  upstream = \"u\"\n"
+	  "  bcc = \"post@@mab.no\"\n}\n",
+	  "@F@:4: domain example.com: bcc \"post@@mab.no\" is not a valid mail address\n", false },
+	/* domain titles */
+	{ "upstream \"u\" { host = \"a\" }\n\ndomain \"*example.org\" { upstream = \"u\" }\n",
+	  "@F@:3: domain \"*example.org\": not a valid domain name or pattern "
+	  "(write \"example.com\", \"*.example.com\" or \"*\")\n", false },
+	{ "upstream \"u\" { host = \"a\" }\ndomain \"a.*.b\" { upstream = \"u\" }\n",
+	  "@F@:2: domain \"a.*.b\": not a valid domain name or pattern "
+	  "(write \"example.com\", \"*.example.com\" or \"*\")\n", false },
+	{ "upstream \"u\" { host = \"a\" }\ndomain \"\" { upstream = \"u\" }\n",
+	  "@F@:2: domain \"\": not a valid domain name or pattern "
+	  "(write \"example.com\", \"*.example.com\" or \"*\")\n", false },
+	{ "upstream \"u\" { host = \"a\" }\ndomain \"exa mple.com\" { upstream = \"u\" }\n",
+	  "@F@:2: domain \"exa mple.com\": not a valid domain name or pattern "
+	  "(write \"example.com\", \"*.example.com\" or \"*\")\n", false },
+	/* ranges */
+	{ "max_recipients = 100001\n",
+	  "@F@:1: max_recipients = 100001 is out of range (1 to 100000)\n", false },
+	{ "\nmax_clients = 0\n",
+	  "@F@:2: max_clients = 0 is out of range (1 to 1000000)\n", false },
+	{ "max_message_size = 2147483649\n",
+	  "@F@:1: max_message_size = 2147483649 is out of range (1 to 2147483648)\n", false },
+	{ "timeout = 86401\n",
+	  "@F@:1: timeout = 86401 is out of range (1 to 86400)\n", false },
+	{ "retry {\n  attempts = 0\n}\n",
+	  "@F@:2: retry: attempts = 0 is out of range (1 to 1000)\n", false },
+	{ "retry {\n  backoff = 0.5\n}\n",
+	  "@F@:2: retry: backoff = 0.5 must be 1.0 or more\n", false },
+	{ "retry {\n  delay = 600\n  max_delay = 60\n}\n",
+	  "@F@:3: retry: max_delay (60) must not be less than delay (600)\n", false },
+	{ "retry {\n  delay = 7200\n}\n",
+	  "@F@:2: retry: max_delay (3600) must not be less than delay (7200)\n", false },
+	{ "retry {\n  delay = -1\n}\n",
+	  "@F@:2: retry: delay = -1 is out of range (0 to 2147483647)\n", false },
+	{ "upstream \"u\" {\n  host = \"a\"\n  retry {\n    delay = 5000\n  }\n}\n",
+	  "@F@:4: upstream u: retry: max_delay (3600) must not be less than delay (5000)\n", false },
+	{ "upstream \"u\" {\n  host = \"a\"\n  port = 0\n}\n",
+	  "@F@:3: upstream u: port = 0 is out of range (1 to 65535)\n", false },
+	{ "upstream \"u\" {\n  host = \"a\"\n  port = 65536\n}\n",
+	  "@F@:3: upstream u: port = 65536 is out of range (1 to 65535)\n", false },
+	{ "upstream \"u\" {\n  host = \"a\"\n  max_connections = 0\n}\n",
+	  "@F@:3: upstream u: max_connections = 0 is out of range (1 to 2147483647)\n", false },
+	{ "upstream \"u\" {\n  host = \"a\"\n  rate = -1\n}\n",
+	  "@F@:3: upstream u: rate = -1 is out of range (0 to 2147483647)\n", false },
+	/* values of the wrong type */
+	{ "timeout = abc\n",
+	  "@F@:1: timeout = \"abc\" is not a whole number\n", false },
+	{ "bounces = maybe\n",
+	  "@F@:1: bounces = \"maybe\" is not true or false\n", false },
+	{ "upstream \"u\" {\n  host = \"a\"\n  port = \"smtp\"\n}\n",
+	  "@F@:3: upstream u: port = \"smtp\" is not a whole number\n", false },
+	{ "retry { backoff = fast }\n",
+	  "@F@:1: retry: backoff = \"fast\" is not a number\n", false },
+	/* top-level strings */
+	{ "hostname = \"relay example\"\n",
+	  "@F@:1: hostname \"relay example\" must be a host name without spaces\n", false },
+	{ "spool = \"var/spool\"\n",
+	  "@F@:1: spool var/spool: must be an absolute path\n", false },
+	{ "user = \"no-such-user-relayd\"\n",
+	  "@F@:1: user \"no-such-user-relayd\" does not exist\n", false },
+	{ "timeout = 5\nlisten = {\n}\n",
+	  "@F@:2: listen must name at least one address\n", false },
+	{ "listen = { \"127.0.0.1:25\",\n  \"127.0.0.1\" }\n",
+	  "@F@:2: listen \"127.0.0.1\": ", true },
+	{ "\nallow = { \"10.0.0.1/8\" }\n",
+	  "@F@:2: allow \"10.0.0.1/8\": ", true },
+	/* a syntax error, reported by libconfuse with its line */
+	{ "timeout = 5\nupstream \"u\"\n  host = \"a\"\n",
+	  "@F@:3: ", true },
+	/* several problems: all reported, in line order */
+	{ "timeout = 0\n"
+	  "upstream \"u\" {\n"
+	  "  port = 70000\n"
+	  "}\n"
+	  "domain \"example.com\" {\n"
+	  "  upstream = \"nope\"\n"
+	  "  dkim { selector = \"s\"  key_file = \"@D@/open.key\" }\n"
+	  "}\n"
+	  "max_recipients = 0\n",
+	  "@F@:1: timeout = 0 is out of range (1 to 86400)\n"
+	  "@F@:2: upstream u: host is required\n"
+	  "@F@:3: upstream u: port = 70000 is out of range (1 to 65535)\n"
+	  "@F@:6: domain example.com: upstream \"nope\" is not defined\n"
+	  "@F@:7: key_file @D@/open.key is readable by others (mode 0644); chmod 600 it\n"
+	  "@F@:9: max_recipients = 0 is out of range (1 to 100000)\n", false },
+	/* type errors do not stop the rest from being checked */
+	{ "timeout = abc\nmax_clients = x\nmax_recipients = 0\n",
+	  "@F@:1: timeout = \"abc\" is not a whole number\n"
+	  "@F@:2: max_clients = \"x\" is not a whole number\n"
+	  "@F@:3: max_recipients = 0 is out of range (1 to 100000)\n", false },
+};
+
+START_TEST(test_errors)
+{
+	char *errs = NULL;
+	struct config *cfg = load(bad[_i].conf, &errs);
+	char *want = subst(bad[_i].errors);
+
+	ck_assert_msg(cfg == NULL, "case %d accepted", _i);
+	if (bad[_i].prefix) {
+		ck_assert_msg(strncmp(errs, want, strlen(want)) == 0 &&
+		    strlen(errs) > strlen(want) + 1 && strchr(errs, '\n') == errs + strlen(errs) - 1,
+		    "case %d: got \"%s\", want one line starting \"%s\"", _i, errs, want);
+	} else {
+		ck_assert_msg(strcmp(errs, want) == 0, "case %d:\n got: %s\nwant: %s",
+		    _i, errs, want);
+	}
+	free(want);
+	free(errs);
+}
+END_TEST
+
+START_TEST(test_missing_file)
+{
+	char *errs = NULL;
+	size_t len = 0;
+	FILE *err = open_memstream(&errs, &len);
+	char *want = subst("@F@: No such file or directory\n");
+
+	ck_assert_ptr_null(config_load(confpath, err));
+	fclose(err);
+	ck_assert_str_eq(errs, want);
+	free(errs);
+	free(want);
+}
+END_TEST
+
+START_TEST(test_null_errout)
+{
+	/* A NULL errout is allowed: just the verdict. */
+	char *text = subst("timeout = 0\n");
+
+	write_file(confpath, text, strlen(text), 0644);
+	free(text);
+	ck_assert_ptr_null(config_load(confpath, NULL));
+}
+END_TEST
+
+/* ---- the shipped example --------------------------------------------- */
+
+static char *
+read_all(const char *path)
+{
+	FILE *fp = fopen(path, "r");
+	char *buf;
+	long n;
+
+	if (fp == NULL)
+		return NULL;
+	fseek(fp, 0, SEEK_END);
+	n = ftell(fp);
+	rewind(fp);
+	buf = malloc((size_t)n + 1);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_uint_eq(fread(buf, 1, (size_t)n, fp), (size_t)n);
+	buf[n] = '\0';
+	fclose(fp);
+	return buf;
+}
+
+/* etc/relayd.conf in the source tree: $RELAYD_SRCDIR, else from __FILE__. */
+static char *
+read_example(void)
+{
+	const char *srcdir = getenv("RELAYD_SRCDIR");
+	char path[PATH_MAX];
+	char *text;
+
+	if (srcdir != NULL && *srcdir != '\0') {
+		snprintf(path, sizeof(path), "%s/etc/relayd.conf", srcdir);
+	} else {
+		const char *me = __FILE__;
+		const char *tail = strstr(me, "tests/unit/check_config.c");
+
+		ck_assert_ptr_nonnull(tail);
+		snprintf(path, sizeof(path), "%.*setc/relayd.conf", (int)(tail - me), me);
+	}
+	text = read_all(path);
+	ck_assert_msg(text != NULL, "cannot read %s: %s", path, strerror(errno));
+	return text;
+}
+
+/* Replaces every occurrence of from by to in s (freed); returns a new string. */
+static char *
+replace_all(char *s, const char *from, const char *to)
+{
+	size_t flen = strlen(from), tlen = strlen(to), n = 0;
+	char *out, *o;
+
+	for (const char *p = s; (p = strstr(p, from)) != NULL; p += flen)
+		n++;
+	out = o = malloc(strlen(s) + n * (tlen + 1) + 1);
+	ck_assert_ptr_nonnull(out);
+	for (const char *p = s, *q; ; p = q + flen) {
+		if ((q = strstr(p, from)) == NULL) {
+			strcpy(o, p);
+			break;
+		}
+		memcpy(o, p, (size_t)(q - p));
+		o += q - p;
+		memcpy(o, to, tlen);
+		o += tlen;
+	}
+	free(s);
+	return out;
+}
+
+/*
+ * The example must be valid as shipped except for what cannot exist on a
+ * test machine: the files under /etc/relayd/ and the relayd user.  Those
+ * are moved into the temp dir (as mode 0600 files) and to root.
+ */
+START_TEST(test_example_conf)
+{
+	char *text = read_example();
+	char dir[PATH_MAX + 8];
+	char *errs = NULL;
+	struct config *cfg;
+
+	ck_assert_ptr_nonnull(strstr(text, "\nuser = \"relayd\""));
+	text = replace_all(text, "\nuser = \"relayd\"", "\nuser = \"root\"");
+	snprintf(dir, sizeof(dir), "%s/", tmpdir);
+	text = replace_all(text, "/etc/relayd/", dir);
+	/* Create every file the rewritten text names in the temp dir. */
+	for (const char *p = text; (p = strstr(p, dir)) != NULL; ) {
+		const char *end = strchr(p, '"');
+		char path[PATH_MAX + 64];
+
+		ck_assert_ptr_nonnull(end);
+		snprintf(path, sizeof(path), "%.*s", (int)(end - p), p);
+		for (char *slash = path + strlen(dir); (slash = strchr(slash, '/')) != NULL; slash++) {
+			*slash = '\0';
+			mkdir(path, 0700);
+			*slash = '/';
+		}
+		write_file(path, "secret\n", 7, 0600);
+		p = end;
+	}
+	cfg = load(text, &errs);
+	ck_assert_msg(cfg != NULL, "example rejected:\n%s", errs);
+	ck_assert_str_eq(errs, "");
+
+	/* What the example promises to show. */
+	ck_assert_uint_eq(cfg->nupstreams, 4);
+	ck_assert_str_eq(cfg->upstreams[0].host, "smtp.eu.mailgun.org");
+	ck_assert_uint_eq(cfg->upstreams[0].port, 587);
+	ck_assert_int_eq(cfg->upstreams[0].tls, CFG_TLS_STARTTLS);
+	ck_assert_int_eq(cfg->upstreams[0].auth, CFG_AUTH_PLAIN);
+	ck_assert_str_eq(cfg->upstreams[0].username, "postmaster@mg.example.com");
+	ck_assert_ptr_nonnull(cfg->upstreams[0].password_file);
+	ck_assert_str_eq(cfg->upstreams[0].password, "secret");
+	ck_assert_str_eq(cfg->upstreams[1].host, "smtp.sendgrid.net");
+	ck_assert_uint_eq(cfg->upstreams[1].port, 465);
+	ck_assert_int_eq(cfg->upstreams[1].tls, CFG_TLS_IMPLICIT);
+	ck_assert_str_eq(cfg->upstreams[1].username, "apikey");
+	ck_assert_str_eq(cfg->upstreams[2].host, "smtp.office365.com");
+	ck_assert_uint_eq(cfg->upstreams[2].port, 587);
+	ck_assert_int_eq(cfg->upstreams[2].auth, CFG_AUTH_LOGIN);
+	ck_assert_str_eq(cfg->upstreams[3].host, "mail.example.com");
+	ck_assert(cfg->ndomains >= 4);
+	size_t ndkim = 0;
+	for (size_t i = 0; i < cfg->ndomains; i++) {
+		ck_assert_ptr_nonnull(cfg->domains[i].upstream);
+		ndkim += cfg->domains[i].ndkim;
+	}
+	ck_assert_uint_ge(ndkim, 1);
+	config_free(cfg);
+	free(errs);
+	free(text);
+}
+END_TEST
+
+/* As shipped, on a machine without /etc/relayd: only missing-file errors. */
+START_TEST(test_example_conf_as_shipped)
+{
+	char *text = read_example();
+	char *errs = NULL;
+	struct config *cfg;
+
+	text = replace_all(text, "\nuser = \"relayd\"", "\nuser = \"root\"");
+	cfg = load(text, &errs);
+	if (access("/etc/relayd", F_OK) == 0) {
+		/* An installed relayd: nothing to assert about its files. */
+		config_free(cfg);
+	} else {
+		ck_assert_ptr_null(cfg);
+		ck_assert(errs[0] != '\0');
+		for (char *line = strtok(errs, "\n"); line != NULL; line = strtok(NULL, "\n"))
+			ck_assert_msg(strstr(line, " /etc/relayd/") != NULL &&
+			    strstr(line, ": No such file or directory") != NULL,
+			    "unexpected: %s", line);
+	}
+	free(errs);
+	free(text);
+}
+END_TEST
+
+Suite *
+config_suite(void)
+{
+	Suite *s = suite_create("config");
+	TCase *tc = tcase_create("load");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_full);
+	tcase_add_test(tc, test_defaults);
+	tcase_add_test(tc, test_upstream_defaults);
+	tcase_add_test(tc, test_retry_override);
+	tcase_add_test(tc, test_comments_in_lists);
+	tcase_add_loop_test(tc, test_password_file_newline, 0,
+	    (int)(sizeof(secrets) / sizeof(secrets[0])));
+	tcase_add_loop_test(tc, test_errors, 0, (int)(sizeof(bad) / sizeof(bad[0])));
+	tcase_add_test(tc, test_missing_file);
+	tcase_add_test(tc, test_null_errout);
+	tcase_add_test(tc, test_example_conf);
+	tcase_add_test(tc, test_example_conf_as_shipped);
+	suite_add_tcase(s, tc);
+	return s;
+}
