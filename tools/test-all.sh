@@ -7,6 +7,7 @@
 #   san       --enable-sanitizers (ASan + UBSan, leak checks on), make check
 #   distcheck make distcheck from the gcc build: the tarball builds, tests,
 #             installs and uninstalls cleanly
+# and, first, the man pages must pass groff -ww without a warning.
 # automake's test harness hides test output in .log files, so after each
 # check this prints the Check summary and the integration runner's
 # "N passed, N failed"; when something fails it prints the failing logs.
@@ -172,6 +173,22 @@ if ! autoreconf -fi >"/tmp/relayd-autoreconf.$$.log" 2>&1; then
 fi
 rm -f "/tmp/relayd-autoreconf.$$.log"
 report+=("autoreconf: ok ($(since "$t")s)")
+
+# The man pages must format without a single groff warning.
+t=$(date +%s)
+say "== man pages: groff -ww -z -man"
+man_bad=0
+for page in man/*.[1-8]; do
+	out=$(groff -ww -z -man "$page" 2>&1)
+	if [ -n "$out" ]; then
+		say "$page:"; say "$out"; man_bad=1
+	fi
+done
+if [ $man_bad = 0 ]; then
+	report+=("man pages: ok ($(since "$t")s)")
+else
+	failed_stages+=(man); report+=("man pages: FAILED (groff warnings)")
+fi
 
 # ---- the stages ------------------------------------------------------------
 for stage in $STAGES; do
