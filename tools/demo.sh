@@ -205,6 +205,7 @@ if [ -t 0 ]; then
 		kill -0 "$relayd_pid" 2>/dev/null || break
 	done
 	relayd_pid=
+	sleep 0.3	# relayd's last log lines, through tail, before ours
 	say "relayd stopped (exit status $rc)"
 	exit 0
 fi
