@@ -83,6 +83,7 @@ struct smtp_session {
 	struct smtp_mail_args	 mail;
 	char			**rcpts;
 	size_t			 nrcpt;
+	bool			 rcpt_tried;	/* a RCPT came, accepted or not */
 	struct data_dec		 dec;
 	struct spool_body	*body;		/* NULL once handed to the spool */
 	struct spool_envelope	*env;		/* being committed */
@@ -159,6 +160,7 @@ txn_reset(struct smtp_session *s)
 	free(s->rcpts);
 	s->rcpts = NULL;
 	s->nrcpt = 0;
+	s->rcpt_tried = false;
 	spool_body_free(s->body);
 	s->body = NULL;
 	spool_envelope_free(s->env);
@@ -252,6 +254,7 @@ cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
 		reply_error(s, "503 5.5.1 Error: need MAIL command");
 		return;
 	}
+	s->rcpt_tried = true;
 	if (!smtp_parse_rcpt(c->arg, c->arglen, s->mail.smtputf8, &r, &err)) {
 		reply_error(s, err);
 		return;
@@ -286,7 +289,8 @@ cmd_data(struct smtp_session *s, const struct smtp_command *c)
 {
 	char date[64];
 
-	if (s->state == SS_MAIL) {
+	if (s->state == SS_MAIL && s->rcpt_tried) {
+		/* RCPTs came but none was accepted (Postfix's wording). */
 		reply_error(s, "554 5.5.1 Error: no valid recipients");
 		return;
 	}
