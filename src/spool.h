@@ -49,7 +49,8 @@ struct spool_rcpt {
 	uint8_t		 status;	/* enum spool_rcpt_status */
 	uint16_t	 attempts;	/* attempts made */
 	int64_t		 next_attempt;	/* unix seconds; 0: as soon as possible */
-	char		*last_error;	/* NULL if none */
+	char		*last_error;	/* reason of the last failure, NULL if none */
+	char		 dsn[16];	/* status code of the last attempt, "" if none */
 };
 
 /* Where a message's bytes are: MSG record payload offsets in a segment. */
@@ -63,6 +64,11 @@ struct spool_envelope {
 	char			 id[QID_SIZE];
 	int64_t			 arrival;	/* unix microseconds */
 	char			*sender;	/* "" for the null sender */
+	char			*route;		/* domain that picks the domain section
+						 * when it is not the sender's: the
+						 * From: domain of a <> message, the
+						 * original sender's domain for a DSN;
+						 * NULL otherwise */
 	uint32_t		 flags;		/* SPOOL_F_* */
 	size_t			 nrcpt;
 	struct spool_rcpt	*rcpts;
@@ -128,10 +134,36 @@ void spool_commit_message(struct spool *sp, const struct spool_envelope *env,
     const char *prefix, size_t prefixlen, struct spool_body *body,
     spool_done_fn done, void *arg);
 
+/*
+ * Records recipient idx's state as it now is in env (after an attempt).
+ * done may be NULL: the record still becomes durable with the next group
+ * commit.  Recovery applies the last state record of each recipient.
+ */
+void spool_commit_rcpt(struct spool *sp, const struct spool_envelope *env, size_t idx,
+    spool_done_fn done, void *arg);
+
+/*
+ * Retires a message (every recipient sent or bounced, its DSN if any
+ * already committed).  Once durable, the segments that no longer hold a
+ * live message are deleted, oldest first.  done may be NULL.
+ */
+void spool_commit_done(struct spool *sp, const struct spool_envelope *env,
+    spool_done_fn done, void *arg);
+
+/*
+ * A read-only descriptor for the segment holding loc; owned by the spool,
+ * valid while the message is live.  Returns -1 with errno on failure.
+ */
+int spool_text_fd(struct spool *sp, const struct spool_loc *loc);
+
+/* Segment size before rotation (default 64 MiB); for tests and tuning. */
+void spool_set_segment_max(struct spool *sp, uint64_t bytes);
+
 /* Statistics for logs and benchmarks. */
 struct spool_stats {
 	uint64_t	commits;	/* fdatasync calls */
 	uint64_t	records;	/* records made durable */
+	uint64_t	segments;	/* segment files now on disk */
 };
 void spool_get_stats(const struct spool *sp, struct spool_stats *st);
 

@@ -382,6 +382,153 @@ START_TEST(unusable_directory_is_reported)
 }
 END_TEST
 
+/* Waits (bounded) until n callbacks have come. */
+static void
+wait_calls(struct event_base *base, const int *calls, int n)
+{
+	for (int i = 0; i < 500 && *calls < n; i++) {
+		struct timeval tv = { 0, 10000 };
+		event_base_loopexit(base, &tv);
+		event_base_dispatch(base);
+	}
+	ck_assert_int_eq(*calls, n);
+}
+
+static void
+count_cb(void *arg, int error, const struct spool_loc *loc)
+{
+	int *calls = arg;
+
+	ck_assert_int_eq(error, 0);
+	(*calls)++;
+}
+
+START_TEST(state_records_survive_restart)
+{
+	struct event_base *base = event_base_new();
+	char *dir = mktmpdir();
+	char err[256];
+	struct loaded l = { { NULL }, 0 };
+	char id[QID_SIZE];
+	int calls = 0;
+
+	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	struct done d = commit_one(base, sp, "a@example.com", "x@example.net", "", "t\r\n", 3, id);
+	ck_assert_int_eq(d.error, 0);
+	spool_close(sp);
+	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_uint_eq(l.n, 1);
+	struct spool_envelope *env = l.env[0];
+
+	/* two attempts recorded; the last one counts */
+	env->rcpts[0].status = SPOOL_RCPT_PENDING;
+	env->rcpts[0].attempts = 1;
+	env->rcpts[0].next_attempt = 1000;
+	env->rcpts[0].last_error = xstrdup("connect to h[127.0.0.1]:25: Connection refused");
+	snprintf(env->rcpts[0].dsn, sizeof(env->rcpts[0].dsn), "4.4.1");
+	spool_commit_rcpt(sp, env, 0, count_cb, &calls);
+	env->rcpts[0].attempts = 2;
+	env->rcpts[0].next_attempt = 2000;
+	spool_commit_rcpt(sp, env, 0, NULL, NULL);	/* no callback: still durable */
+	spool_commit_rcpt(sp, env, 0, count_cb, &calls);
+	wait_calls(base, &calls, 2);
+	spool_close(sp);
+	loaded_free(&l);
+
+	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_uint_eq(l.n, 1);
+	ck_assert_str_eq(l.env[0]->id, id);
+	ck_assert_uint_eq(l.env[0]->rcpts[0].attempts, 2);
+	ck_assert_int_eq(l.env[0]->rcpts[0].next_attempt, 2000);
+	ck_assert_str_eq(l.env[0]->rcpts[0].dsn, "4.4.1");
+	ck_assert_str_eq(l.env[0]->rcpts[0].last_error,
+	    "connect to h[127.0.0.1]:25: Connection refused");
+
+	/* retire it: gone after a restart */
+	calls = 0;
+	spool_commit_done(sp, l.env[0], count_cb, &calls);
+	wait_calls(base, &calls, 1);
+	spool_close(sp);
+	loaded_free(&l);
+	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_uint_eq(l.n, 0);
+	spool_close(sp);
+	rm_rf(dir);
+	free(dir);
+	event_base_free(base);
+}
+END_TEST
+
+START_TEST(retired_segments_are_reclaimed_oldest_first)
+{
+	struct event_base *base = event_base_new();
+	char *dir = mktmpdir();
+	char err[256];
+	struct loaded l = { { NULL }, 0 };
+	char id[4][QID_SIZE];
+	struct done d[4];
+	int calls = 0;
+
+	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	spool_set_segment_max(sp, 1);	/* every commit starts a new segment */
+	for (int i = 0; i < 4; i++) {
+		d[i] = commit_one(base, sp, "a@example.com", "x@example.net", "", "t\r\n", 3, id[i]);
+		ck_assert_int_eq(d[i].error, 0);
+		if (i > 0)
+			ck_assert_uint_gt(d[i].loc.seg, d[i - 1].loc.seg);
+	}
+	ck_assert_int_eq(count_segments(dir), 4);
+
+	struct spool_envelope env;
+	memset(&env, 0, sizeof(env));
+	/* retiring the second keeps everything: the first still pins its segment */
+	memcpy(env.id, id[1], QID_SIZE);
+	env.loc = d[1].loc;
+	spool_commit_done(sp, &env, count_cb, &calls);
+	wait_calls(base, &calls, 1);
+	ck_assert_int_eq(count_segments(dir), 5);	/* + the DONE's segment */
+	/* retiring the first frees the first two */
+	memcpy(env.id, id[0], QID_SIZE);
+	env.loc = d[0].loc;
+	spool_commit_done(sp, &env, count_cb, &calls);
+	wait_calls(base, &calls, 2);
+	/* the reclaim runs in the committer after the callback: give it a moment */
+	for (int i = 0; i < 200 && count_segments(dir) > 4; i++)
+		usleep(10000);
+	char *seg1 = xasprintf("%s/%016llx.seg", dir, (unsigned long long)d[0].loc.seg);
+	char *seg2 = xasprintf("%s/%016llx.seg", dir, (unsigned long long)d[1].loc.seg);
+	char *seg3 = xasprintf("%s/%016llx.seg", dir, (unsigned long long)d[2].loc.seg);
+	ck_assert_int_eq(access(seg1, F_OK), -1);
+	ck_assert_int_eq(access(seg2, F_OK), -1);
+	ck_assert_int_eq(access(seg3, F_OK), 0);
+	struct spool_stats st;
+	spool_get_stats(sp, &st);
+	ck_assert_uint_eq(st.segments, (uint64_t)count_segments(dir));
+	/* the text of a live message is still readable */
+	int fd = spool_text_fd(sp, &d[3].loc);
+	char t[4] = "";
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, t, 3, (off_t)d[3].loc.off), 3);
+	ck_assert_int_eq(memcmp(t, "t\r\n", 3), 0);
+	spool_close(sp);
+
+	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_uint_eq(l.n, 2);
+	ck_assert_str_eq(l.env[0]->id, id[2]);
+	ck_assert_str_eq(l.env[1]->id, id[3]);
+	spool_close(sp);
+	loaded_free(&l);
+	free(seg1);
+	free(seg2);
+	free(seg3);
+	rm_rf(dir);
+	free(dir);
+	event_base_free(base);
+}
+END_TEST
+
 Suite *
 spool_suite(void)
 {
@@ -397,6 +544,8 @@ spool_suite(void)
 	tcase_add_test(tc, damaged_record_is_skipped_not_the_rest);
 	tcase_add_test(tc, lock_debris_and_empty_segments);
 	tcase_add_test(tc, unusable_directory_is_reported);
+	tcase_add_test(tc, state_records_survive_restart);
+	tcase_add_test(tc, retired_segments_are_reclaimed_oldest_first);
 	suite_add_tcase(s, tc);
 	return s;
 }
