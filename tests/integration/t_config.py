@@ -1,0 +1,198 @@
+"""relayd's command line and configuration checks: -V, -n, and start-up
+failures with the exit statuses of interface.md (1: configuration, 2: runtime)."""
+
+import os
+import re
+import signal
+import socket
+import subprocess
+
+def expect_problem(t, conf, needle, words=()):
+	"""relayd -n must print CONF:LINE: ... for the line containing needle,
+	and exit 1."""
+	line = conf.line_of(needle)
+	rc, out, err = t.run([t.relayd, "-n", "-f", conf.path], timeout=20)
+	both = out + err
+	m = re.search(r"^%s:(\d+): (.+)$" % re.escape(conf.path), both, re.M)
+	assert rc == 1, "relayd -n on a config with %r: exit %s (expected 1); output: %r" % (needle, rc, both)
+	assert m, "relayd -n: no '%s:LINE: message' in output %r" % (conf.path, both)
+	lines = [int(x) for x in re.findall(r"^%s:(\d+): " % re.escape(conf.path), both, re.M)]
+	assert line in lines, "problem with %r reported at line(s) %s, it is on line %d: %r" % (
+	    needle, lines, line, both)
+	for w in words:
+		assert w in both, "message does not mention %r: %r" % (w, both)
+	return both
+
+
+def test_version(t):
+	rc, out, err = t.run([t.relayd, "-V"], timeout=10)
+	assert rc == 0, "relayd -V: exit %s" % rc
+	assert re.search(r"\b\d+\.\d+\.\d+\b", out + err), "relayd -V printed %r" % (out + err)
+
+
+def test_check_good_config(t):
+	conf = t.config(allow=["127.0.0.0/8", "::1/128"], max_clients=10, timeout=30,
+	    max_recipients=5, max_message_size=100000)
+	rc, out, err = t.run([t.relayd, "-n", "-f", conf.path], timeout=20)
+	assert rc == 0, "relayd -n on a good config: exit %s, output %r" % (rc, out + err)
+	assert not os.path.exists(conf.spool) or os.listdir(conf.spool) == [], \
+	    "-n must start nothing, but the spool has %s" % os.listdir(conf.spool)
+
+
+def test_check_undefined_upstream(t):
+	conf = t.config(domains=(), extra='domain "example.com" {\n\tupstream = "nosuch"\n}\n')
+	expect_problem(t, conf, 'upstream = "nosuch"', ["nosuch"])
+
+
+def test_start_fails_on_bad_config(t):
+	conf = t.config(domains=(), extra='\n\ndomain "example.com" {\n\n\tupstream = "missing"\n}\n')
+	d = t.start(conf, wait=False)
+	rc = d.wait_exit(15)
+	d.expected_exit = True
+	assert rc == 1, "relayd -d on a bad config: exit %s (expected 1)" % rc
+	line = conf.line_of('upstream = "missing"')
+	assert re.search(r"^(.*\s)?%s:%d: " % (re.escape(conf.path), line), d.log(), re.M), \
+	    "start-up did not report %s:%d: %r" % (conf.path, line, d.log())
+
+
+def test_check_syntax_error(t):
+	conf = t.config(extra="max_clients = = 3\n")
+	expect_problem(t, conf, "max_clients = = 3")
+
+
+def test_check_unknown_setting(t):
+	conf = t.config(extra="\nno_such_setting = 12\n")
+	expect_problem(t, conf, "no_such_setting")
+
+
+def test_check_bad_allow_cidr(t):
+	conf = t.config(allow=["127.0.0.0/8", "10.1.2.3/33"])
+	expect_problem(t, conf, "10.1.2.3/33")
+
+
+def test_check_reports_every_problem(t):
+	conf = t.config(domains=(), extra='domain "example.com" {\n\tupstream = "nosuch"\n}\n'
+	    'domain "example.org" {\n\tupstream = "alsomissing"\n}\n')
+	out = expect_problem(t, conf, '"nosuch"')
+	line2 = conf.line_of('"alsomissing"')
+	assert re.search(r"^%s:%d: " % (re.escape(conf.path), line2), out, re.M), \
+	    "second problem (line %d) not reported: %r" % (line2, out)
+
+
+def test_check_secret_file_readable_by_others(t):
+	secret = os.path.join(t.dir, "upstream.secret")
+	with open(secret, "w") as f:
+		f.write("s3cret-password\n")
+	os.chmod(secret, 0o644)
+	conf = t.config(upstream=False, extra='upstream "test" {\n\thost = "127.0.0.1"\n\tport = 2\n'
+	    '\ttls = "starttls"\n\tauth = "plain"\n\tusername = "u"\n\tpassword_file = "%s"\n}\n' % secret)
+	out = expect_problem(t, conf, "password_file")
+	assert "s3cret" not in out, "the password was printed: %r" % out
+	os.chmod(secret, 0o600)
+	rc, out, err = t.run([t.relayd, "-n", "-f", conf.path], timeout=20)
+	assert rc == 0, "with the secret file 0600: exit %s, %r" % (rc, out + err)
+
+
+def test_check_dkim_key_readable_by_others(t):
+	key = os.path.join(t.dir, "example.com.s1.key")
+	r = subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key],
+	    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+	assert r.returncode == 0, "openssl genpkey: %r" % r.stdout
+	os.chmod(key, 0o644)
+	conf = t.config(domains=(), extra='domain "example.com" {\n\tupstream = "test"\n\tdkim {\n'
+	    '\t\tselector = "s1"\n\t\tkey_file = "%s"\n\t\talgorithm = "ed25519-sha256"\n\t}\n}\n' % key)
+	expect_problem(t, conf, "key_file")
+	os.chmod(key, 0o600)
+	rc, out, err = t.run([t.relayd, "-n", "-f", conf.path], timeout=20)
+	assert rc == 0, "with the key file 0600: exit %s, %r" % (rc, out + err)
+
+
+def test_cannot_bind_exits_2(t):
+	s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+	s.bind(("127.0.0.1", 0))
+	s.listen(1)
+	port = s.getsockname()[1]
+	try:
+		conf = t.config(port=port)
+		d = t.start(conf, wait=False)
+		rc = d.wait_exit(15)
+		d.expected_exit = True
+		assert rc == 2, "relayd with its port taken: exit %s (expected 2); log: %r" % (rc, d.log_tail())
+		assert str(port) in d.log(), "the log does not say which address failed: %r" % d.log_tail()
+	finally:
+		s.close()
+
+
+def test_sighup_reload(t):
+	"""SIGHUP re-reads the configuration: new sessions get the new limits,
+	the session in progress keeps working."""
+	conf = t.config(max_recipients=1)
+	d = t.start(conf)
+	old = d.connect()
+	old.hello()
+	conf2 = t.config(name=os.path.basename(conf.path), port=conf.port, max_recipients=3)
+	assert conf2.path == conf.path
+	d.proc.send_signal(signal.SIGHUP)
+	d.wait_log(r"configuration reloaded")
+	c = d.connect()
+	c.hello()
+	c.expect("MAIL FROM:<a@example.com>", 250)
+	for i in range(3):
+		c.expect("RCPT TO:<r%d@example.net>" % i, 250, "2.1.5")
+	c.expect("RCPT TO:<r3@example.net>", 452, "4.5.3")
+	old.expect("NOOP", 250, "2.0.0")
+
+
+def test_sighup_bad_config_keeps_old(t):
+	conf = t.config(max_recipients=2)
+	d = t.start(conf)
+	bad = t.config(name=os.path.basename(conf.path), port=conf.port, domains=(),
+	    extra='domain "example.com" {\n\tupstream = "gone"\n}\n')
+	line = bad.line_of('upstream = "gone"')
+	d.proc.send_signal(signal.SIGHUP)
+	d.wait_log(r"%s:%d: " % (re.escape(conf.path), line))
+	d.wait_log(r"keeping the old configuration")
+	assert d.alive(), "relayd died on a bad reload"
+	c = d.connect()
+	c.hello()
+	c.expect("MAIL FROM:<a@example.com>", 250, "2.1.0")
+	c.expect("RCPT TO:<r1@example.net>", 250)
+	c.expect("RCPT TO:<r2@example.net>", 250)
+	c.expect("RCPT TO:<r3@example.net>", 452, "4.5.3")
+
+
+def test_drops_privileges(t):
+	"""Started as root with user set: the daemon runs as that user and
+	still receives mail into its spool, also after a restart."""
+	if os.geteuid() != 0:
+		print("not root; skipped")
+		return
+	import pwd
+	try:
+		pw = pwd.getpwnam("nobody")
+	except KeyError:
+		print("no user nobody; skipped")
+		return
+	os.chmod(t.dir, 0o755)	# as /var/spool is: the path stays reachable
+	conf = t.config(user="nobody")
+	d = t.start(conf)
+	c = d.connect()
+	c.hello()
+	with open("/proc/%d/status" % d.pid) as f:
+		st = f.read()
+	uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", st, re.M).groups()
+	gids = re.search(r"^Gid:\s+(\d+)\s+(\d+)\s+(\d+)\s+(\d+)", st, re.M).groups()
+	assert set(uids) == {str(pw.pw_uid)}, "relayd uids %s, expected all %d (nobody)" % (uids, pw.pw_uid)
+	assert set(gids) == {str(pw.pw_gid)}, "relayd gids %s, expected all %d" % (gids, pw.pw_gid)
+	groups = re.search(r"^Groups:\s*(.*)$", st, re.M).group(1).split()
+	assert set(groups) <= {str(pw.pw_gid)}, "supplementary groups kept: %s" % groups
+	qid = c.send_message("a@example.com", ["b@example.net"], b"Subject: as nobody\r\n\r\nMARK-nobody\r\n")
+	d.wait_log(r"%s: from=<a@example\.com>" % qid)
+	c.close()
+	assert d.stop() == 0, "relayd (as nobody) did not stop cleanly"
+	d2 = t.start(conf)
+	m = d2.wait_log(r"queue: (\d+) messages? loaded from the spool")
+	assert m.group(1) == "1", m.group(0)
+	c = d2.connect()
+	c.hello()
+	c.send_message("a@example.com", ["b@example.net"], b"Subject: again\r\n\r\nx\r\n")

@@ -1,0 +1,332 @@
+"""Limits on clients: idle timeout, max_clients, the allow list, and memory
+that stays bounded whatever a client sends."""
+
+import select
+import socket
+import threading
+import time
+
+
+MB = 1024 * 1024
+HWM_SLACK_KB = 64 * 1024	# VmHWM may grow by less than 64 MB
+
+
+def test_idle_timeout(t):
+	d = t.daemon(timeout=2)
+	c = d.connect()
+	c.greeting()
+	t0 = time.monotonic()
+	r = c.read_reply(timeout=15)
+	waited = time.monotonic() - t0
+	c.check(r, 421, "4.4.2")
+	assert 1.0 <= waited <= 10, "421 came after %.1fs with timeout = 2" % waited
+	assert c.wait_closed(5), "connection not closed after the 421"
+
+
+def test_idle_timeout_inside_data(t):
+	"""A client that stops in the middle of a message is timed out too,
+	and the partial message is not queued."""
+	d = t.daemon(timeout=2)
+	c = d.connect()
+	c.hello()
+	c.expect("MAIL FROM:<partial@example.com>", 250)
+	c.expect("RCPT TO:<b@example.net>", 250)
+	c.expect("DATA", 354)
+	c.send(b"Subject: never finished\r\n\r\nhalf a mess")
+	c.expect_reply(421, "4.4.2", timeout=15)
+	assert c.wait_closed(5), "connection not closed after the 421"
+	assert d.count_log(r"from=<partial@example\.com>") == 0, "partial message queued"
+
+
+def test_activity_resets_timeout(t):
+	"""A client that keeps talking (NOOP every second) is not timed out."""
+	d = t.daemon(timeout=2)
+	c = d.connect()
+	c.hello()
+	for _ in range(5):
+		time.sleep(1)
+		c.expect("NOOP", 250, "2.0.0")
+
+
+def test_max_clients(t):
+	d = t.daemon(max_clients=3)
+	conns = []
+	for i in range(3):
+		c = d.connect()
+		c.greeting(220)
+		conns.append(c)
+	extra = d.connect()
+	extra.expect_reply(421, "4.7.0")
+	assert extra.wait_closed(5), "the connection over max_clients was not closed"
+	# the three are still served
+	for c in conns:
+		c.expect("NOOP", 250, "2.0.0")
+	conns[0].expect("QUIT", 221)
+	assert conns[0].wait_closed(5)
+	# a slot is free again (allow the daemon a moment to notice)
+	deadline = time.monotonic() + 5
+	while True:
+		c = d.connect()
+		r = c.read_reply()
+		if r.code == 220:
+			break
+		assert time.monotonic() < deadline, "after one client left, a new one still gets %s" % r
+		c.close()
+		time.sleep(0.1)
+	c.ehlo()
+	c.expect("NOOP", 250, "2.0.0")
+
+
+def test_allow_list_rejects(t):
+	d = t.daemon(allow=["10.0.0.0/8"])
+	c = d.connect()
+	c.expect_reply(554, "5.7.1")
+	# nothing more is served on that connection
+	try:
+		r = c.cmd("EHLO client.test.example", timeout=5)
+	except (AssertionError, OSError):
+		r = None
+	assert r is None or r.code >= 500, "a client not allowed got %s to EHLO" % r
+
+
+def has_ipv6_loopback():
+	try:
+		s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+		s.bind(("::1", 0))
+		s.close()
+		return True
+	except OSError:
+		return False
+
+
+def test_allow_list_ipv6(t):
+	if not has_ipv6_loopback():
+		print("no ::1 on this machine; IPv6 part skipped")
+		return
+	port4 = t.free_port()
+	port6 = t.free_port(socket.AF_INET6, "::1")
+	d = t.daemon(port=port4, listen=["127.0.0.1:%d" % port4, "[::1]:%d" % port6], allow=["127.0.0.0/8"])
+	c = d.connect("::1", port6, socket.AF_INET6)
+	c.expect_reply(554, "5.7.1")
+	c = d.connect("127.0.0.1", port4)
+	c.greeting()
+	d.stop()
+	d2 = t.daemon(port=port4, listen=["127.0.0.1:%d" % port4, "[::1]:%d" % port6],
+	    allow=["10.0.0.0/8", "::1/128"])
+	c = d2.connect("::1", port6, socket.AF_INET6)
+	c.greeting()
+	c.ehlo()
+	qid = c.send_message("six@example.com", ["b@example.net"], b"Subject: v6\r\n\r\nx\r\n")
+	d2.wait_log(r"%s: client=\S*\[::1\]:%d" % (qid, c.local_port))
+	c = d2.connect("127.0.0.1", port4)
+	c.expect_reply(554, "5.7.1")
+
+
+def send_flood(c, chunk, total, limit_s, stall_s=None):
+	"""Sends chunk repeatedly up to total octets without waiting for
+	replies (they are read and kept, so that only the daemon's own
+	buffering is tested).  Stops early if the daemon closes, or after
+	limit_s, or (stall_s) if the daemon stopped reading for that long.
+	Returns (octets sent, how it ended)."""
+	sock = c.sock
+	sock.setblocking(False)
+	sent = 0
+	view = memoryview(chunk)
+	off = 0
+	t0 = last_progress = time.monotonic()
+	try:
+		while sent < total:
+			now = time.monotonic()
+			if now - t0 > limit_s:
+				return sent, "time limit"
+			if stall_s and now - last_progress > stall_s:
+				return sent, "stalled"
+			r, w, _ = select.select([sock], [sock], [], 0.5)
+			if r:
+				try:
+					b = sock.recv(1 << 20)
+				except ConnectionResetError:
+					b = b""
+				except BlockingIOError:
+					b = None
+				if b == b"":
+					return sent, "closed"
+				if b:
+					c.buf += b
+					if len(c.buf) > 64 * MB:
+						c.buf = c.buf[-MB:]
+			if w:
+				n = min(len(chunk) - off, total - sent)
+				try:
+					k = sock.send(view[off:off + n])
+				except BlockingIOError:
+					k = 0
+				except (BrokenPipeError, ConnectionResetError):
+					return sent, "closed"
+				if k:
+					sent += k
+					off = (off + k) % len(chunk)
+					last_progress = time.monotonic()
+		return sent, "done"
+	finally:
+		sock.setblocking(True)
+		sock.settimeout(10)
+
+
+def test_memory_one_gigabyte_line(t):
+	d = t.daemon()
+	c = d.connect()
+	c.hello()
+	c.expect("NOOP", 250, "2.0.0")
+	base = d.vm_hwm()
+	c.last = "a 1 GB line without LF"
+	sent, how = send_flood(c, b"x" * MB, 1024 * MB, limit_s=60)
+	if how != "closed":
+		try:
+			c.send(b"\r\n", what="a 1 GB line, then CRLF")
+		except (BrokenPipeError, ConnectionResetError):
+			how = "closed"
+	grew = d.vm_hwm() - base
+	# the reply must say why, whether or not the daemon hung up
+	r = c.read_reply(timeout=20)
+	c.check(r, 500, "5.5.2")
+	assert grew < HWM_SLACK_KB, "VmHWM grew by %d MB while receiving a %d MB line" % (grew // 1024, sent // MB)
+	assert d.alive(), "relayd died"
+	if how != "closed" and not c.eof:
+		try:
+			ok = c.cmd("NOOP", timeout=10)
+		except (AssertionError, OSError):
+			ok = None
+		assert ok is None or (ok.code, ok.enh) == (250, "2.0.0"), "NOOP after the long line: %s" % ok
+	c2 = d.connect()
+	c2.hello()
+	c2.send_message("a@example.com", ["b@example.net"], b"Subject: after the flood\r\n\r\nx\r\n")
+	print("sent %d MB (%s), VmHWM grew %d kB" % (sent // MB, how, grew))
+
+
+test_memory_one_gigabyte_line.timeout = 150
+
+
+def test_memory_pipelined_noops(t):
+	"""200 MB of NOOPs while never reading the replies: the daemon must
+	stop reading instead of buffering replies without bound."""
+	d = t.daemon()
+	c = d.connect()
+	c.hello()
+	base = d.vm_hwm()
+	c.last = "200 MB of pipelined NOOPs"
+	noop = b"NOOP\r\n" * 100000
+	total = 200 * MB - (200 * MB) % len(b"NOOP\r\n")
+	# phase 1: do not read at all; the kernel buffers fill, then the
+	# daemon must stop reading (or hang up on us)
+	sock = c.sock
+	sock.setblocking(False)
+	sent = 0
+	off = 0
+	last = t0 = time.monotonic()
+	how = "done"
+	while sent < total:
+		if time.monotonic() - t0 > 60:
+			how = "time limit"
+			break
+		if time.monotonic() - last > 3:
+			how = "stalled"
+			break
+		_, w, _ = select.select([], [sock], [], 0.2)
+		if not w:
+			continue
+		try:
+			k = sock.send(noop[off:off + min(len(noop) - off, total - sent)])
+		except BlockingIOError:
+			continue
+		except (BrokenPipeError, ConnectionResetError):
+			how = "closed"
+			break
+		sent += k
+		off = (off + k) % len(noop)
+		last = time.monotonic()
+	sock.setblocking(True)
+	grew1 = d.vm_hwm() - base
+	assert d.alive(), "relayd died"
+	assert grew1 < HWM_SLACK_KB, "VmHWM grew by %d MB after %d MB of unread NOOPs (%s)" % (
+	    grew1 // 1024, sent // MB, how)
+	# phase 2: read and send the rest at once; every reply must be 250
+	replies = 0
+	bad = None
+	if how != "closed":
+		stop = threading.Event()
+		done = [sent]
+
+		def writer():
+			s_off = off
+			try:
+				while done[0] < total and not stop.is_set():
+					k = sock.send(noop[s_off:s_off + min(len(noop) - s_off, total - done[0])])
+					done[0] += k
+					s_off = (s_off + k) % len(noop)
+			except OSError:
+				pass
+		wt = threading.Thread(target=writer, daemon=True)
+		wt.start()
+		sock.settimeout(5)
+		rest = b""
+		deadline = time.monotonic() + 60
+		try:
+			while time.monotonic() < deadline:
+				b = sock.recv(1 << 20)
+				if not b:
+					break
+				data = rest + b
+				cut = data.rfind(b"\n") + 1
+				block, rest = data[:cut], data[cut:]
+				lines = block.count(b"\n")
+				if bad is None and block.count(b"250 2.0.0") != lines:
+					# a daemon may hang up on a junk flood with 421; anything else is wrong
+					odd = [l for l in block.split(b"\r\n")[:-1] if not l.startswith(b"250 2.0.0")]
+					if odd and not odd[0].startswith(b"421 4."):
+						bad = odd[0]
+				replies += lines
+				if replies * 6 >= total:
+					break
+		except (socket.timeout, OSError):
+			pass
+		stop.set()
+		wt.join(10)
+	grew = d.vm_hwm() - base
+	print("phase 1: %d MB sent (%s), VmHWM +%d kB; phase 2: %d replies; VmHWM +%d kB" %
+	    (sent // MB, how, grew1, replies, grew))
+	assert bad is None, "a pipelined NOOP got %r" % bad
+	assert how == "closed" or replies > 0, "no replies at all to pipelined NOOPs"
+	assert grew < HWM_SLACK_KB, "VmHWM grew by %d MB" % (grew // 1024)
+	assert d.alive(), "relayd died"
+	c2 = d.connect()
+	c2.hello()
+	c2.expect("NOOP", 250, "2.0.0")
+
+
+test_memory_pipelined_noops.timeout = 180
+
+
+def test_memory_big_message(t):
+	"""A 100 MB message (max_message_size allows it) goes to disk, not to
+	memory."""
+	d = t.daemon(max_message_size=200 * MB)
+	c = d.connect()
+	c.hello()
+	c.expect("MAIL FROM:<big@example.com> SIZE=%d" % (100 * MB), 250, "2.1.0")
+	c.expect("RCPT TO:<b@example.net>", 250)
+	c.expect("DATA", 354)
+	base = d.vm_hwm()
+	c.send(b"Subject: big\r\n\r\n")
+	line = b"y" * 998 + b"\r\n"
+	total = 100 * MB - (100 * MB) % len(line)	# whole lines only, so that ".\r\n" ends it
+	sent, how = send_flood(c, line * 1024, total, limit_s=90)
+	assert how == "done", "sending the body ended: %s after %d MB" % (how, sent // MB)
+	c.send(b".\r\n", what="end of a 100 MB message")
+	r = c.read_reply(timeout=60)
+	c.check(r, 250, "2.0.0")
+	grew = d.vm_hwm() - base
+	assert grew < HWM_SLACK_KB, "VmHWM grew by %d MB for a 100 MB message" % (grew // 1024)
+
+
+test_memory_big_message.timeout = 180
