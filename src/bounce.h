@@ -41,6 +41,8 @@ struct bounce_msg {
  * Appends the complete DSN message (header + body, CRLF line ends, no line
  * over 998 octets, 7-bit unless the original headers are 8-bit, in which
  * case the third part is message/global-headers per RFC 6533) to out.
+ * UTF-8 addresses are written as they are in To: and the text part
+ * (charset utf-8), and as RFC 6533 utf-8-addr-xtext in Final-Recipient.
  */
 void bounce_compose(const struct bounce_msg *m, struct buf *out);
 

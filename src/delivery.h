@@ -64,8 +64,10 @@ const char *dlv_stage_command(enum dlv_stage st);
  * reply as the upstream sent it (multi-line replies joined with a space),
  * relay the "host[ip]:port" it came from.  reason becomes, for a 2xx, the
  * reply itself, otherwise "host[ip]:port said: <reply> (in reply to X
- * command)"; for AUTH, "authentication failed: <reply>".
+ * command)"; for AUTH, "authentication failed: <reply>"; for the greeting,
+ * "host[ip]:port refused to talk to us: <reply>".
  * Without an enhanced code, one is derived from the code class (x.0.0).
+ * A code other than 2xx/4xx/5xx is a protocol error: deferred, 4.5.0.
  */
 void dlv_classify_reply(enum dlv_stage st, int code, const char *enh, const char *text,
     const char *relay, struct dlv_status *out);

@@ -32,7 +32,7 @@ struct msghdr_cb {
 	void	 *ctx;
 };
 
-struct msghdr {
+struct hdrsplit {
 	struct msghdr_cb cb;
 	/* private */
 	int		 st;
@@ -40,12 +40,12 @@ struct msghdr {
 	bool		 in_body;
 };
 
-void msghdr_init(struct msghdr *h, const struct msghdr_cb *cb);
+void msghdr_init(struct hdrsplit *h, const struct msghdr_cb *cb);
 /* Feeds text; may be called with any chunking. */
-void msghdr_feed(struct msghdr *h, const char *p, size_t n);
+void msghdr_feed(struct hdrsplit *h, const char *p, size_t n);
 /* The text ended: flushes a pending field and calls eoh() if it did not come. */
-void msghdr_finish(struct msghdr *h);
-void msghdr_free(struct msghdr *h);
+void msghdr_finish(struct hdrsplit *h);
+void msghdr_free(struct hdrsplit *h);
 
 /* True if the field (as passed to field()) has this name, compared
  * case-insensitively; white space before the colon is tolerated, as RFC

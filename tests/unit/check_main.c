@@ -12,8 +12,11 @@ main(void)
 {
 	SRunner *sr = srunner_create(addr_suite());
 
+	srunner_add_suite(sr, bounce_suite());
 	srunner_add_suite(sr, config_suite());
 	srunner_add_suite(sr, data_suite());
+	srunner_add_suite(sr, delivery_suite());
+	srunner_add_suite(sr, msghdr_suite());
 	srunner_add_suite(sr, net_suite());
 	srunner_add_suite(sr, qid_suite());
 	srunner_add_suite(sr, router_suite());

@@ -5,8 +5,11 @@
 #include <check.h>
 
 Suite *addr_suite(void);
+Suite *bounce_suite(void);
 Suite *config_suite(void);
 Suite *data_suite(void);
+Suite *delivery_suite(void);
+Suite *msghdr_suite(void);
 Suite *net_suite(void);
 Suite *qid_suite(void);
 Suite *router_suite(void);
