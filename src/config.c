@@ -923,6 +923,8 @@ config_build_upstream(struct config_parse *p, struct config *cfg, cfg_t *sec,
 		u->max_connections = (int)v;
 	if (config_int(p, sec, where, "rate", 0, INT_MAX, &v))
 		u->rate = (int)v;
+	if (config_int(p, sec, where, "timeout", 1, 86400, &v))
+		u->timeout = (int)v;
 
 	if ((s = cfg_getstr(sec, "spf")) != NULL) {
 		if (!config_is_token(s))
@@ -1195,6 +1197,7 @@ config_parse_tree(struct config_parse *p)
 		OPT_STR_NODEF("password_file"),
 		OPT_INT("max_connections", 4),
 		OPT_INT("rate", 0),
+		OPT_INT("timeout", 300),
 		OPT_STR_NODEF("spf"),
 		CFG_SEC("retry", retry_override_opts, CFGF_NONE),
 		CFG_END()

@@ -65,6 +65,7 @@ struct cfg_upstream {
 	char		*password_file;	/* as configured, NULL if inline */
 	int		 max_connections;
 	int		 rate;		/* messages per minute, 0 = unlimited */
+	int		 timeout;	/* seconds to wait for a connection or reply (300) */
 	char		*spf;		/* NULL: built-in default for known providers, if any */
 	struct cfg_retry retry;		/* effective schedule: the upstream's override or the global one */
 	bool		 retry_overridden;

@@ -1,39 +1,807 @@
 /*
- * queue — the in-memory index of queued messages, keyed by queue id.
- * For now it only holds what was accepted or recovered; delivery
- * scheduling comes with the relaying issue.
+ * queue — scheduling and per-recipient bookkeeping of delivery (see
+ * queue.h for what it promises).
+ *
+ * Data: every live message is a struct qmsg (its envelope, owned) in an id
+ * map.  A message that is not being delivered sits in a min-heap by due
+ * time; when due it joins its upstream's FIFO line; a line is served while
+ * a session and a rate slot are free.  One timer serves the heap, one per
+ * upstream serves the rate.
  */
 #include "acconfig.h"
 
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
+#include "addr.h"
+#include "bounce.h"
+#include "delivery.h"
 #include "idmap.h"
+#include "log.h"
+#include "qid.h"
 #include "queue.h"
+#include "router.h"
+#include "smtp_client.h"
 #include "util.h"
 
-struct queue {
-	struct idmap	*msgs;	/* qid value -> struct spool_envelope (owned) */
+#define SESSION_IDLE_SEC	5	/* keep an idle upstream session this long */
+#define DSN_HEADERS_MAX		(64u << 10)
+
+enum qm_state { QM_WAITING, QM_READY, QM_ACTIVE, QM_DSN };
+
+struct upstate;
+
+struct qmsg {
+	struct queue		*q;
+	struct spool_envelope	*env;
+	enum qm_state		 st;
+	int64_t			 due;		/* unix seconds */
+	size_t			 heap_i;	/* valid while QM_WAITING */
+	struct qmsg		*line_next;	/* in an upstream's line */
+	/* the attempt in progress */
+	struct upstate		*ups;
+	const char		**rcpts;	/* addresses attempted */
+	size_t			*ridx;		/* their indexes in env->rcpts */
+	size_t			 nr;
+	struct smtp_client_msg	 cm;
+	bool			 dropped;	/* retired while a DSN commit was pending */
 };
 
-struct queue *
-queue_new(void)
-{
-	struct queue *q = xcalloc(1, sizeof(*q));
+struct upclient {
+	struct smtp_client	*c;
+	struct upstate		*ups;
+	struct qmsg		*busy;		/* message in progress, or NULL */
+	struct upclient		*next;
+};
 
-	q->msgs = idmap_new();
-	return q;
+struct upstate {
+	struct queue			*q;
+	const struct cfg_upstream	*cfg;
+	SSL_CTX				*ssl;
+	struct upclient			*clients;
+	int				 nclients;
+	struct qmsg			*line, **line_tail;
+	int64_t				 next_send_us;	/* rate: earliest next start */
+	struct event			*rate_ev;
+};
+
+struct queue {
+	struct event_base	*base;
+	const struct config	*cfg;
+	struct spool		*spool;
+	struct idmap		*msgs;		/* qid value -> struct qmsg */
+	struct qmsg		**heap;
+	size_t			 nheap, heapcap;
+	struct event		*timer;
+	struct upstate		*ups;		/* parallel to cfg->upstreams */
+	size_t			 nups;
+	struct smtp_client_env	 cenv;
+	bool			 started, stopping;
+	size_t			 active;
+};
+
+static void queue_dispatch(struct upstate *u);
+static void msg_schedule(struct qmsg *m);
+
+/* ---- heap -------------------------------------------------------------- */
+
+static void
+heap_swap(struct queue *q, size_t a, size_t b)
+{
+	struct qmsg *t = q->heap[a];
+
+	q->heap[a] = q->heap[b];
+	q->heap[b] = t;
+	q->heap[a]->heap_i = a;
+	q->heap[b]->heap_i = b;
+}
+
+static void
+heap_up(struct queue *q, size_t i)
+{
+	while (i > 0 && q->heap[(i - 1) / 2]->due > q->heap[i]->due) {
+		heap_swap(q, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+}
+
+static void
+heap_down(struct queue *q, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, r = l + 1, m = i;
+
+		if (l < q->nheap && q->heap[l]->due < q->heap[m]->due)
+			m = l;
+		if (r < q->nheap && q->heap[r]->due < q->heap[m]->due)
+			m = r;
+		if (m == i)
+			return;
+		heap_swap(q, i, m);
+		i = m;
+	}
+}
+
+static void
+heap_push(struct queue *q, struct qmsg *m)
+{
+	if (q->nheap == q->heapcap) {
+		q->heapcap = q->heapcap ? q->heapcap * 2 : 64;
+		q->heap = xrealloc(q->heap, q->heapcap * sizeof(*q->heap));
+	}
+	m->heap_i = q->nheap;
+	q->heap[q->nheap++] = m;
+	heap_up(q, m->heap_i);
+}
+
+static void
+heap_remove(struct queue *q, struct qmsg *m)
+{
+	size_t i = m->heap_i;
+
+	q->nheap--;
+	if (i != q->nheap) {
+		q->heap[i] = q->heap[q->nheap];
+		q->heap[i]->heap_i = i;
+		heap_down(q, i);
+		heap_up(q, i);
+	}
+}
+
+/* ---- timers ------------------------------------------------------------ */
+
+static void
+timer_arm(struct queue *q)
+{
+	if (!q->started || q->stopping || q->nheap == 0)
+		return;
+	int64_t now = now_us();
+	int64_t due = q->heap[0]->due;
+	int64_t due_us = due > INT64_MAX / 1000000 ? INT64_MAX : due * 1000000;
+	int64_t wait = due_us > now ? due_us - now : 0;
+	struct timeval tv = { (time_t)(wait / 1000000), (suseconds_t)(wait % 1000000) };
+
+	evtimer_add(q->timer, &tv);
+}
+
+static struct upstate *
+msg_upstream(struct queue *q, const struct qmsg *m, const char **why_domain)
+{
+	const struct spool_envelope *env = m->env;
+	const char *dom = env->route ? env->route :
+	    env->sender[0] ? addr_domain(env->sender) : "";
+	const struct cfg_domain *d = router_lookup(q->cfg, dom);
+
+	*why_domain = dom;
+	if (d == NULL)
+		return NULL;
+	for (size_t i = 0; i < q->nups; i++)
+		if (q->ups[i].cfg == d->upstream)
+			return &q->ups[i];
+	return NULL;
+}
+
+static void deliver_result(void *arg, struct smtp_client *c, const struct dlv_status *res,
+    size_t n);
+static void attempt_finish(struct qmsg *m, const struct dlv_status *res, const char *relay);
+
+/* Due: move to the upstream's line (or settle it if it cannot be routed). */
+static void
+msg_make_ready(struct qmsg *m)
+{
+	struct queue *q = m->q;
+	const char *dom;
+	struct upstate *u = msg_upstream(q, m, &dom);
+
+	if (u == NULL) {
+		/* The configuration changed since the message came in. */
+		struct dlv_status st;
+		char relay[64];
+
+		snprintf(relay, sizeof(relay), "none");
+		dlv_local(DLV_DEFER, "4.3.5", "", &st);
+		snprintf(st.reason, sizeof(st.reason),
+		    "sender domain %s matches no domain section of the configuration",
+		    dom[0] ? dom : "<>");
+		st.config_problem = true;
+		log_err("%s: cannot route: %s", m->env->id, st.reason);
+		m->ups = NULL;
+		attempt_finish(m, &st, relay);
+		return;
+	}
+	m->st = QM_READY;
+	m->ups = u;
+	m->line_next = NULL;
+	*u->line_tail = m;
+	u->line_tail = &m->line_next;
+	queue_dispatch(u);
+}
+
+static void
+timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue *q = arg;
+	int64_t now = now_us() / 1000000;
+
+	while (q->nheap > 0 && q->heap[0]->due <= now && !q->stopping) {
+		struct qmsg *m = q->heap[0];
+
+		heap_remove(q, m);
+		msg_make_ready(m);
+	}
+	timer_arm(q);
+}
+
+static void
+rate_cb(evutil_socket_t fd, short what, void *arg)
+{
+	queue_dispatch(arg);
+}
+
+/* ---- sessions ---------------------------------------------------------- */
+
+static void
+client_closed(void *arg, struct smtp_client *c)
+{
+	struct upclient *uc = arg;
+	struct upstate *u = uc->ups;
+	struct upclient **pp;
+
+	for (pp = &u->clients; *pp; pp = &(*pp)->next)
+		if (*pp == uc) {
+			*pp = uc->next;
+			break;
+		}
+	u->nclients--;
+	free(uc);
+	queue_dispatch(u);
+}
+
+/* Starts delivering m over uc. */
+static void
+msg_start(struct upclient *uc, struct qmsg *m)
+{
+	struct queue *q = m->q;
+	struct spool_envelope *env = m->env;
+	size_t n = 0;
+	int64_t now = now_us() / 1000000;
+
+	m->rcpts = xcalloc(env->nrcpt, sizeof(*m->rcpts));
+	m->ridx = xcalloc(env->nrcpt, sizeof(*m->ridx));
+	for (size_t i = 0; i < env->nrcpt; i++) {
+		if (env->rcpts[i].status != SPOOL_RCPT_PENDING || env->rcpts[i].next_attempt > now)
+			continue;
+		m->rcpts[n] = env->rcpts[i].addr;
+		m->ridx[n++] = i;
+	}
+	m->nr = n;
+	if (n == 0) {
+		/* nothing due after all (state changed while it waited) */
+		free(m->rcpts);
+		free(m->ridx);
+		m->rcpts = NULL;
+		m->ridx = NULL;
+		msg_schedule(m);
+		queue_dispatch(uc->ups);
+		return;
+	}
+	m->st = QM_ACTIVE;
+	uc->busy = m;
+	q->active++;
+
+	memset(&m->cm, 0, sizeof(m->cm));
+	m->cm.id = env->id;
+	m->cm.sender = env->sender;
+	m->cm.rcpts = m->rcpts;
+	m->cm.nrcpt = n;
+	m->cm.fd = spool_text_fd(q->spool, &env->loc);
+	m->cm.off = env->loc.off;
+	m->cm.len = env->loc.len;
+	m->cm.eightbit = (env->flags & SPOOL_F_8BIT) != 0;
+	m->cm.smtputf8 = (env->flags & SPOOL_F_SMTPUTF8) != 0;
+	if (m->cm.fd < 0) {
+		struct dlv_status *res = xcalloc(n, sizeof(*res));
+
+		for (size_t i = 0; i < n; i++)
+			dlv_local(DLV_DEFER, "4.3.0", "cannot open the message in the spool", &res[i]);
+		log_err("%s: cannot open its spool segment: %s", env->id, strerror(errno));
+		deliver_result(uc, uc->c, res, n);
+		free(res);
+		return;
+	}
+	smtp_client_deliver(uc->c, &m->cm, deliver_result, uc);
+}
+
+/* Serves an upstream's line while sessions and rate slots are free. */
+static void
+queue_dispatch(struct upstate *u)
+{
+	struct queue *q = u->q;
+
+	while (u->line && !q->stopping) {
+		struct upclient *uc;
+
+		if (u->cfg->rate > 0) {
+			int64_t now = now_us();
+
+			if (now < u->next_send_us) {
+				int64_t w = u->next_send_us - now;
+				struct timeval tv = { (time_t)(w / 1000000), (suseconds_t)(w % 1000000) };
+
+				evtimer_add(u->rate_ev, &tv);
+				return;
+			}
+		}
+		for (uc = u->clients; uc; uc = uc->next)
+			if (uc->busy == NULL && smtp_client_idle(uc->c))
+				break;
+		if (uc == NULL) {
+			if (u->nclients >= u->cfg->max_connections)
+				return;	/* a session will free up */
+			uc = xcalloc(1, sizeof(*uc));
+			uc->ups = u;
+			uc->c = smtp_client_new(&q->cenv, u->cfg, u->ssl, client_closed, uc);
+			uc->next = u->clients;
+			u->clients = uc;
+			u->nclients++;
+		}
+		struct qmsg *m = u->line;
+
+		u->line = m->line_next;
+		if (u->line == NULL)
+			u->line_tail = &u->line;
+		m->line_next = NULL;
+		if (u->cfg->rate > 0) {
+			int64_t now = now_us();
+			int64_t gap = 60000000LL / u->cfg->rate;
+
+			u->next_send_us = (u->next_send_us > now ? u->next_send_us : now) + gap;
+		}
+		msg_start(uc, m);
+	}
+}
+
+/* ---- outcomes ---------------------------------------------------------- */
+
+static void
+msg_free(struct qmsg *m)
+{
+	free(m->rcpts);
+	free(m->ridx);
+	spool_envelope_free(m->env);
+	free(m);
+}
+
+static void
+msg_retire(struct qmsg *m)
+{
+	struct queue *q = m->q;
+	uint64_t v = 0;
+
+	(void)qid_decode(m->env->id, &v);
+	spool_commit_done(q->spool, m->env, NULL, NULL);
+	idmap_del(q->msgs, v);
+	log_info("%s: removed", m->env->id);
+	msg_free(m);
+}
+
+/* Writes each attempted recipient's state; retires or reschedules. */
+static void
+msg_commit_states(struct qmsg *m)
+{
+	struct queue *q = m->q;
+	bool pending = false;
+
+	for (size_t k = 0; k < m->nr; k++)
+		spool_commit_rcpt(q->spool, m->env, m->ridx[k], NULL, NULL);
+	free(m->rcpts);
+	free(m->ridx);
+	m->rcpts = NULL;
+	m->ridx = NULL;
+	m->nr = 0;
+	for (size_t i = 0; i < m->env->nrcpt; i++)
+		pending |= m->env->rcpts[i].status == SPOOL_RCPT_PENDING;
+	if (!pending) {
+		msg_retire(m);
+		return;
+	}
+	msg_schedule(m);
+}
+
+static void
+dsn_committed(void *arg, int error, const struct spool_loc *loc)
+{
+	struct qmsg *m = arg;
+
+	if (error != 0)
+		log_err("%s: cannot queue the delivery status notification: %s; the "
+		    "recipients' failure stays in the log only", m->env->id, strerror(error));
+	msg_commit_states(m);
+}
+
+/* Reads the original's header block for the DSN. */
+static void
+read_headers(struct queue *q, const struct spool_envelope *env, struct buf *out)
+{
+	int fd = spool_text_fd(q->spool, &env->loc);
+	size_t want = env->loc.len < DSN_HEADERS_MAX ? (size_t)env->loc.len : DSN_HEADERS_MAX;
+	char *p;
+	ssize_t n;
+
+	if (fd < 0 || want == 0)
+		return;
+	p = xmalloc(want + 1);
+	n = pread(fd, p, want, (off_t)env->loc.off);
+	if (n > 0) {
+		p[n] = '\0';
+		char *end = strstr(p, "\r\n\r\n");
+		size_t len = end ? (size_t)(end - p) + 2 : (size_t)n;
+
+		if (end == NULL) {
+			/* cut at the last complete line */
+			while (len > 0 && p[len - 1] != '\n')
+				len--;
+		}
+		buf_add(out, p, len);
+	}
+	free(p);
+}
+
+static void dsn_envelope_committed(void *arg, int error, const struct spool_loc *loc);
+
+struct dsn_commit {
+	struct qmsg		*m;
+	struct spool_envelope	*env;
+};
+
+/* Queues a DSN for the recipients that just failed for good. */
+static bool
+msg_send_dsn(struct qmsg *m, const struct dlv_status *res, const char *relay)
+{
+	struct queue *q = m->q;
+	struct spool_envelope *env = m->env;
+	struct bounce_rcpt *br = xcalloc(m->nr, sizeof(*br));
+	size_t nb = 0;
+	int64_t now = now_us() / 1000000;
+
+	for (size_t k = 0; k < m->nr; k++) {
+		if (res[k].fate != DLV_BOUNCE)
+			continue;
+		struct spool_rcpt *r = &env->rcpts[m->ridx[k]];
+
+		br[nb].addr = r->addr;
+		br[nb].dsn = r->dsn;
+		br[nb].diagnostic = r->last_error ? r->last_error : "";
+		br[nb].remote_mta = m->ups ? m->ups->cfg->host : NULL;
+		br[nb].last_attempt = now;
+		br[nb].attempts = r->attempts;
+		nb++;
+	}
+	if (nb == 0 || env->sender[0] == '\0' || !q->cfg->bounces) {
+		free(br);
+		return false;
+	}
+
+	struct spool_envelope *dsn = spool_envelope_new();
+	struct buf headers, text;
+
+	buf_init(&headers);
+	buf_init(&text);
+	read_headers(q, env, &headers);
+	qid_next(dsn->id);
+	dsn->arrival = now_us();
+	dsn->sender = xstrdup("");
+	dsn->route = xstrdup(addr_domain(env->sender));
+	dsn->nrcpt = 1;
+	dsn->rcpts = xcalloc(1, sizeof(*dsn->rcpts));
+	dsn->rcpts[0].addr = xstrdup(env->sender);
+
+	struct bounce_msg bm = {
+		.hostname = q->cfg->hostname,
+		.qid = env->id,
+		.arrival = env->arrival / 1000000,
+		.sender = env->sender,
+		.rcpts = br,
+		.nrcpt = nb,
+		.headers = headers.p,
+		.headerslen = headers.len,
+		.now = now,
+		.new_qid = dsn->id,
+	};
+	bounce_compose(&bm, &text);
+	for (size_t i = 0; i < text.len; i++)
+		if ((unsigned char)text.p[i] >= 0x80) {
+			dsn->flags |= SPOOL_F_8BIT;
+			break;
+		}
+
+	struct spool_body *b = spool_body_new(q->spool);
+	(void)spool_body_write(b, text.p, text.len);
+	struct dsn_commit *dc = xcalloc(1, sizeof(*dc));
+	dc->m = m;
+	dc->env = dsn;
+	log_info("%s: sender non-delivery notification: %s", env->id, dsn->id);
+	m->st = QM_DSN;
+	spool_commit_message(q->spool, dsn, "", 0, b, dsn_envelope_committed, dc);
+	buf_free(&headers);
+	buf_free(&text);
+	free(br);
+	(void)relay;
+	return true;
+}
+
+static void
+dsn_envelope_committed(void *arg, int error, const struct spool_loc *loc)
+{
+	struct dsn_commit *dc = arg;
+	struct queue *q = dc->m->q;
+
+	if (error == 0) {
+		dc->env->loc = *loc;
+		log_info("%s: from=<>, size=%llu, nrcpt=1, dkim=none", dc->env->id,
+		    (unsigned long long)loc->len);
+		queue_add(q, dc->env);
+	} else {
+		spool_envelope_free(dc->env);
+	}
+	dsn_committed(dc->m, error, loc);
+	free(dc);
+}
+
+/* Applies one attempt's outcome to the recipients attempted. */
+static void
+attempt_finish(struct qmsg *m, const struct dlv_status *res_in, const char *relay)
+{
+	struct queue *q = m->q;
+	struct spool_envelope *env = m->env;
+	const struct cfg_retry *retry = m->ups ? &m->ups->cfg->retry : &q->cfg->retry;
+	int64_t now_s = now_us() / 1000000;
+	double delay = (double)(now_us() - env->arrival) / 1e6;
+	bool single = m->ups == NULL;	/* unroutable: one status for all due */
+	struct dlv_status *res = xcalloc(m->nr ? m->nr : 1, sizeof(*res));
+
+	if (single) {
+		/* pick the recipients that were due */
+		m->rcpts = xcalloc(env->nrcpt, sizeof(*m->rcpts));
+		m->ridx = xcalloc(env->nrcpt, sizeof(*m->ridx));
+		m->nr = 0;
+		for (size_t i = 0; i < env->nrcpt; i++)
+			if (env->rcpts[i].status == SPOOL_RCPT_PENDING &&
+			    env->rcpts[i].next_attempt <= now_s) {
+				m->rcpts[m->nr] = env->rcpts[i].addr;
+				m->ridx[m->nr++] = i;
+			}
+		free(res);
+		res = xcalloc(m->nr ? m->nr : 1, sizeof(*res));
+		for (size_t k = 0; k < m->nr; k++)
+			res[k] = res_in[0];
+	} else {
+		memcpy(res, res_in, m->nr * sizeof(*res));
+	}
+
+	for (size_t k = 0; k < m->nr; k++) {
+		struct spool_rcpt *r = &env->rcpts[m->ridx[k]];
+		struct dlv_status *st = &res[k];
+
+		if (r->attempts < UINT16_MAX)
+			r->attempts++;
+		(void)dlv_final(retry, r->attempts, st);
+		free(r->last_error);
+		r->last_error = st->fate == DLV_SENT ? NULL : xstrdup(st->reason);
+		snprintf(r->dsn, sizeof(r->dsn), "%s", st->dsn);
+		switch (st->fate) {
+		case DLV_SENT:
+			r->status = SPOOL_RCPT_SENT;
+			r->next_attempt = 0;
+			log_info("%s: to=<%s>, relay=%s, attempt=%u/%d, delay=%.2f, dsn=%s, "
+			    "status=sent (%s)", env->id, r->addr, relay, r->attempts,
+			    retry->attempts, delay, st->dsn, st->reason);
+			break;
+		case DLV_DEFER: {
+			int64_t wait = dlv_retry_delay(retry, r->attempts);
+
+			r->next_attempt = now_s + wait;
+			if (st->config_problem)
+				log_err("%s: to=<%s>, relay=%s, attempt=%u/%d, delay=%.2f, dsn=%s, "
+				    "status=deferred (%s), next=%llds", env->id, r->addr, relay,
+				    r->attempts, retry->attempts, delay, st->dsn, st->reason,
+				    (long long)wait);
+			else
+				log_info("%s: to=<%s>, relay=%s, attempt=%u/%d, delay=%.2f, dsn=%s, "
+				    "status=deferred (%s), next=%llds", env->id, r->addr, relay,
+				    r->attempts, retry->attempts, delay, st->dsn, st->reason,
+				    (long long)wait);
+			break;
+		}
+		case DLV_BOUNCE:
+			r->status = SPOOL_RCPT_BOUNCED;
+			r->next_attempt = 0;
+			log_info("%s: to=<%s>, relay=%s, attempt=%u/%d, delay=%.2f, dsn=%s, "
+			    "status=bounced (%s)", env->id, r->addr, relay, r->attempts,
+			    retry->attempts, delay, st->dsn, st->reason);
+			break;
+		}
+	}
+	if (!msg_send_dsn(m, res, relay))
+		msg_commit_states(m);
+	free(res);
+}
+
+static void
+deliver_result(void *arg, struct smtp_client *c, const struct dlv_status *res, size_t n)
+{
+	struct upclient *uc = arg;
+	struct qmsg *m = uc->busy;
+	struct upstate *u = uc->ups;
+	struct queue *q = u->q;
+
+	uc->busy = NULL;
+	q->active--;
+	attempt_finish(m, res, smtp_client_relay(c));
+	if (q->stopping && smtp_client_idle(c)) {
+		/* no new work while stopping: end the session now */
+		struct upclient **pp;
+
+		for (pp = &u->clients; *pp; pp = &(*pp)->next)
+			if (*pp == uc) {
+				*pp = uc->next;
+				break;
+			}
+		u->nclients--;
+		smtp_client_quit(c);
+		free(uc);
+		return;
+	}
+	queue_dispatch(u);
+}
+
+/* ---- adding and scheduling -------------------------------------------- */
+
+static void
+msg_schedule(struct qmsg *m)
+{
+	struct queue *q = m->q;
+	int64_t due = INT64_MAX;
+
+	for (size_t i = 0; i < m->env->nrcpt; i++) {
+		const struct spool_rcpt *r = &m->env->rcpts[i];
+
+		if (r->status == SPOOL_RCPT_PENDING && r->next_attempt < due)
+			due = r->next_attempt;
+	}
+	m->due = due;
+	m->st = QM_WAITING;
+	heap_push(q, m);
+	if (q->heap[0] == m)
+		timer_arm(q);
 }
 
 void
 queue_add(struct queue *q, struct spool_envelope *env)
 {
+	struct qmsg *m;
 	uint64_t v;
+	bool pending = false;
 
 	if (!qid_decode(env->id, &v) || v == 0) {
 		spool_envelope_free(env);
 		return;
 	}
-	spool_envelope_free(idmap_put(q->msgs, v, env));
+	m = xcalloc(1, sizeof(*m));
+	m->q = q;
+	m->env = env;
+	idmap_put(q->msgs, v, m);
+	for (size_t i = 0; i < env->nrcpt; i++)
+		pending |= env->rcpts[i].status == SPOOL_RCPT_PENDING;
+	if (!pending && q->spool != NULL) {
+		/* every recipient final but not yet retired (crash in between) */
+		msg_retire(m);
+		return;
+	}
+	msg_schedule(m);
+}
+
+static void
+retire_loaded(void *arg, uint64_t key, void *val)
+{
+	struct qmsg *m = val;
+	bool pending = false;
+
+	for (size_t i = 0; i < m->env->nrcpt; i++)
+		pending |= m->env->rcpts[i].status == SPOOL_RCPT_PENDING;
+	if (!pending)
+		*(struct qmsg **)arg = m;
+}
+
+struct queue *
+queue_new(struct event_base *base, struct evdns_base *dns, const struct config *cfg)
+{
+	struct queue *q = xcalloc(1, sizeof(*q));
+
+	q->base = base;
+	q->cfg = cfg;
+	q->msgs = idmap_new();
+	q->timer = evtimer_new(base, timer_cb, q);
+	q->cenv.base = base;
+	q->cenv.dns = dns;
+	q->cenv.helo = cfg->hostname;
+	q->cenv.idle_sec = SESSION_IDLE_SEC;
+	q->nups = cfg->nupstreams;
+	q->ups = xcalloc(q->nups ? q->nups : 1, sizeof(*q->ups));
+	for (size_t i = 0; i < q->nups; i++) {
+		struct upstate *u = &q->ups[i];
+
+		u->q = q;
+		u->cfg = &cfg->upstreams[i];
+		u->line_tail = &u->line;
+		u->rate_ev = evtimer_new(base, rate_cb, u);
+	}
+	return q;
+}
+
+int
+queue_start(struct queue *q, struct spool *sp, char *err, size_t errlen)
+{
+	q->spool = sp;
+	for (size_t i = 0; i < q->nups; i++) {
+		struct upstate *u = &q->ups[i];
+
+		if (u->cfg->tls == CFG_TLS_NONE)
+			continue;
+		u->ssl = smtp_client_ssl_ctx(u->cfg, err, errlen);
+		if (u->ssl == NULL)
+			return -1;
+	}
+	/* loaded messages whose recipients are all final: retire them now */
+	for (;;) {
+		struct qmsg *m = NULL;
+
+		idmap_foreach(q->msgs, retire_loaded, &m);
+		if (m == NULL)
+			break;
+		if (m->st == QM_WAITING)
+			heap_remove(q, m);
+		msg_retire(m);
+	}
+	q->started = true;
+	timer_arm(q);
+	return 0;
+}
+
+void
+queue_stop(struct queue *q)
+{
+	q->stopping = true;
+	evtimer_del(q->timer);
+	for (size_t i = 0; i < q->nups; i++) {
+		struct upstate *u = &q->ups[i];
+		struct upclient *uc = u->clients, *next;
+
+		evtimer_del(u->rate_ev);
+		/* idle sessions say QUIT now; busy ones end after their message */
+		u->clients = NULL;
+		for (; uc; uc = next) {
+			next = uc->next;
+			if (uc->busy == NULL && smtp_client_idle(uc->c)) {
+				smtp_client_quit(uc->c);
+				free(uc);
+				u->nclients--;
+			} else {
+				uc->next = u->clients;
+				u->clients = uc;
+			}
+		}
+	}
+}
+
+size_t
+queue_active(const struct queue *q)
+{
+	return q->active;
 }
 
 size_t
@@ -45,7 +813,7 @@ queue_count(const struct queue *q)
 static void
 free_entry(void *arg, uint64_t key, void *val)
 {
-	spool_envelope_free(val);
+	msg_free(val);
 }
 
 void
@@ -53,7 +821,25 @@ queue_free(struct queue *q)
 {
 	if (q == NULL)
 		return;
+	for (size_t i = 0; i < q->nups; i++) {
+		struct upstate *u = &q->ups[i];
+
+		while (u->clients) {
+			struct upclient *uc = u->clients;
+
+			u->clients = uc->next;
+			smtp_client_abort(uc->c);
+			free(uc);
+		}
+		event_free(u->rate_ev);
+		if (u->ssl)
+			SSL_CTX_free(u->ssl);
+	}
+	free(q->ups);
+	smtp_client_abort_all(&q->cenv);
 	idmap_foreach(q->msgs, free_entry, NULL);
 	idmap_free(q->msgs);
+	free(q->heap);
+	event_free(q->timer);
 	free(q);
 }

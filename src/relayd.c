@@ -20,6 +20,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <event2/dns.h>
 #include <event2/event.h>
 
 #include "config.h"
@@ -36,6 +37,7 @@
 
 struct relayd {
 	struct event_base	*base;
+	struct evdns_base	*dns;
 	struct config		*cfg;
 	struct spool		*spool;
 	struct queue		*queue;
@@ -65,14 +67,15 @@ stop_check_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct relayd *r = arg;
 	struct timeval tv = { 0, 100000 };
-	size_t n = smtp_server_nsessions(r->srv);
+	size_t n = smtp_server_nsessions(r->srv) + queue_active(r->queue);
 
 	if (n == 0) {
 		event_base_loopbreak(r->base);
 		return;
 	}
 	if (time(NULL) >= r->stop_deadline) {
-		log_warn("stopping with %zu sessions still open after %d s", n, STOP_GRACE_SEC);
+		log_warn("stopping with %zu sessions and deliveries still open after %d s", n,
+		    STOP_GRACE_SEC);
 		event_base_loopbreak(r->base);
 		return;
 	}
@@ -91,6 +94,7 @@ signal_stop_cb(evutil_socket_t sig, short what, void *arg)
 	listener_free(r->listener);
 	r->listener = NULL;
 	smtp_server_shutdown(r->srv);
+	queue_stop(r->queue);
 	r->stop_deadline = time(NULL) + STOP_GRACE_SEC;
 	stop_check_cb(-1, 0, r);
 }
@@ -101,6 +105,28 @@ signal_hup_cb(evutil_socket_t sig, short what, void *arg)
 	/* Reloading (with listener and upstream changes) comes with the
 	 * operations issue; until then say so instead of pretending. */
 	log_warn("SIGHUP: configuration reload is not implemented yet; restart relayd to apply changes");
+}
+
+/*
+ * The resolver for upstream host names: /etc/resolv.conf and /etc/hosts
+ * (DNS_OPTIONS_ALL includes the hosts file),
+ * or the file named by RELAYD_RESOLV_CONF (tests point it at a DNS server
+ * on loopback).  Short timeouts: an unanswered lookup defers the message
+ * with "DNS lookup of ... failed" instead of holding a session.
+ */
+static struct evdns_base *
+dns_new(struct event_base *base)
+{
+	struct evdns_base *dns = evdns_base_new(base, 0);
+	const char *conf = getenv("RELAYD_RESOLV_CONF");
+
+	if (conf == NULL || *conf == '\0')
+		conf = "/etc/resolv.conf";
+	if (evdns_base_resolv_conf_parse(dns, DNS_OPTIONS_ALL, conf) != 0)
+		log_warn("cannot read %s; using the resolver on 127.0.0.1", conf);
+	evdns_base_set_option(dns, "timeout:", "5");
+	evdns_base_set_option(dns, "attempts:", "2");
+	return dns;
 }
 
 static void
@@ -198,7 +224,8 @@ main(int argc, char **argv)
 		config_free(r.cfg);
 		return EXIT_RUNTIME;
 	}
-	r.queue = queue_new();
+	r.dns = dns_new(r.base);
+	r.queue = queue_new(r.base, r.dns, r.cfg);
 	r.spool = spool_open(r.cfg->spool, r.base, load_cb, r.queue, err, sizeof(err));
 	if (r.spool == NULL) {
 		log_err("spool unusable: %s", err);
@@ -207,6 +234,11 @@ main(int argc, char **argv)
 	}
 	qid_init(spool_max_qid(r.spool));
 	log_info("queue: %zu messages loaded from the spool", queue_count(r.queue));
+	if (queue_start(r.queue, r.spool, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		status = EXIT_CONFIG;
+		goto out;
+	}
 
 	r.srv = smtp_server_new(r.base, r.cfg, r.spool, r.queue);
 	r.listener = listener_open(r.base, r.cfg->listen, r.cfg->nlisten, r.srv, err, sizeof(err));
@@ -231,8 +263,10 @@ main(int argc, char **argv)
 out:
 	listener_free(r.listener);
 	smtp_server_free(r.srv);
-	spool_close(r.spool);
 	queue_free(r.queue);
+	spool_close(r.spool);
+	if (r.dns)
+		evdns_base_free(r.dns, 0);
 	if (r.sigterm)
 		event_free(r.sigterm);
 	if (r.sigint)

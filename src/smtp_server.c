@@ -36,6 +36,7 @@
 #include "addr.h"
 #include "data.h"
 #include "log.h"
+#include "msghdr.h"
 #include "net.h"
 #include "qid.h"
 #include "router.h"
@@ -85,6 +86,9 @@ struct smtp_session {
 	size_t			 nrcpt;
 	bool			 rcpt_tried;	/* a RCPT came, accepted or not */
 	struct data_dec		 dec;
+	struct hdrsplit		 hdr;		/* splits the text into fields and body */
+	unsigned		 nfrom;		/* From: fields seen */
+	char			 from_domain[256];	/* of the first From:, "" if none */
 	struct spool_body	*body;		/* NULL once handed to the spool */
 	struct spool_envelope	*env;		/* being committed */
 	struct buf		 prefix;
@@ -163,6 +167,9 @@ txn_reset(struct smtp_session *s)
 	s->rcpt_tried = false;
 	spool_body_free(s->body);
 	s->body = NULL;
+	msghdr_free(&s->hdr);
+	s->nfrom = 0;
+	s->from_domain[0] = '\0';
 	spool_envelope_free(s->env);
 	s->env = NULL;
 	buf_free(&s->prefix);
@@ -277,11 +284,31 @@ cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
 }
 
 static void
-data_out(void *ctx, const char *p, size_t n)
+text_out(void *ctx, const char *p, size_t n)
 {
 	struct smtp_session *s = ctx;
 
 	(void)spool_body_write(s->body, p, n);
+}
+
+static void
+field_out(void *ctx, const char *p, size_t n)
+{
+	struct smtp_session *s = ctx;
+
+	if (msghdr_is(p, n, "From") && s->nfrom++ == 0 &&
+	    !msghdr_addr_domain(p, n, s->from_domain, sizeof(s->from_domain)))
+		s->from_domain[0] = '\0';
+	(void)spool_body_write(s->body, p, n);
+}
+
+/* The decoder's output goes through the header splitter to the body. */
+static void
+data_out(void *ctx, const char *p, size_t n)
+{
+	struct smtp_session *s = ctx;
+
+	msghdr_feed(&s->hdr, p, n);
 }
 
 static void
@@ -304,6 +331,8 @@ cmd_data(struct smtp_session *s, const struct smtp_command *c)
 	}
 	s->body = spool_body_new(s->srv->spool);
 	data_dec_init(&s->dec, data_out, s, DATA_LINE_MAX, s->cfg->max_message_size);
+	struct msghdr_cb hcb = { field_out, text_out, text_out, s };
+	msghdr_init(&s->hdr, &hcb);
 
 	/* The trace header this relay adds (RFC 5321 4.4); "for" only when it
 	 * names the single recipient, as Postfix does. */
@@ -360,6 +389,7 @@ committed(void *arg, int error, const struct spool_loc *loc)
 static void
 data_end(struct smtp_session *s)
 {
+	msghdr_finish(&s->hdr);
 	int err = spool_body_error(s->body);
 
 	if (s->dec.overflow) {
@@ -375,9 +405,22 @@ data_end(struct smtp_session *s)
 		goto reset;
 	}
 
+	/* A null sender is routed by the From: domain (else the catch-all):
+	 * refuse now what could never be routed. */
+	if (s->mail.addr[0] == '\0' && router_lookup(s->cfg, s->from_domain) == NULL) {
+		log_info("%s: reject: null-sender message from %s[%s]:%u: From: domain %s is not "
+		    "configured", s->id, s->name, s->ip, s->port,
+		    s->from_domain[0] ? s->from_domain : "(none)");
+		reply(s, "550 5.7.1 Error: null sender, and the From: domain %s is not configured "
+		    "on this relay", s->from_domain[0] ? s->from_domain : "(none)");
+		goto reset;
+	}
+
 	struct spool_envelope *env = spool_envelope_new();
 
 	memcpy(env->id, s->id, QID_SIZE);
+	if (s->mail.addr[0] == '\0' && s->from_domain[0] != '\0')
+		env->route = xstrdup(s->from_domain);
 	env->arrival = now_us();
 	env->sender = xstrdup(s->mail.addr);
 	env->flags = (s->dec.eightbit || s->mail.body == SMTP_BODY_8BITMIME ? SPOOL_F_8BIT : 0) |

@@ -1247,7 +1247,8 @@ spool_recover(struct spool *sp, spool_load_fn load, void *load_arg, char *err, s
 	}
 	sp->nfiles = nsegs - first;
 	sp->files = xcalloc(sp->nfiles ? sp->nfiles : 1, sizeof(*sp->files));
-	memcpy(sp->files, segs + first, sp->nfiles * sizeof(*sp->files));
+	if (sp->nfiles > 0)
+		memcpy(sp->files, segs + first, sp->nfiles * sizeof(*sp->files));
 	for (size_t i = 0; i < c.n; i++)
 		seg_live_add(sp, c.v[i]->loc.seg, +1);
 	sp->segseq = nsegs ? segs[nsegs - 1] : 0;
