@@ -604,7 +604,9 @@ attempt_finish(struct qmsg *m, const struct dlv_status *res_in, const char *rela
 		case DLV_DEFER: {
 			int64_t wait = dlv_retry_delay(retry, r->attempts);
 
-			r->next_attempt = now_s + wait;
+			/* due times are whole seconds: round up, so the wait is
+			 * never shorter than the schedule says */
+			r->next_attempt = (now_us() + 999999) / 1000000 + wait;
 			if (st->config_problem)
 				log_err("%s: to=<%s>, relay=%s, attempt=%u/%d, delay=%.2f, dsn=%s, "
 				    "status=deferred (%s), next=%llds", env->id, r->addr, relay,

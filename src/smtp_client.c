@@ -78,6 +78,8 @@ enum expect {
 struct smtp_client {
 	struct smtp_client_env		*env;
 	struct smtp_client		*qprev, *qnext;	/* in env->quitting */
+	bool				*gone;		/* set when freed, for loops that
+							 * call back into the owner */
 	bool				 in_quitting;
 	const struct cfg_upstream	*up;
 	SSL_CTX				*ssl_ctx;
@@ -353,6 +355,8 @@ fail_with_reply(struct smtp_client *c, const struct dlv_status *st, bool close_a
 static void
 client_free(struct smtp_client *c)
 {
+	if (c->gone)
+		*c->gone = true;
 	if (c->in_quitting) {
 		if (c->qprev)
 			c->qprev->qnext = c->qnext;
@@ -538,7 +542,11 @@ client_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct smtp_client *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
+	bool gone = false, *outer = c->gone;
 
+	/* Several replies may have come in one read (PIPELINING): handle
+	 * them all, but stop if handling one ended the session. */
+	c->gone = &gone;
 	while (c->state == C_DIALOGUE || c->state == C_TEXT || c->state == C_IDLE) {
 		size_t eol_len = 0;
 		struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
@@ -548,12 +556,12 @@ client_read_cb(struct bufferevent *bev, void *arg)
 				client_fail(c, DLV_DEFER, "4.5.0",
 				    "%s sent a reply line longer than %d octets", c->peer,
 				    REPLY_LINE_MAX);
-			return;
+			break;
 		}
 		if ((size_t)eol.pos > REPLY_LINE_MAX) {
 			client_fail(c, DLV_DEFER, "4.5.0",
 			    "%s sent a reply line longer than %d octets", c->peer, REPLY_LINE_MAX);
-			return;
+			break;
 		}
 		char line[REPLY_LINE_MAX + 1];
 		size_t len = (size_t)eol.pos;
@@ -572,7 +580,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
 		    (len > 3 && line[3] != ' ' && line[3] != '-')) {
 			client_fail(c, DLV_DEFER, "4.5.0", "%s sent a malformed reply: %.200s",
 			    c->peer, line);
-			return;
+			break;
 		}
 		int code = atoi(line);
 		bool more = len > 3 && line[3] == '-';
@@ -584,7 +592,7 @@ client_read_cb(struct bufferevent *bev, void *arg)
 		}
 		if (c->reply.len + len + 1 > REPLY_MAX) {
 			client_fail(c, DLV_DEFER, "4.5.0", "%s sent an overlong reply", c->peer);
-			return;
+			break;
 		}
 		/* Continuation lines repeat the enhanced code; keep it once. */
 		if (c->reply.len > 3) {
@@ -604,9 +612,15 @@ client_read_cb(struct bufferevent *bev, void *arg)
 		buf_reset(&c->reply);
 		on_reply(c, code, full);
 		free(full);
-		/* on_reply may have freed c (fail, close): it then set state */
+		if (gone)
+			break;
+	}
+	if (gone) {
+		if (outer)
+			*outer = true;
 		return;
 	}
+	c->gone = outer;
 }
 
 /*
