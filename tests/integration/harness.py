@@ -591,7 +591,11 @@ class Ctx:
 	def env(self):
 		env = dict(os.environ)
 		# keep sanitizer builds' memory measurable: a small quarantine
-		env.setdefault("ASAN_OPTIONS", "quarantine_size_mb=8:detect_leaks=1")
+		asan = env.get("ASAN_OPTIONS", "detect_leaks=1")
+		if "quarantine_size_mb" not in asan:
+			# ASan's default 256 MB quarantine would be all we measure
+			asan += ":quarantine_size_mb=8"
+		env["ASAN_OPTIONS"] = asan
 		env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
 		return env
 
