@@ -245,6 +245,8 @@ def start_upstream(t, name="up", tls="none", certs=None, cert_name="localhost",
 		argv.append("--auth-require-tls")
 	if auth_required:
 		argv.append("--auth-required")
+	if os.environ.get("RELAYD_UPSTREAM_TRACE"):
+		argv.append("--trace")
 	if script is not None:
 		if isinstance(script, list):
 			script = {"rules": script}
@@ -418,6 +420,7 @@ def wait_delivery(d, qid, to=None, status=None, count=1, timeout=20):
 		ds = deliveries(d, qid, to)
 		want = [r for r in ds if status is None or r["status"] == status]
 		if len(want) >= count:
+			print("log: " + want[count - 1]["line"])	# shown by run -v
 			return want[count - 1]
 		final = [r for r in ds if r["status"] in ("sent", "bounced") and r["status"] != status]
 		if status is not None and final:

@@ -14,6 +14,9 @@ from relayutil import start_upstream, relay_config
 
 N = int(os.environ.get("RELAYD_CRASH_MESSAGES", "1000"))
 SENDERS = 4
+MAX_KILLS = 12
+PACE = 0.025		# s between messages of one sender: ~6 s of submissions,
+			# so that kills land while messages are being accepted too
 
 
 def test_kill9_while_relaying(t):
@@ -24,7 +27,6 @@ def test_kill9_while_relaying(t):
 	lock = threading.Lock()
 	acked = set()		# markers whose 250 we heard
 	tried = set()		# markers sent at least once without hearing the answer
-	done = threading.Event()
 	errors = []
 
 	def sender(k):
@@ -44,6 +46,7 @@ def test_kill9_while_relaying(t):
 				with lock:
 					acked.add(i)
 				todo.pop(0)
+				time.sleep(PACE)
 			except (AssertionError, OSError):
 				with lock:
 					tried.add(i)
@@ -59,35 +62,34 @@ def test_kill9_while_relaying(t):
 	threads = [threading.Thread(target=sender, args=(k,)) for k in range(SENDERS)]
 	for th in threads:
 		th.start()
-	kills = 0
-	rnd = random.Random()
-	try:
-		while any(th.is_alive() for th in threads):
-			time.sleep(rnd.uniform(0.2, 1.5))
-			if not any(th.is_alive() for th in threads):
-				break
-			with lock:
-				state["d"].kill9()
-				kills += 1
-				state["d"] = t.start(conf)
-		# one more in the middle of the delivery that is still going on
-		time.sleep(rnd.uniform(0.1, 0.5))
-		with lock:
-			state["d"].kill9()
-			kills += 1
-			state["d"] = t.start(conf)
-	finally:
-		for th in threads:
-			th.join(160)
-	assert not errors, "; ".join(errors)
-	assert len(acked) == N, "only %d of %d messages acknowledged" % (len(acked), N)
-
 	def counts():
 		c = {}
 		for m in up.messages():
 			for x in re.findall(rb"MARK-crash-(\d+)-", m["data"]):
 				c[int(x)] = c.get(int(x), 0) + 1
 		return c
+
+	# kill at random moments while messages are submitted and relayed,
+	# up to MAX_KILLS times; then let the last relayd finish
+	kills = 0
+	rnd = random.Random()
+	stop_at = time.monotonic() + 150
+	try:
+		while kills < MAX_KILLS and time.monotonic() < stop_at:
+			time.sleep(rnd.uniform(0.2, 1.2))
+			if not any(th.is_alive() for th in threads):
+				with lock:
+					if acked <= set(counts()):
+						break
+			with lock:
+				state["d"].kill9()
+				kills += 1
+				state["d"] = t.start(conf)
+	finally:
+		for th in threads:
+			th.join(160)
+	assert not errors, "; ".join(errors)
+	assert len(acked) == N, "only %d of %d messages acknowledged" % (len(acked), N)
 
 	deadline = time.monotonic() + 120
 	while True:

@@ -171,7 +171,8 @@ def test_554_data_bounces(t):
 
 
 def test_550_end_of_data_bounces_with_dsn(t):
-	up = start_upstream(t, script=[{"cmd": "EOD", "match": "MARK-spam", "reply": "550 5.7.1 Looks like spam"}])
+	up = start_upstream(t, script=[{"cmd": "EOD", "match": "MARK-spam", "mail_from": "sender@example.com",
+	    "reply": "550 5.7.1 Looks like spam"}])
 	d, _ = simple_relay(t, up)
 	qid = submit(d, subject="MARK-spam")
 	x = wait_delivery(d, qid, RCPT, "bounced")

@@ -165,6 +165,11 @@ def auth_fails(t, mech):
 	    reason=re.compile(r"authentication failed: 535 5\.7\.8"))
 	assert not up.cmds("MAIL"), "MAIL after a failed AUTH"
 	assert "wrong-Passw0rd" not in d.log(), "the password is in the log"
+	# "logged loudly": besides the delivery line, a line at error/warning
+	# level that says what to fix
+	loud = [l for l in d.log().splitlines() if re.search(r"(?i)\b(error|warning|crit)", l) and
+	    re.search(r"(?i)auth", l)]
+	assert loud, "authentication failure not logged at error/warning level:\n%s" % d.log_tail()
 	return d, up
 
 

@@ -242,6 +242,12 @@ class ScriptedSMTP(SMTP):
 		super().__init__(Handler(up), **kw)
 		self._smtp_methods = Unknown({k: self.wrap(k, m) for k, m in self._smtp_methods.items()}, self)
 
+	def data_received(self, data):
+		if self.up.opts.trace:
+			self.up.rec("bytes", conn=self.conn, n=len(data), head=data[:80].decode("latin-1"),
+			    tail=data[-20:].decode("latin-1"))
+		super().data_received(data)
+
 	def tls_active(self):
 		return self.transport is not None and \
 		    self.transport.get_extra_info("ssl_object") is not None
@@ -407,6 +413,7 @@ def parse_args(argv):
 	ap.add_argument("--ext", default="PIPELINING,8BITMIME,ENHANCEDSTATUSCODES",
 	    help='EHLO extensions, e.g. "PIPELINING,SIZE 1000,SMTPUTF8,8BITMIME"')
 	ap.add_argument("--script", help="JSON rules, inline or @file")
+	ap.add_argument("--trace", action="store_true", help="record every chunk of bytes received")
 	o = ap.parse_args(argv)
 	if o.tls != "none" and not (o.cert and o.key):
 		ap.error("--tls needs --cert and --key")
