@@ -1127,6 +1127,8 @@ config_build(struct config_parse *p, cfg_t *root)
 {
 	struct config *cfg = xcalloc(1, sizeof(*cfg));
 
+	cfg->refs = 1;
+
 	cfg->path = xstrdup(p->path);
 	config_build_top(p, cfg, root);
 
@@ -1295,10 +1297,17 @@ config_load(const char *path, FILE *errout)
 	return cfg;
 }
 
+struct config *
+config_ref(struct config *cfg)
+{
+	cfg->refs++;
+	return cfg;
+}
+
 void
 config_free(struct config *cfg)
 {
-	if (cfg == NULL)
+	if (cfg == NULL || --cfg->refs > 0)
 		return;
 	free(cfg->path);
 	free(cfg->hostname);

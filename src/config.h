@@ -108,6 +108,8 @@ struct config {
 	size_t			 nupstreams;
 	struct cfg_domain	*domains;
 	size_t			 ndomains;
+
+	int			 refs;		/* holders; see config_ref() */
 };
 
 /*
@@ -117,6 +119,12 @@ struct config {
  * the file itself cannot be opened: "FILE: message").
  */
 struct config *config_load(const char *path, FILE *errout);
+/*
+ * A snapshot is shared by whoever started work under it (a client session,
+ * a delivery): config_ref() takes a reference, config_free() drops one and
+ * frees the snapshot with the last.  Event-loop thread only.
+ */
+struct config *config_ref(struct config *cfg);
 void config_free(struct config *cfg);
 
 #endif

@@ -3,7 +3,11 @@
  *
  * Accepting is done with libevent's evconnlistener, which accepts in a loop
  * until EAGAIN; when accept fails for lack of descriptors (EMFILE/ENFILE)
- * the listener pauses for a moment instead of spinning.
+ * the listeners pause for a second instead of spinning.
+ *
+ * On reload, addresses that stay keep their sockets (no window in which
+ * clients are refused), new ones are bound before old ones are closed, and
+ * if any new one cannot be bound nothing changes.
  */
 #include "acconfig.h"
 
@@ -22,11 +26,20 @@
 #include "log.h"
 #include "util.h"
 
-struct listener {
+/* One `listen` entry: the sockets its host name or address gave. */
+struct lentry {
+	char			 key[NET_HOST_MAX + 8];	/* "host:port" */
+	char			*spec;			/* as written */
 	struct evconnlistener	**lev;
 	size_t			  n;
-	struct smtp_server	 *srv;
-	struct event		 *resume;
+};
+
+struct listener {
+	struct event_base	*base;
+	struct lentry		*e;
+	size_t			 n;
+	struct smtp_server	*srv;
+	struct event		*resume;
 };
 
 static void
@@ -39,12 +52,21 @@ accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, i
 }
 
 static void
+listener_each(struct listener *l, bool enable)
+{
+	for (size_t i = 0; i < l->n; i++)
+		for (size_t k = 0; k < l->e[i].n; k++) {
+			if (enable)
+				evconnlistener_enable(l->e[i].lev[k]);
+			else
+				evconnlistener_disable(l->e[i].lev[k]);
+		}
+}
+
+static void
 resume_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct listener *l = arg;
-
-	for (size_t i = 0; i < l->n; i++)
-		evconnlistener_enable(l->lev[i]);
+	listener_each(arg, true);
 }
 
 static void
@@ -56,19 +78,33 @@ accept_error_cb(struct evconnlistener *lev, void *arg)
 
 	log_err("accept: %s%s", strerror(e),
 	    (e == EMFILE || e == ENFILE) ? " (raise LimitNOFILE or lower max_clients)" : "");
-	for (size_t i = 0; i < l->n; i++)
-		evconnlistener_disable(l->lev[i]);
+	listener_each(l, false);
 	evtimer_add(l->resume, &tv);
 }
 
+static void
+lentry_free(struct lentry *e)
+{
+	for (size_t k = 0; k < e->n; k++)
+		evconnlistener_free(e->lev[k]);
+	free(e->lev);
+	free(e->spec);
+	e->lev = NULL;
+	e->n = 0;
+	e->spec = NULL;
+}
+
 static int
-listen_one(struct listener *l, struct event_base *base, const struct cfg_listen *spec,
+lentry_open(struct listener *l, struct lentry *e, const struct cfg_listen *spec,
     char *err, size_t errlen)
 {
 	struct addrinfo hints, *res = NULL, *ai;
 	char port[8];
 	int rc;
 
+	memset(e, 0, sizeof(*e));
+	snprintf(e->key, sizeof(e->key), "%s:%u", spec->hp.host, spec->hp.port);
+	e->spec = xstrdup(spec->spec);
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
@@ -77,7 +113,7 @@ listen_one(struct listener *l, struct event_base *base, const struct cfg_listen 
 	rc = getaddrinfo(spec->hp.host, port, &hints, &res);
 	if (rc != 0) {
 		snprintf(err, errlen, "listen %s: %s", spec->spec, gai_strerror(rc));
-		return -1;
+		goto fail;
 	}
 	for (ai = res; ai; ai = ai->ai_next) {
 		int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -95,7 +131,7 @@ listen_one(struct listener *l, struct event_base *base, const struct cfg_listen 
 			close(fd);
 			goto fail;
 		}
-		struct evconnlistener *lev = evconnlistener_new(base, accept_cb, l,
+		struct evconnlistener *lev = evconnlistener_new(l->base, accept_cb, l,
 		    LEV_OPT_CLOSE_ON_FREE, -1, fd);
 		if (lev == NULL) {
 			snprintf(err, errlen, "listen %s: cannot create listener", spec->spec);
@@ -103,15 +139,65 @@ listen_one(struct listener *l, struct event_base *base, const struct cfg_listen 
 			goto fail;
 		}
 		evconnlistener_set_error_cb(lev, accept_error_cb);
-		l->lev = xrealloc(l->lev, (l->n + 1) * sizeof(*l->lev));
-		l->lev[l->n++] = lev;
-		log_info("listening on %s", spec->spec);
+		e->lev = xrealloc(e->lev, (e->n + 1) * sizeof(*e->lev));
+		e->lev[e->n++] = lev;
 	}
 	freeaddrinfo(res);
 	return 0;
 fail:
-	freeaddrinfo(res);
+	if (res)
+		freeaddrinfo(res);
+	lentry_free(e);
 	return -1;
+}
+
+int
+listener_reconfigure(struct listener *l, const struct cfg_listen *specs, size_t n,
+    char *err, size_t errlen)
+{
+	struct lentry *ne = xcalloc(n ? n : 1, sizeof(*ne));
+	bool *kept = xcalloc(l->n ? l->n : 1, sizeof(*kept));
+	size_t i, j;
+
+	for (i = 0; i < n; i++) {
+		char key[NET_HOST_MAX + 8];
+
+		snprintf(key, sizeof(key), "%s:%u", specs[i].hp.host, specs[i].hp.port);
+		for (j = 0; j < l->n; j++)
+			if (!kept[j] && strcmp(l->e[j].key, key) == 0)
+				break;
+		if (j < l->n) {
+			ne[i] = l->e[j];	/* take over the sockets */
+			kept[j] = true;
+			continue;
+		}
+		if (lentry_open(l, &ne[i], &specs[i], err, errlen) < 0) {
+			/* undo: close what was opened, give back what was taken */
+			for (size_t k = 0; k < i; k++) {
+				bool taken = false;
+
+				for (j = 0; j < l->n; j++)
+					if (kept[j] && ne[k].lev == l->e[j].lev)
+						taken = true;
+				if (!taken)
+					lentry_free(&ne[k]);
+			}
+			free(ne);
+			free(kept);
+			return -1;
+		}
+		log_info("listening on %s", specs[i].spec);
+	}
+	for (j = 0; j < l->n; j++)
+		if (!kept[j]) {
+			log_info("no longer listening on %s", l->e[j].spec);
+			lentry_free(&l->e[j]);
+		}
+	free(l->e);
+	free(kept);
+	l->e = ne;
+	l->n = n;
+	return 0;
 }
 
 struct listener *
@@ -120,13 +206,12 @@ listener_open(struct event_base *base, const struct cfg_listen *specs, size_t n,
 {
 	struct listener *l = xcalloc(1, sizeof(*l));
 
+	l->base = base;
 	l->srv = srv;
 	l->resume = evtimer_new(base, resume_cb, l);
-	for (size_t i = 0; i < n; i++) {
-		if (listen_one(l, base, &specs[i], err, errlen) < 0) {
-			listener_free(l);
-			return NULL;
-		}
+	if (listener_reconfigure(l, specs, n, err, errlen) < 0) {
+		listener_free(l);
+		return NULL;
 	}
 	return l;
 }
@@ -137,8 +222,8 @@ listener_free(struct listener *l)
 	if (l == NULL)
 		return;
 	for (size_t i = 0; i < l->n; i++)
-		evconnlistener_free(l->lev[i]);
-	free(l->lev);
+		lentry_free(&l->e[i]);
+	free(l->e);
 	if (l->resume)
 		event_free(l->resume);
 	free(l);

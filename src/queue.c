@@ -58,8 +58,11 @@ struct upclient {
 	struct upclient		*next;
 };
 
+struct qgen;
+
 struct upstate {
 	struct queue			*q;
+	struct qgen			*gen;
 	const struct cfg_upstream	*cfg;
 	SSL_CTX				*ssl;
 	struct upclient			*clients;
@@ -69,16 +72,29 @@ struct upstate {
 	struct event			*rate_ev;
 };
 
+/*
+ * The upstreams of one configuration snapshot.  A reload makes a new
+ * generation; the old one lives on until its last session has ended, so
+ * deliveries in progress finish with the settings they started with.
+ */
+struct qgen {
+	struct config		*cfg;		/* a reference */
+	struct upstate		*ups;		/* parallel to cfg->upstreams */
+	size_t			 nups;
+	size_t			 nclients;	/* sessions of all its upstreams */
+	struct qgen		*next;		/* retired generations */
+};
+
 struct queue {
 	struct event_base	*base;
-	const struct config	*cfg;
+	struct config		*cfg;		/* the current generation's */
 	struct spool		*spool;
 	struct idmap		*msgs;		/* qid value -> struct qmsg */
 	struct qmsg		**heap;
 	size_t			 nheap, heapcap;
 	struct event		*timer;
-	struct upstate		*ups;		/* parallel to cfg->upstreams */
-	size_t			 nups;
+	struct qgen		*gen;		/* current */
+	struct qgen		*old;		/* retired, still with sessions */
 	struct smtp_client_env	 cenv;
 	bool			 started, stopping;
 	size_t			 active;
@@ -179,9 +195,9 @@ msg_upstream(struct queue *q, const struct qmsg *m, const char **why_domain)
 	*why_domain = dom;
 	if (d == NULL)
 		return NULL;
-	for (size_t i = 0; i < q->nups; i++)
-		if (q->ups[i].cfg == d->upstream)
-			return &q->ups[i];
+	for (size_t i = 0; i < q->gen->nups; i++)
+		if (q->gen->ups[i].cfg == d->upstream)
+			return &q->gen->ups[i];
 	return NULL;
 }
 
@@ -244,10 +260,12 @@ rate_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- sessions ---------------------------------------------------------- */
 
+static void gen_free(struct qgen *g);
+
+/* Forgets a session (the generation stays). */
 static void
-client_closed(void *arg, struct smtp_client *c)
+upclient_unlink(struct upclient *uc)
 {
-	struct upclient *uc = arg;
 	struct upstate *u = uc->ups;
 	struct upclient **pp;
 
@@ -257,8 +275,40 @@ client_closed(void *arg, struct smtp_client *c)
 			break;
 		}
 	u->nclients--;
+	u->gen->nclients--;
 	free(uc);
-	queue_dispatch(u);
+}
+
+/* Forgets a session; a retired generation goes with its last one. */
+static void
+upclient_drop(struct upclient *uc)
+{
+	struct qgen *g = uc->ups->gen;
+	struct queue *q = uc->ups->q;
+
+	upclient_unlink(uc);
+	if (g != q->gen && g->nclients == 0) {
+		struct qgen **gp;
+
+		for (gp = &q->old; *gp; gp = &(*gp)->next)
+			if (*gp == g) {
+				*gp = g->next;
+				break;
+			}
+		gen_free(g);
+	}
+}
+
+static void
+client_closed(void *arg, struct smtp_client *c)
+{
+	struct upclient *uc = arg;
+	struct upstate *u = uc->ups;
+	bool current = u->gen == u->q->gen;
+
+	upclient_drop(uc);
+	if (current)
+		queue_dispatch(u);
 }
 
 /* Starts delivering m over uc. */
@@ -348,6 +398,7 @@ queue_dispatch(struct upstate *u)
 			uc->next = u->clients;
 			u->clients = uc;
 			u->nclients++;
+			u->gen->nclients++;
 		}
 		struct qmsg *m = u->line;
 
@@ -644,21 +695,15 @@ deliver_result(void *arg, struct smtp_client *c, const struct dlv_status *res, s
 	uc->busy = NULL;
 	q->active--;
 	attempt_finish(m, res, smtp_client_relay(c));
-	if (q->stopping && smtp_client_idle(c)) {
-		/* no new work while stopping: end the session now */
-		struct upclient **pp;
-
-		for (pp = &u->clients; *pp; pp = &(*pp)->next)
-			if (*pp == uc) {
-				*pp = uc->next;
-				break;
-			}
-		u->nclients--;
+	if ((q->stopping || u->gen != q->gen) && smtp_client_idle(c)) {
+		/* stopping, or a session of a replaced configuration: no new
+		 * work for it, end it now */
+		upclient_drop(uc);
 		smtp_client_quit(c);
-		free(uc);
 		return;
 	}
-	queue_dispatch(u);
+	if (u->gen == q->gen)
+		queue_dispatch(u);
 }
 
 /* ---- adding and scheduling -------------------------------------------- */
@@ -719,8 +764,90 @@ retire_loaded(void *arg, uint64_t key, void *val)
 		*(struct qmsg **)arg = m;
 }
 
+static struct qgen *
+gen_new(struct queue *q, struct config *cfg, char *err, size_t errlen)
+{
+	struct qgen *g = xcalloc(1, sizeof(*g));
+
+	g->cfg = config_ref(cfg);
+	g->nups = cfg->nupstreams;
+	g->ups = xcalloc(g->nups ? g->nups : 1, sizeof(*g->ups));
+	for (size_t i = 0; i < g->nups; i++) {
+		struct upstate *u = &g->ups[i];
+
+		u->q = q;
+		u->gen = g;
+		u->cfg = &cfg->upstreams[i];
+		u->line_tail = &u->line;
+		u->rate_ev = evtimer_new(q->base, rate_cb, u);
+	}
+	for (size_t i = 0; i < g->nups; i++) {
+		struct upstate *u = &g->ups[i];
+
+		if (u->cfg->tls == CFG_TLS_NONE)
+			continue;
+		u->ssl = smtp_client_ssl_ctx(u->cfg, err, errlen);
+		if (u->ssl == NULL) {
+			gen_free(g);
+			return NULL;
+		}
+	}
+	return g;
+}
+
+static void
+gen_free(struct qgen *g)
+{
+	for (size_t i = 0; i < g->nups; i++) {
+		struct upstate *u = &g->ups[i];
+
+		while (u->clients) {
+			struct upclient *uc = u->clients;
+
+			u->clients = uc->next;
+			smtp_client_abort(uc->c);
+			free(uc);
+		}
+		event_free(u->rate_ev);
+		if (u->ssl)
+			SSL_CTX_free(u->ssl);
+	}
+	free(g->ups);
+	config_free(g->cfg);
+	free(g);
+}
+
+/* Ends a generation's idle sessions and puts its waiting mail back. */
+static void
+gen_retire(struct queue *q, struct qgen *g)
+{
+	for (size_t i = 0; i < g->nups; i++) {
+		struct upstate *u = &g->ups[i];
+		struct upclient *uc, *next;
+
+		evtimer_del(u->rate_ev);
+		while (u->line) {
+			struct qmsg *m = u->line;
+
+			u->line = m->line_next;
+			m->line_next = NULL;
+			msg_schedule(m);
+		}
+		u->line_tail = &u->line;
+		for (uc = u->clients; uc; uc = next) {
+			next = uc->next;
+			if (uc->busy == NULL && smtp_client_idle(uc->c)) {
+				struct smtp_client *c = uc->c;
+
+				upclient_unlink(uc);	/* the caller frees g if it empties */
+				smtp_client_quit(c);
+			}
+		}
+	}
+}
+
 struct queue *
-queue_new(struct event_base *base, struct evdns_base *dns, const struct config *cfg)
+queue_new(struct event_base *base, struct evdns_base *dns, struct config *cfg)
 {
 	struct queue *q = xcalloc(1, sizeof(*q));
 
@@ -732,32 +859,22 @@ queue_new(struct event_base *base, struct evdns_base *dns, const struct config *
 	q->cenv.dns = dns;
 	q->cenv.helo = cfg->hostname;
 	q->cenv.idle_sec = SESSION_IDLE_SEC;
-	q->nups = cfg->nupstreams;
-	q->ups = xcalloc(q->nups ? q->nups : 1, sizeof(*q->ups));
-	for (size_t i = 0; i < q->nups; i++) {
-		struct upstate *u = &q->ups[i];
-
-		u->q = q;
-		u->cfg = &cfg->upstreams[i];
-		u->line_tail = &u->line;
-		u->rate_ev = evtimer_new(base, rate_cb, u);
-	}
+	/* upstreams and their TLS contexts come with queue_start() */
+	q->gen = xcalloc(1, sizeof(*q->gen));
+	q->gen->cfg = config_ref(cfg);
 	return q;
 }
 
 int
 queue_start(struct queue *q, struct spool *sp, char *err, size_t errlen)
 {
-	q->spool = sp;
-	for (size_t i = 0; i < q->nups; i++) {
-		struct upstate *u = &q->ups[i];
+	struct qgen *g = gen_new(q, q->cfg, err, errlen);
 
-		if (u->cfg->tls == CFG_TLS_NONE)
-			continue;
-		u->ssl = smtp_client_ssl_ctx(u->cfg, err, errlen);
-		if (u->ssl == NULL)
-			return -1;
-	}
+	if (g == NULL)
+		return -1;
+	gen_free(q->gen);
+	q->gen = g;
+	q->spool = sp;
 	/* loaded messages whose recipients are all final: retire them now */
 	for (;;) {
 		struct qmsg *m = NULL;
@@ -774,27 +891,49 @@ queue_start(struct queue *q, struct spool *sp, char *err, size_t errlen)
 	return 0;
 }
 
+int
+queue_set_config(struct queue *q, struct config *cfg, char *err, size_t errlen)
+{
+	struct qgen *g = gen_new(q, cfg, err, errlen);
+	struct qgen *old = q->gen;
+
+	if (g == NULL)
+		return -1;
+	q->gen = g;
+	q->cfg = cfg;
+	q->cenv.helo = cfg->hostname;
+	old->next = q->old;
+	q->old = old;
+	gen_retire(q, old);
+	if (old->nclients == 0) {
+		q->old = old->next;
+		gen_free(old);
+	}
+	timer_arm(q);
+	return 0;
+}
+
 void
 queue_stop(struct queue *q)
 {
+	struct qgen *g = q->gen;
+
 	q->stopping = true;
 	evtimer_del(q->timer);
-	for (size_t i = 0; i < q->nups; i++) {
-		struct upstate *u = &q->ups[i];
-		struct upclient *uc = u->clients, *next;
+	/* Idle sessions say QUIT now, busy ones after their message.  Retired
+	 * generations have no idle sessions (gen_retire ended them). */
+	for (size_t i = 0; i < g->nups; i++) {
+		struct upstate *u = &g->ups[i];
+		struct upclient *uc, *next;
 
 		evtimer_del(u->rate_ev);
-		/* idle sessions say QUIT now; busy ones end after their message */
-		u->clients = NULL;
-		for (; uc; uc = next) {
+		for (uc = u->clients; uc; uc = next) {
 			next = uc->next;
 			if (uc->busy == NULL && smtp_client_idle(uc->c)) {
-				smtp_client_quit(uc->c);
-				free(uc);
-				u->nclients--;
-			} else {
-				uc->next = u->clients;
-				u->clients = uc;
+				struct smtp_client *c = uc->c;
+
+				upclient_drop(uc);
+				smtp_client_quit(c);
 			}
 		}
 	}
@@ -823,21 +962,13 @@ queue_free(struct queue *q)
 {
 	if (q == NULL)
 		return;
-	for (size_t i = 0; i < q->nups; i++) {
-		struct upstate *u = &q->ups[i];
+	while (q->old) {
+		struct qgen *g = q->old;
 
-		while (u->clients) {
-			struct upclient *uc = u->clients;
-
-			u->clients = uc->next;
-			smtp_client_abort(uc->c);
-			free(uc);
-		}
-		event_free(u->rate_ev);
-		if (u->ssl)
-			SSL_CTX_free(u->ssl);
+		q->old = g->next;
+		gen_free(g);
 	}
-	free(q->ups);
+	gen_free(q->gen);
 	smtp_client_abort_all(&q->cenv);
 	idmap_foreach(q->msgs, free_entry, NULL);
 	idmap_free(q->msgs);

@@ -31,12 +31,19 @@ struct queue;
 
 /* Messages can be added (from spool recovery) before queue_start(). */
 struct queue *queue_new(struct event_base *base, struct evdns_base *dns,
-    const struct config *cfg);
+    struct config *cfg);
 /* Takes ownership of env: recovered, freshly accepted, or a DSN. */
 void queue_add(struct queue *q, struct spool_envelope *env);
 /* Starts delivering; the spool is where state changes go.  Returns -1
  * with a reason in err if an upstream's TLS context cannot be built. */
 int queue_start(struct queue *q, struct spool *sp, char *err, size_t errlen);
+/*
+ * A reloaded configuration: new deliveries use it (routing, upstreams,
+ * limits, retry schedule); sessions under the old one finish their
+ * message and close.  Returns -1 with a reason (an upstream's TLS context
+ * cannot be built) and changes nothing.
+ */
+int queue_set_config(struct queue *q, struct config *cfg, char *err, size_t errlen);
 /* Stops starting new deliveries; sessions close as they finish. */
 void queue_stop(struct queue *q);
 /* Deliveries in progress. */

@@ -11,13 +11,20 @@
  */
 #include "acconfig.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <event2/dns.h>
@@ -36,6 +43,7 @@
 #define STOP_GRACE_SEC	30	/* sessions in progress may finish within this */
 
 struct relayd {
+	const char		*path;
 	struct event_base	*base;
 	struct evdns_base	*dns;
 	struct config		*cfg;
@@ -48,6 +56,8 @@ struct relayd {
 	int64_t			 stop_deadline;
 	bool			 stopping;
 };
+
+static void sd_notify_msg(const char *msg);
 
 static void
 usage(void)
@@ -91,6 +101,7 @@ signal_stop_cb(evutil_socket_t sig, short what, void *arg)
 		return;
 	r->stopping = true;
 	log_info("stopping on %s", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	sd_notify_msg("STOPPING=1");
 	listener_free(r->listener);
 	r->listener = NULL;
 	smtp_server_shutdown(r->srv);
@@ -99,12 +110,168 @@ signal_stop_cb(evutil_socket_t sig, short what, void *arg)
 	stop_check_cb(-1, 0, r);
 }
 
+/* systemd's readiness protocol, without linking libsystemd. */
+static void
+sd_notify_msg(const char *msg)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sa;
+	size_t len;
+	int fd;
+
+	if (path == NULL || (path[0] != '/' && path[0] != '@'))
+		return;
+	len = strlen(path);
+	if (len >= sizeof(sa.sun_path))
+		return;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, path, len);
+	if (sa.sun_path[0] == '@')
+		sa.sun_path[0] = '\0';	/* abstract namespace */
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	(void)sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sa,
+	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len));
+	close(fd);
+}
+
+/* Logs each "FILE:LINE: message" line config_load() wrote. */
+static void
+log_lines(const char *text)
+{
+	const char *p = text;
+
+	while (p && *p) {
+		const char *nl = strchr(p, '\n');
+		int n = nl ? (int)(nl - p) : (int)strlen(p);
+
+		if (n > 0)
+			log_err("%.*s", n, p);
+		p = nl ? nl + 1 : NULL;
+	}
+}
+
+/*
+ * SIGHUP: the new configuration is checked in full first; on any problem
+ * the old one keeps running.  Listeners follow the new `listen` list,
+ * new client sessions and new deliveries use the new snapshot, sessions in
+ * progress finish under the one they started with.  The spool, control
+ * socket and user are fixed at start: a change there needs a restart.
+ */
 static void
 signal_hup_cb(evutil_socket_t sig, short what, void *arg)
 {
-	/* Reloading (with listener and upstream changes) comes with the
-	 * operations issue; until then say so instead of pretending. */
-	log_warn("SIGHUP: configuration reload is not implemented yet; restart relayd to apply changes");
+	struct relayd *r = arg;
+	char *text = NULL, err[512];
+	size_t len = 0;
+	FILE *mem = open_memstream(&text, &len);
+	struct config *n;
+
+	if (r->stopping || mem == NULL) {
+		free(text);
+		return;
+	}
+	sd_notify_msg("RELOADING=1");
+	log_info("SIGHUP: reloading %s", r->path);
+	n = config_load(r->path, mem);
+	fclose(mem);
+	if (n == NULL) {
+		log_lines(text);
+		log_err("keeping the old configuration");
+		free(text);
+		sd_notify_msg("READY=1");
+		return;
+	}
+	free(text);
+	if (strcmp(n->spool, r->cfg->spool) != 0)
+		log_warn("spool changed to %s: takes effect at the next restart (still using %s)",
+		    n->spool, r->cfg->spool);
+	if ((n->user == NULL) != (r->cfg->user == NULL) ||
+	    (n->user && strcmp(n->user, r->cfg->user) != 0))
+		log_warn("user changed: takes effect at the next restart");
+	if (listener_reconfigure(r->listener, n->listen, n->nlisten, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		log_err("keeping the old configuration");
+		config_free(n);
+		sd_notify_msg("READY=1");
+		return;
+	}
+	if (queue_set_config(r->queue, n, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		log_err("keeping the old configuration");
+		(void)listener_reconfigure(r->listener, r->cfg->listen, r->cfg->nlisten, err,
+		    sizeof(err));
+		config_free(n);
+		sd_notify_msg("READY=1");
+		return;
+	}
+	smtp_server_set_config(r->srv, n);
+	config_free(r->cfg);
+	r->cfg = n;
+	log_info("configuration reloaded");
+	sd_notify_msg("READY=1");
+}
+
+/* Hands the spool directory and its files to uid/gid. */
+static int
+chown_spool(const char *dir, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+	DIR *d;
+	struct dirent *de;
+	int dfd;
+
+	if (chown(dir, uid, gid) < 0 || (d = opendir(dir)) == NULL) {
+		snprintf(err, errlen, "cannot hand spool %s to the relay user: %s", dir,
+		    strerror(errno));
+		return -1;
+	}
+	dfd = dirfd(d);
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (fchownat(dfd, de->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
+			snprintf(err, errlen, "cannot hand %s/%s to the relay user: %s", dir,
+			    de->d_name, strerror(errno));
+			closedir(d);
+			return -1;
+		}
+	}
+	closedir(d);
+	return 0;
+}
+
+/*
+ * Started as root with `user` set: everything that needs root is done
+ * (listeners bound, configuration and secrets read, spool open), so become
+ * that user for good.
+ */
+static int
+drop_privileges(const struct config *cfg, char *err, size_t errlen)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0 || cfg->user == NULL)
+		return 0;
+	pw = getpwnam(cfg->user);
+	if (pw == NULL) {
+		snprintf(err, errlen, "user %s does not exist", cfg->user);
+		return -1;
+	}
+	if (chown_spool(cfg->spool, pw->pw_uid, pw->pw_gid, err, errlen) < 0)
+		return -1;
+	if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
+	    setuid(pw->pw_uid) < 0) {
+		snprintf(err, errlen, "cannot become user %s: %s", cfg->user, strerror(errno));
+		return -1;
+	}
+	if (setuid(0) == 0) {
+		snprintf(err, errlen, "could regain root after dropping to %s", cfg->user);
+		return -1;
+	}
+	log_info("running as user %s (uid %ld)", cfg->user, (long)pw->pw_uid);
+	return 0;
 }
 
 /*
@@ -197,6 +364,7 @@ main(int argc, char **argv)
 		usage();
 
 	memset(&r, 0, sizeof(r));
+	r.path = path;
 	r.cfg = config_load(path, stderr);
 	if (r.cfg == NULL)
 		return EXIT_CONFIG;
@@ -204,6 +372,13 @@ main(int argc, char **argv)
 		printf("%s: configuration ok\n", path);
 		config_free(r.cfg);
 		return 0;
+	}
+
+	if (geteuid() == 0 && r.cfg->user == NULL && !foreground) {
+		fprintf(stderr, "%s: refusing to run as root without `user` (set user = \"relayd\"), "
+		    "except in the foreground with -d\n", path);
+		config_free(r.cfg);
+		return EXIT_CONFIG;
 	}
 
 	/* Under systemd (NOTIFY_SOCKET set) stay in the foreground but log to
@@ -247,6 +422,11 @@ main(int argc, char **argv)
 		status = EXIT_RUNTIME;
 		goto out;
 	}
+	if (drop_privileges(r.cfg, err, sizeof(err)) < 0) {
+		log_err("%s", err);
+		status = EXIT_RUNTIME;
+		goto out;
+	}
 	r.sigterm = evsignal_new(r.base, SIGTERM, signal_stop_cb, &r);
 	r.sigint = evsignal_new(r.base, SIGINT, signal_stop_cb, &r);
 	r.sighup = evsignal_new(r.base, SIGHUP, signal_hup_cb, &r);
@@ -254,6 +434,7 @@ main(int argc, char **argv)
 	event_add(r.sigterm, NULL);
 	event_add(r.sigint, NULL);
 	event_add(r.sighup, NULL);
+	sd_notify_msg("READY=1");
 
 	event_base_dispatch(r.base);
 	struct spool_stats st;

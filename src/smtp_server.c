@@ -64,7 +64,7 @@ enum smtp_state {
 
 struct smtp_session {
 	struct smtp_server	*srv;
-	const struct config	*cfg;
+	struct config		*cfg;		/* a reference: the snapshot it started with */
 	struct bufferevent	*bev;
 	struct smtp_session	*prev, *next;
 
@@ -96,7 +96,7 @@ struct smtp_session {
 
 struct smtp_server {
 	struct event_base	*base;
-	const struct config	*cfg;
+	struct config		*cfg;		/* a reference */
 	struct spool		*spool;
 	struct queue		*queue;
 	struct smtp_session	*sessions;
@@ -678,6 +678,7 @@ session_free(struct smtp_session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	srv->nsessions--;
+	config_free(s->cfg);
 	free(s);
 }
 
@@ -700,7 +701,7 @@ void
 smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
     socklen_t salen)
 {
-	const struct config *cfg = srv->cfg;
+	struct config *cfg = srv->cfg;
 	char ip[64];
 	uint16_t port = 0;
 	bool allowed = false;
@@ -733,7 +734,7 @@ smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd, const struct soc
 	int one = 1;
 
 	s->srv = srv;
-	s->cfg = cfg;
+	s->cfg = config_ref(cfg);
 	snprintf(s->ip, sizeof(s->ip), "%s", ip);
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	s->port = port;
@@ -768,21 +769,23 @@ smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd, const struct soc
 /* ---- server ------------------------------------------------------------ */
 
 struct smtp_server *
-smtp_server_new(struct event_base *base, const struct config *cfg, struct spool *spool,
+smtp_server_new(struct event_base *base, struct config *cfg, struct spool *spool,
     struct queue *queue)
 {
 	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
 
 	srv->base = base;
-	srv->cfg = cfg;
+	srv->cfg = config_ref(cfg);
 	srv->spool = spool;
 	srv->queue = queue;
 	return srv;
 }
 
 void
-smtp_server_set_config(struct smtp_server *srv, const struct config *cfg)
+smtp_server_set_config(struct smtp_server *srv, struct config *cfg)
 {
+	config_ref(cfg);
+	config_free(srv->cfg);
 	srv->cfg = cfg;
 }
 
@@ -818,5 +821,6 @@ smtp_server_free(struct smtp_server *srv)
 		return;
 	while (srv->sessions)
 		session_free(srv->sessions);
+	config_free(srv->cfg);
 	free(srv);
 }

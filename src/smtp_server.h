@@ -23,16 +23,16 @@
 
 struct smtp_server;
 
-struct smtp_server *smtp_server_new(struct event_base *base, const struct config *cfg,
+/* Takes its own reference to cfg. */
+struct smtp_server *smtp_server_new(struct event_base *base, struct config *cfg,
     struct spool *spool, struct queue *queue);
 /* Hands a freshly accepted, non-blocking client socket to the server, which
  * owns it from now on. */
 void smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd,
     const struct sockaddr *sa, socklen_t salen);
 /* New sessions use cfg from now on; sessions in progress keep the one they
- * started with until they end.  The caller keeps cfg alive until it is
- * replaced and smtp_server_sessions_using(old) is 0. */
-void smtp_server_set_config(struct smtp_server *srv, const struct config *cfg);
+ * started with (each holds a reference) until they end. */
+void smtp_server_set_config(struct smtp_server *srv, struct config *cfg);
 size_t smtp_server_nsessions(const struct smtp_server *srv);
 /* Stop: new input is no longer read after the current transaction; idle
  * sessions get 421 4.3.2 and are closed. */
