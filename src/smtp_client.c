@@ -94,6 +94,7 @@ struct smtp_client {
 	struct evutil_addrinfo		*ai, *ai_next;
 	char				 last_connect_error[DLV_REASON_MAX];
 	char				 tls_err[256];	/* first OpenSSL error seen */
+	char				 tls_alert[96];	/* last TLS alert, "received: ..." */
 	struct event			*idle_ev;
 	bool				 tls_active;
 	bool				 used;		/* a transaction ran: RSET first */
@@ -221,9 +222,24 @@ drain_ssl_errors(struct smtp_client *c, char *out, size_t outlen)
 
 	if (out && outlen)
 		out[0] = '\0';
-	while (c->bev && (e = bufferevent_get_openssl_error(c->bev)) != 0)
-		if (out && outlen && out[0] == '\0')
-			ERR_error_string_n(e, out, outlen);
+	/* The first error that names a library and reason is the useful one
+	 * ("unsupported protocol", "wrong version number"); libevent also
+	 * queues bare SSL_get_error() values (library 0), which say nothing. */
+	for (;;) {
+		e = c->bev ? bufferevent_get_openssl_error(c->bev) : 0;
+		if (e == 0)
+			e = ERR_get_error();
+		if (e == 0)
+			break;
+		if (out && outlen && out[0] == '\0' && ERR_GET_LIB(e) != 0) {
+			const char *r = ERR_reason_error_string(e);
+
+			if (r != NULL)
+				snprintf(out, outlen, "%s", r);
+			else
+				ERR_error_string_n(e, out, outlen);
+		}
+	}
 	ERR_clear_error();
 }
 
@@ -490,6 +506,21 @@ smtp_client_ssl_ctx(const struct cfg_upstream *up, char *err, size_t errlen)
 	return ctx;
 }
 
+/* Remembers TLS alerts: often the only words for why a handshake failed
+ * ("protocol version" from a server that cannot do TLS 1.2). */
+static void
+ssl_info_cb(const SSL *ssl, int where, int ret)
+{
+	struct smtp_client *c = SSL_get_app_data(ssl);
+
+	if (c == NULL || !(where & SSL_CB_ALERT))
+		return;
+	if (SSL_alert_type_string(ret)[0] != 'F' && (ret & 0xff) == 0)
+		return;	/* a close_notify warning is not a reason */
+	snprintf(c->tls_alert, sizeof(c->tls_alert), "%s TLS alert \"%s\"",
+	    (where & SSL_CB_READ) ? "upstream sent" : "we sent", SSL_alert_desc_string_long(ret));
+}
+
 static SSL *
 client_ssl_new(struct smtp_client *c)
 {
@@ -501,6 +532,8 @@ client_ssl_new(struct smtp_client *c)
 
 	if (ssl == NULL)
 		return NULL;
+	SSL_set_app_data(ssl, c);
+	SSL_set_info_callback(ssl, ssl_info_cb);
 	if (!literal)
 		SSL_set_tlsext_host_name(ssl, c->up->host);
 	if (c->up->tls_verify) {
@@ -523,9 +556,16 @@ tls_reason(struct smtp_client *c, char *out, size_t outlen)
 	drain_ssl_errors(c, e, sizeof(e));
 	if (e[0] == '\0' && c->tls_err[0] != '\0')
 		snprintf(e, sizeof(e), "%s", c->tls_err);
+	/* libevent sometimes queues a bare SSL_get_error() value (library 0),
+	 * which OpenSSL prints as "lib(0)::reason(1)": worthless to an admin */
+	if (strstr(e, ":lib(0)") != NULL)
+		e[0] = '\0';
 	if (vr != X509_V_OK)
 		snprintf(out, outlen, "TLS: certificate verify failed (%s), %s",
 		    X509_verify_cert_error_string(vr), c->peer);
+	else if (c->tls_alert[0])
+		snprintf(out, outlen, "TLS: handshake with %s failed: %s%s%s", c->peer,
+		    c->tls_alert, e[0] ? ": " : "", e);
 	else if (e[0])
 		snprintf(out, outlen, "TLS: handshake with %s failed: %s", c->peer, e);
 	else
@@ -638,7 +678,9 @@ tls_failed(struct smtp_client *c, int sockerr)
 	if (ssl == NULL)
 		return false;
 	if ((e = bufferevent_get_openssl_error(c->bev)) != 0) {
-		ERR_error_string_n(e, c->tls_err, sizeof(c->tls_err));
+		if (ERR_GET_LIB(e) != 0 && ERR_reason_error_string(e) != NULL)
+			snprintf(c->tls_err, sizeof(c->tls_err), "%s", ERR_reason_error_string(e));
+		drain_ssl_errors(c, c->tls_err[0] ? NULL : c->tls_err, sizeof(c->tls_err));
 		return true;
 	}
 	return SSL_get_verify_result(ssl) != X509_V_OK || sockerr == 0;
