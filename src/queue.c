@@ -509,6 +509,25 @@ struct dsn_commit {
 	struct spool_envelope	*env;
 };
 
+/*
+ * The upstream's own reply inside a reason ("host[ip]:port said: 550 5.1.1
+ * ... (in reply to RCPT TO command)"), for the DSN's Diagnostic-Code; the
+ * whole reason when it holds none (relayd's own words).
+ */
+static const char *
+reason_reply(const char *reason, char *out, size_t outlen)
+{
+	const char *p = strstr(reason, " said: ");
+	const char *e;
+
+	if (p == NULL)
+		return reason;
+	p += 7;
+	e = strstr(p, " (in reply to ");
+	snprintf(out, outlen, "%.*s", (int)(e ? (size_t)(e - p) : strlen(p)), p);
+	return out;
+}
+
 /* Queues a DSN for the recipients that just failed for good. */
 static bool
 msg_send_dsn(struct qmsg *m, const struct dlv_status *res, const char *relay)
@@ -516,6 +535,7 @@ msg_send_dsn(struct qmsg *m, const struct dlv_status *res, const char *relay)
 	struct queue *q = m->q;
 	struct spool_envelope *env = m->env;
 	struct bounce_rcpt *br = xcalloc(m->nr, sizeof(*br));
+	char (*diag)[DLV_REASON_MAX] = xcalloc(m->nr ? m->nr : 1, sizeof(*diag));
 	size_t nb = 0;
 	int64_t now = now_us() / 1000000;
 
@@ -526,7 +546,8 @@ msg_send_dsn(struct qmsg *m, const struct dlv_status *res, const char *relay)
 
 		br[nb].addr = r->addr;
 		br[nb].dsn = r->dsn;
-		br[nb].diagnostic = r->last_error ? r->last_error : "";
+		br[nb].diagnostic = r->last_error ?
+		    reason_reply(r->last_error, diag[nb], sizeof(diag[nb])) : "";
 		br[nb].remote_mta = m->ups ? m->ups->cfg->host : NULL;
 		br[nb].last_attempt = now;
 		br[nb].attempts = r->attempts;
@@ -534,6 +555,7 @@ msg_send_dsn(struct qmsg *m, const struct dlv_status *res, const char *relay)
 	}
 	if (nb == 0 || env->sender[0] == '\0' || !q->cfg->bounces) {
 		free(br);
+		free(diag);
 		return false;
 	}
 
@@ -581,6 +603,7 @@ msg_send_dsn(struct qmsg *m, const struct dlv_status *res, const char *relay)
 	buf_free(&headers);
 	buf_free(&text);
 	free(br);
+	free(diag);
 	(void)relay;
 	return true;
 }

@@ -181,6 +181,9 @@ def test_550_end_of_data_bounces_with_dsn(t):
 	rep = parse_dsn(dsn["data"])
 	r = rep["recipients"][0] if rep["recipients"] else {}
 	assert "550 5.7.1 Looks like spam" in r.get("diagnostic-code", ""), "DSN recipient block: %s" % r
+	# the upstream's own reply, typed smtp (RFC 3464 2.3.6), not relayd's log wording
+	assert re.match(r"smtp;\s*550 5\.7\.1 Looks like spam$", r.get("diagnostic-code", "")), \
+	    "Diagnostic-Code: %r" % r.get("diagnostic-code")
 
 
 def test_connection_refused_defers_then_bounces(t):
