@@ -75,6 +75,7 @@ struct config_parse {
 	struct config_msg	*msgs;
 	size_t			 nmsgs;
 	size_t			 capmsgs;
+	unsigned int		 flags;		/* CONFIG_* of config_load_opts() */
 };
 
 /*
@@ -966,9 +967,13 @@ config_build_dkim(struct config_parse *p, struct cfg_domain *d, cfg_t *sec,
 		config_error(p, k->line, "%skey_file is required", where);
 	} else {
 		k->key_file = xstrdup(s);
-		fd = config_open_private(p, config_line(p, sec, "key_file", 0), "key_file", s);
-		if (fd != -1)
-			close(fd);
+		/* relayctl dkim-keygen reads the configuration to create it */
+		if (!(p->flags & CONFIG_NO_KEYFILE_CHECK)) {
+			fd = config_open_private(p, config_line(p, sec, "key_file", 0),
+			    "key_file", s);
+			if (fd != -1)
+				close(fd);
+		}
 	}
 
 	s = cfg_getstr(sec, "algorithm");
@@ -1270,11 +1275,18 @@ config_parse_tree(struct config_parse *p)
 struct config *
 config_load(const char *path, FILE *errout)
 {
+	return config_load_opts(path, errout, 0);
+}
+
+struct config *
+config_load_opts(const char *path, FILE *errout, unsigned int flags)
+{
 	struct config_parse p;
 	struct config *cfg = NULL;
 
 	memset(&p, 0, sizeof(p));
 	p.path = path;
+	p.flags = flags;
 	if (config_read_file(&p)) {
 		config_current = &p;
 		cfg = config_parse_tree(&p);

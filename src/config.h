@@ -120,6 +120,12 @@ struct config {
  */
 struct config *config_load(const char *path, FILE *errout);
 /*
+ * The same with flags: CONFIG_NO_KEYFILE_CHECK skips the check of the DKIM
+ * key files (they need not exist yet: relayctl dkim-keygen creates them).
+ */
+#define CONFIG_NO_KEYFILE_CHECK	0x1u
+struct config *config_load_opts(const char *path, FILE *errout, unsigned int flags);
+/*
  * A snapshot is shared by whoever started work under it (a client session,
  * a delivery): config_ref() takes a reference, config_free() drops one and
  * frees the snapshot with the last.  Event-loop thread only.
