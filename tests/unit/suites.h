@@ -9,6 +9,7 @@ Suite *bounce_suite(void);
 Suite *config_suite(void);
 Suite *data_suite(void);
 Suite *delivery_suite(void);
+Suite *keygen_suite(void);
 Suite *msghdr_suite(void);
 Suite *net_suite(void);
 Suite *qid_suite(void);

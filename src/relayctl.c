@@ -1,0 +1,356 @@
+/*
+ * relayctl — the admin tool's main: global options, then one command.
+ *
+ * A thin dispatcher: each command reads its arguments, does its work
+ * through a library module (keygen for dkim-keygen) and returns an exit
+ * status; only main() exits.  Exit statuses: 0 done, 1 failed (the
+ * configuration, the key file, ...), 64 usage error (EX_USAGE), 69 the
+ * command does not exist in this version yet (EX_UNAVAILABLE).
+ *
+ * Commands that talk to the running daemon (queue, flush, remove, test)
+ * and check-dns are recognised, so that a script written against
+ * interface.md gets an honest "not available yet" rather than "unknown
+ * command".
+ */
+#include "acconfig.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "config.h"
+#include "keygen.h"
+#include "util.h"
+
+#define EXIT_FAIL		1
+#define EXIT_USAGE		64	/* sysexits.h EX_USAGE */
+#define EXIT_UNAVAILABLE	69	/* sysexits.h EX_UNAVAILABLE */
+
+static const char usage_text[] =
+    "usage: relayctl [-f FILE] queue [--json]\n"
+    "       relayctl [-f FILE] flush [ID...]\n"
+    "       relayctl [-f FILE] remove ID...\n"
+    "       relayctl [-f FILE] test --from ADDRESS --to ADDRESS\n"
+    "       relayctl [-f FILE] dkim-keygen DOMAIN SELECTOR [--algorithm rsa|ed25519]\n"
+    "                [--bits N] [--force]\n"
+    "       relayctl [-f FILE] check-dns [--resolver IP[:PORT]] [DOMAIN...]\n"
+    "       relayctl -V\n";
+
+static int
+usage(void)
+{
+	fputs(usage_text, stderr);
+	return EXIT_USAGE;
+}
+
+/* ---- dkim-keygen ---------------------------------------------------- */
+
+struct keygen_args {
+	const char	*domain;
+	const char	*selector;
+	const char	*algorithm;	/* NULL: the configuration's */
+	int		 bits;		/* 0: not given */
+	bool		 force;
+};
+
+/* The value of "--name VALUE" or "--name=VALUE" at argv[*i], or NULL. */
+static const char *
+keygen_optarg(int argc, char **argv, int *i, const char *name, bool *matched)
+{
+	size_t n = strlen(name);
+	const char *a = argv[*i];
+
+	*matched = false;
+	if (strncmp(a, name, n) != 0 || (a[n] != '\0' && a[n] != '='))
+		return NULL;
+	*matched = true;
+	if (a[n] == '=')
+		return a + n + 1;
+	if (*i + 1 >= argc)
+		return NULL;
+	return argv[++*i];
+}
+
+static int
+keygen_parse_args(int argc, char **argv, struct keygen_args *ka)
+{
+	const char *pos[2], *v;
+	int npos = 0;
+	bool opts = true, m;
+	char *end;
+	long l;
+
+	memset(ka, 0, sizeof(*ka));
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (opts && strcmp(a, "--") == 0) {
+			opts = false;
+		} else if (opts && strcmp(a, "--force") == 0) {
+			ka->force = true;
+		} else if (opts && ((v = keygen_optarg(argc, argv, &i, "--algorithm", &m)) != NULL || m)) {
+			if (v == NULL || (strcmp(v, "rsa") != 0 && strcmp(v, "ed25519") != 0)) {
+				fprintf(stderr, "relayctl dkim-keygen: --algorithm takes rsa or ed25519\n");
+				return -1;
+			}
+			ka->algorithm = v;
+		} else if (opts && ((v = keygen_optarg(argc, argv, &i, "--bits", &m)) != NULL || m)) {
+			errno = 0;
+			l = v != NULL ? strtol(v, &end, 10) : 0;
+			if (v == NULL || *v == '\0' || *end != '\0' || errno != 0 ||
+			    l < KEYGEN_RSA_MIN_BITS || l > KEYGEN_RSA_MAX_BITS) {
+				fprintf(stderr, "relayctl dkim-keygen: --bits takes a number from "
+				    "%d to %d (default %d)\n", KEYGEN_RSA_MIN_BITS,
+				    KEYGEN_RSA_MAX_BITS, KEYGEN_RSA_DEFAULT_BITS);
+				return -1;
+			}
+			ka->bits = (int)l;
+		} else if (opts && a[0] == '-' && a[1] != '\0') {
+			fprintf(stderr, "relayctl dkim-keygen: unknown option %s\n", a);
+			return -1;
+		} else if (npos < 2) {
+			pos[npos++] = a;
+		} else {
+			fprintf(stderr, "relayctl dkim-keygen: unexpected argument %s\n", a);
+			return -1;
+		}
+	}
+	if (npos != 2) {
+		fprintf(stderr, "relayctl dkim-keygen: DOMAIN and SELECTOR are required\n");
+		return -1;
+	}
+	ka->domain = pos[0];
+	ka->selector = pos[1];
+	if (ka->bits != 0 && ka->algorithm != NULL && strcmp(ka->algorithm, "ed25519") == 0) {
+		fprintf(stderr, "relayctl dkim-keygen: --bits is for RSA keys only "
+		    "(Ed25519 keys have a fixed size)\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* The domain section named exactly name (DNS names: any case), or NULL. */
+static const struct cfg_domain *
+keygen_find_domain(const struct config *cfg, const char *name)
+{
+	char *want = xstrdup(name);
+	size_t n = strlen(want);
+	const struct cfg_domain *d = NULL;
+
+	if (n > 1 && want[n - 1] == '.')
+		want[n - 1] = '\0';
+	ascii_lower(want);
+	for (size_t i = 0; i < cfg->ndomains && d == NULL; i++)
+		if (strcmp(cfg->domains[i].name, want) == 0)
+			d = &cfg->domains[i];
+	free(want);
+	return d;
+}
+
+static const struct cfg_dkim *
+keygen_find_selector(const struct cfg_domain *d, const char *selector)
+{
+	for (size_t i = 0; i < d->ndkim; i++)
+		if (d->dkim[i].selector != NULL &&
+		    ascii_strcasecmp(d->dkim[i].selector, selector) == 0)
+			return &d->dkim[i];
+	return NULL;
+}
+
+/* A key relayd reads as its `user` after a reload should belong to it. */
+static void
+keygen_owner(const struct config *cfg, uid_t *uid, gid_t *gid)
+{
+	struct passwd *pw;
+
+	*uid = (uid_t)-1;
+	*gid = (gid_t)-1;
+	if (geteuid() != 0 || cfg->user == NULL)
+		return;
+	if ((pw = getpwnam(cfg->user)) == NULL) {
+		fprintf(stderr, "relayctl dkim-keygen: warning: user \"%s\" of %s does not "
+		    "exist; the key stays owned by root\n", cfg->user, cfg->path);
+		return;
+	}
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
+}
+
+static int
+keygen_print(const struct cfg_domain *d, const char *selector, const char *value)
+{
+	char *owner, *record;
+	const char *dom = d->name;
+	size_t n;
+
+	/*
+	 * "*.example.org" signs as d=example.org; "*" signs as each From:
+	 * domain, so its record goes under each of them: a relative name.
+	 */
+	if (strcmp(dom, "*") == 0)
+		owner = xasprintf("%s._domainkey", selector);
+	else
+		owner = xasprintf("%s._domainkey.%s.", selector,
+		    strncmp(dom, "*.", 2) == 0 ? dom + 2 : dom);
+	if ((record = keygen_txt_record(owner, value)) == NULL) {
+		fprintf(stderr, "relayctl dkim-keygen: cannot format the record\n");
+		free(owner);
+		return -1;
+	}
+	printf("; DKIM key record to publish (zone file form, strings of at most %d bytes):\n",
+	    KEYGEN_TXT_MAX);
+	fputs(record, stdout);
+	if (strcmp(dom, "*") == 0)
+		printf("; publish it in the zone of every domain that sends through "
+		    "domain \"*\"\n");
+	/* Web forms want the name without the root's final dot. */
+	n = strlen(owner);
+	printf("\n; the same value on one line, for DNS providers' web forms "
+	    "(name %.*s, type TXT):\n%s\n", (int)(owner[n - 1] == '.' ? n - 1 : n), owner, value);
+	free(record);
+	free(owner);
+	return fflush(stdout) == 0 ? 0 : -1;
+}
+
+static int
+cmd_dkim_keygen(const char *path, int argc, char **argv)
+{
+	struct keygen_args ka;
+	struct config *cfg;
+	const struct cfg_domain *d;
+	const struct cfg_dkim *k;
+	enum keygen_alg alg;
+	const char *cfgalg;
+	EVP_PKEY *key = NULL;
+	char err[1024], *value = NULL;
+	uid_t uid;
+	gid_t gid;
+	int bits, rc = EXIT_FAIL;
+
+	if (keygen_parse_args(argc, argv, &ka) == -1)
+		return usage();
+	/* The key itself need not exist yet: creating it is the point. */
+	if ((cfg = config_load_opts(path, stderr, CONFIG_NO_KEYFILE_CHECK)) == NULL)
+		return EXIT_FAIL;
+
+	if ((d = keygen_find_domain(cfg, ka.domain)) == NULL) {
+		fprintf(stderr, "relayctl dkim-keygen: %s has no domain \"%s\" section; add one:\n"
+		    "domain \"%s\" {\n\tupstream = \"...\"\n\tdkim {\n\t\tselector = \"%s\"\n"
+		    "\t\tkey_file = \"%s/relayd/dkim/%s.%s.key\"\n"
+		    "\t\talgorithm = \"rsa-sha256\"\n\t}\n}\n",
+		    path, ka.domain, ka.domain, ka.selector, SYSCONFDIR, ka.domain, ka.selector);
+		goto out;
+	}
+	if ((k = keygen_find_selector(d, ka.selector)) == NULL) {
+		fprintf(stderr, "relayctl dkim-keygen: %s:%d: domain \"%s\" has no dkim block "
+		    "with selector \"%s\"; add one to it:\n\tdkim {\n\t\tselector = \"%s\"\n"
+		    "\t\tkey_file = \"%s/relayd/dkim/%s.%s.key\"\n"
+		    "\t\talgorithm = \"rsa-sha256\"\n\t}\n",
+		    path, d->line, d->name, ka.selector, ka.selector, SYSCONFDIR, d->name,
+		    ka.selector);
+		goto out;
+	}
+
+	alg = k->algorithm == CFG_DKIM_ED25519_SHA256 ? KEYGEN_ED25519 : KEYGEN_RSA;
+	cfgalg = alg == KEYGEN_ED25519 ? "ed25519-sha256" : "rsa-sha256";
+	if (ka.algorithm != NULL &&
+	    (strcmp(ka.algorithm, "ed25519") == 0) != (alg == KEYGEN_ED25519)) {
+		fprintf(stderr, "relayctl dkim-keygen: %s:%d: selector \"%s\" of domain \"%s\" "
+		    "has algorithm = \"%s\", but --algorithm %s was asked for; change one "
+		    "or the other\n", path, k->line, k->selector, d->name, cfgalg, ka.algorithm);
+		goto out;
+	}
+	if (alg == KEYGEN_ED25519 && ka.bits != 0) {
+		fprintf(stderr, "relayctl dkim-keygen: %s:%d: selector \"%s\" is ed25519-sha256: "
+		    "--bits is for RSA keys only\n", path, k->line, k->selector);
+		goto out;
+	}
+	bits = alg == KEYGEN_RSA ? (ka.bits != 0 ? ka.bits : KEYGEN_RSA_DEFAULT_BITS) : 0;
+
+	/* Fail before a long RSA generation when the file cannot be written. */
+	if (keygen_check_path(k->key_file, ka.force, err, sizeof(err)) == -1) {
+		fprintf(stderr, "relayctl dkim-keygen: %s\n", err);
+		goto out;
+	}
+	keygen_owner(cfg, &uid, &gid);
+	if ((key = keygen_generate(alg, bits, err, sizeof(err))) == NULL ||
+	    (value = keygen_dkim_value(key, err, sizeof(err))) == NULL ||
+	    keygen_write_key(key, k->key_file, ka.force, uid, gid, err, sizeof(err)) == -1) {
+		fprintf(stderr, "relayctl dkim-keygen: %s\n", err);
+		goto out;
+	}
+	if (alg == KEYGEN_RSA)
+		fprintf(stderr, "relayctl dkim-keygen: wrote a %d-bit RSA key to %s (mode 0600)\n",
+		    bits, k->key_file);
+	else
+		fprintf(stderr, "relayctl dkim-keygen: wrote an Ed25519 key to %s (mode 0600)\n",
+		    k->key_file);
+	if (bits == KEYGEN_RSA_MIN_BITS)
+		fprintf(stderr, "relayctl dkim-keygen: note: 1024-bit RSA is weak; "
+		    "RFC 8301 asks for 2048 where possible\n");
+	if (keygen_print(d, k->selector, value) == -1) {
+		fprintf(stderr, "relayctl dkim-keygen: cannot write to stdout: %s\n",
+		    strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	free(value);
+	EVP_PKEY_free(key);
+	config_free(cfg);
+	return rc;
+}
+
+/* ---- not yet ---------------------------------------------------------- */
+
+static int
+cmd_unavailable(const char *name, const char *why)
+{
+	fprintf(stderr, "relayctl %s: not available yet: %s\n", name, why);
+	return EXIT_UNAVAILABLE;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path = CONFIG_DEFAULT_PATH;
+	int ch;
+
+	/* "+": options after the command belong to it. */
+	while ((ch = getopt(argc, argv, "+f:hV")) != -1) {
+		switch (ch) {
+		case 'f':
+			path = optarg;
+			break;
+		case 'V':
+			printf("relayctl %s\n", PACKAGE_VERSION);
+			return 0;
+		case 'h':
+			fputs(usage_text, stdout);
+			return 0;
+		default:
+			return usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1)
+		return usage();
+
+	if (strcmp(argv[0], "dkim-keygen") == 0)
+		return cmd_dkim_keygen(path, argc, argv);
+	if (strcmp(argv[0], "queue") == 0 || strcmp(argv[0], "flush") == 0 ||
+	    strcmp(argv[0], "remove") == 0 || strcmp(argv[0], "test") == 0)
+		return cmd_unavailable(argv[0], "needs the control socket of a later version");
+	if (strcmp(argv[0], "check-dns") == 0)
+		return cmd_unavailable(argv[0], "planned for a later version");
+	fprintf(stderr, "relayctl: unknown command \"%s\"\n", argv[0]);
+	return usage();
+}
