@@ -1,0 +1,745 @@
+/*
+ * dkim — DKIM signing with libopendkim (RFC 6376; Ed25519 per RFC 8463).
+ *
+ * What this file promises (see dkim.h for the contract):
+ *  - every key file is read and parsed once per configuration snapshot,
+ *    with OpenSSL, so that a bad key, a key of the wrong type or a short
+ *    RSA key stops start-up/reload with "FILE:LINE: message" instead of
+ *    failing on the first message;
+ *  - a signer holds one libopendkim signing handle per `dkim` block and
+ *    feeds each the same input, so the signatures come out in block order;
+ *  - dkim_signer_finish() appends either every signature or nothing.
+ *
+ * Facts about the installed libopendkim (2.11.0~beta2, Debian 12) that this
+ * code relies on, checked by signing and verifying with python3-dkim:
+ *  - dkim_header() wants the field without its final CRLF.  With relaxed
+ *    header canonicalization a trailing CRLF happens to give the same
+ *    signature, with simple canonicalization it breaks it; we strip it.
+ *  - the library reads a key starting with "-----" with
+ *    PEM_read_bio_PrivateKey(), anything else as DER.  It accepts PKCS#8
+ *    PEM for both RSA and Ed25519 (as `openssl genpkey` writes them), so we
+ *    hand it the key re-encoded as unencrypted PKCS#8 PEM: whatever PEM
+ *    form the file used (PKCS#1, text before the BEGIN line) the library
+ *    then sees the one form known to work.
+ *  - t= is set by default (DKIM_OPTS_FIXEDTIME fixes it for tests); no x=,
+ *    and no l= when dkim_sign() gets a length of -1.
+ *  - the headers to sign (and to oversign) are options of the DKIM_LIB,
+ *    not of a handle, so they are set once, at load.
+ *  - the DKIM_LIB may be shared between threads; each DKIM handle is used
+ *    by one thread at a time (a signer is, by contract).
+ *  - dkim_free() of an Ed25519 handle leaks the private key the library
+ *    parsed for it (an EVP_PKEY, about 1.2 KB) and its 64-byte signature
+ *    buffer: it releases the insides of its key structure for RSA only
+ *    (fixed upstream in OpenDKIM PR #321, after 2.11.0~beta2).  A daemon
+ *    cannot leak per message, so each handle gets a memory closure that
+ *    catches that structure as dkim_free() releases it and frees what it
+ *    still holds; see dkim_mem_free().
+ *
+ * The keys object must outlive every signer made from it: the handles
+ * point into its DKIM_LIB and key text.
+ */
+#include "acconfig.h"	/* _GNU_SOURCE for memmem() */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/bio.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include <opendkim/dkim.h>
+
+#include "dkim.h"
+
+/* A key file is a few kilobytes; anything larger is not one. */
+#define DKIM_KEY_MAX		(64 * 1024)
+#define DKIM_RSA_MIN_BITS	1024
+#define DKIM_SIG_PREFIX		"DKIM-Signature: "
+#define DKIM_LINE_MAX		998	/* RFC 5322 2.1.1, without the CRLF */
+
+/* The fields we sign when present (dkim.h); From is also oversigned. */
+static const char *const dkim_sign_fields[] = {
+	"From", "To", "Cc", "Subject", "Date", "Message-ID", "Reply-To",
+	"In-Reply-To", "References", "MIME-Version", "Content-Type",
+	"Content-Transfer-Encoding", "List-Unsubscribe", "List-Unsubscribe-Post",
+	NULL
+};
+static const char *const dkim_oversign_fields[] = { "From", NULL };
+
+/* One key file, read once; pem is the key re-encoded as PKCS#8 PEM. */
+struct dkim_key {
+	char		*path;
+	unsigned char	*pem;		/* NUL-terminated; cleansed on free */
+	size_t		 pemlen;
+	int		 type;		/* EVP_PKEY_RSA or EVP_PKEY_ED25519 */
+};
+
+/* One dkim block of one domain section. */
+struct dkim_entry {
+	char			*domain;	/* the section's name */
+	char			*selector;
+	enum cfg_dkim_alg	 algorithm;
+	size_t			 key;		/* index into keys */
+};
+
+struct dkim_keys {
+	DKIM_LIB		*lib;
+	struct dkim_key		*keys;
+	size_t			 nkeys;
+	struct dkim_entry	*entries;
+	size_t			 nentries;
+};
+
+/*
+ * libopendkim's private struct dkim_crypto (OpenSSL build), as declared in
+ * its dkim-types.h; only read to free what the library forgets (above).
+ */
+struct dkim_lib_crypto {
+	unsigned char	 crypto_pad;
+	int		 crypto_keysize;
+	size_t		 crypto_inlen;
+	size_t		 crypto_outlen;
+	EVP_PKEY	*crypto_pkey;
+	void		*crypto_key;
+	BIO		*crypto_keydata;
+	unsigned char	*crypto_in;
+	unsigned char	*crypto_out;
+};
+
+#define DKIM_ED25519_SIGLEN	64
+
+/* The memory closure of one DKIM handle (see dkim_mem_free()). */
+struct dkim_mem {
+	bool	  watch;	/* an Ed25519 handle */
+	bool	  freeing;	/* inside dkim_free() */
+	void	**blk;		/* live blocks of the sizes that matter */
+	size_t	  nblk;
+	size_t	  capblk;
+};
+
+struct dkim_signer {
+	struct dkim_keys	*keys;
+	DKIM			**h;		/* one per dkim block, in block order */
+	struct dkim_mem		*mem;		/* the memory closure of each block's handle */
+	size_t			 nmem;
+	const struct dkim_entry	**ent;		/* the block of each handle */
+	size_t			 nh;
+	unsigned char		*jobid;		/* lives as long as the handles, which may point to it */
+	char			*selectors;	/* "s1,s2" */
+	char			*err;		/* first failure, NULL if none */
+};
+
+/* ---- the memory closure: a workaround for the Ed25519 leak ----------- */
+
+static bool
+dkim_mem_untrack(struct dkim_mem *m, const void *p)
+{
+	for (size_t i = m->nblk; i-- > 0; )
+		if (m->blk[i] == p) {
+			m->blk[i] = m->blk[--m->nblk];
+			return true;
+		}
+	return false;
+}
+
+static void *
+dkim_mem_alloc(void *closure, size_t n)
+{
+	struct dkim_mem *m = closure;
+	void *p = malloc(n);
+
+	/*
+	 * Remember the blocks that may be the key structure or its signature
+	 * buffer; a handle has few blocks of these sizes.
+	 */
+	if (p != NULL && m != NULL && m->watch &&
+	    (n == sizeof(struct dkim_lib_crypto) || n == DKIM_ED25519_SIGLEN)) {
+		if (m->nblk == m->capblk) {
+			m->capblk = m->capblk ? m->capblk * 2 : 8;
+			m->blk = xrealloc(m->blk, m->capblk * sizeof(*m->blk));
+		}
+		m->blk[m->nblk++] = p;
+	}
+	return p;
+}
+
+/*
+ * While dkim_free() runs on an Ed25519 handle, a block that it releases and
+ * that looks in every respect like the handle's key structure (the size of
+ * one, an Ed25519 key size, no RSA key, a signature buffer that is a live
+ * block of this handle) has its EVP_PKEY and signature buffer freed here.
+ * A library that frees them itself sets the pointers to NULL first (its
+ * CLOBBER macros do), so this then does nothing; a block that does not
+ * match is left alone, at worst leaking as the library would.
+ */
+static void
+dkim_mem_free(void *closure, void *p)
+{
+	struct dkim_mem *m = closure;
+	struct dkim_lib_crypto *c = p;
+
+	if (p != NULL && m != NULL && m->watch && dkim_mem_untrack(m, p) &&
+	    m->freeing && c->crypto_keysize == 8 * DKIM_ED25519_SIGLEN &&
+	    c->crypto_outlen == DKIM_ED25519_SIGLEN && c->crypto_key == NULL &&
+	    c->crypto_pkey != NULL && c->crypto_out != NULL &&
+	    dkim_mem_untrack(m, c->crypto_out)) {
+		free(c->crypto_out);
+		c->crypto_out = NULL;
+		EVP_PKEY_free(c->crypto_pkey);
+		c->crypto_pkey = NULL;
+	}
+	free(p);
+}
+
+/* ---- keys ------------------------------------------------------------ */
+
+static void
+dkim_key_clear(struct dkim_key *key)
+{
+	if (key->pem != NULL) {
+		OPENSSL_cleanse(key->pem, key->pemlen);
+		free(key->pem);
+	}
+	free(key->path);
+	memset(key, 0, sizeof(*key));
+}
+
+/* The key files are not encrypted: never let OpenSSL prompt on a terminal. */
+static int
+dkim_no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	return -1;
+}
+
+static const char *
+dkim_alg_name(enum cfg_dkim_alg alg)
+{
+	return alg == CFG_DKIM_ED25519_SHA256 ? "ed25519-sha256" : "rsa-sha256";
+}
+
+/* Reads a whole (small) file; returns its bytes NUL-terminated, or NULL. */
+static unsigned char *
+dkim_read_file(const char *path, size_t *lenp, char *why, size_t whylen)
+{
+	struct stat st;
+	unsigned char *p;
+	size_t len = 0;
+	ssize_t r;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1) {
+		snprintf(why, whylen, "cannot open: %s", strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_size > DKIM_KEY_MAX) {
+		snprintf(why, whylen, "not a regular file of at most %d bytes", DKIM_KEY_MAX);
+		close(fd);
+		return NULL;
+	}
+	p = xmalloc((size_t)st.st_size + 1);
+	while (len < (size_t)st.st_size) {
+		r = read(fd, p + len, (size_t)st.st_size - len);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			snprintf(why, whylen, "cannot read: %s",
+			    r == 0 ? "file shrank while reading" : strerror(errno));
+			OPENSSL_cleanse(p, len);
+			free(p);
+			close(fd);
+			return NULL;
+		}
+		len += (size_t)r;
+	}
+	close(fd);
+	p[len] = '\0';
+	*lenp = len;
+	return p;
+}
+
+/*
+ * Parses the file's text as a PEM private key and re-encodes it as PKCS#8
+ * PEM for the library.  Returns 0, or -1 with the reason in why.
+ */
+static int
+dkim_key_parse(struct dkim_key *key, const unsigned char *text, size_t len,
+    char *why, size_t whylen)
+{
+	EVP_PKEY *pk = NULL;
+	BIO *in = NULL, *out = NULL;
+	char *mem;
+	long memlen;
+	int rc = -1;
+
+	if ((in = BIO_new_mem_buf(text, (int)len)) == NULL ||
+	    (out = BIO_new(BIO_s_mem())) == NULL) {
+		snprintf(why, whylen, "out of memory in OpenSSL");
+		goto done;
+	}
+	pk = PEM_read_bio_PrivateKey(in, NULL, dkim_no_passphrase, NULL);
+	if (pk == NULL) {
+		if (memmem(text, len, "ENCRYPTED", 9) != NULL)
+			snprintf(why, whylen, "an encrypted private key "
+			    "(write it unencrypted: openssl pkey -in FILE -out NEW)");
+		else
+			snprintf(why, whylen, "not a private key (PEM PKCS#8 or PKCS#1 expected)");
+		goto done;
+	}
+	key->type = EVP_PKEY_get_base_id(pk);
+	if (key->type == EVP_PKEY_RSA && EVP_PKEY_get_bits(pk) < DKIM_RSA_MIN_BITS) {
+		snprintf(why, whylen, "RSA key of %d bits is too short "
+		    "(at least %d; 2048 recommended)", EVP_PKEY_get_bits(pk), DKIM_RSA_MIN_BITS);
+		goto done;
+	}
+	if (key->type != EVP_PKEY_RSA && key->type != EVP_PKEY_ED25519) {
+		const char *tn = EVP_PKEY_get0_type_name(pk);
+
+		snprintf(why, whylen, "a key of type %s (RSA or Ed25519 expected)",
+		    tn != NULL ? tn : "unknown");
+		goto done;
+	}
+	if (!PEM_write_bio_PKCS8PrivateKey(out, pk, NULL, NULL, 0, NULL, NULL) ||
+	    (memlen = BIO_get_mem_data(out, &mem)) <= 0) {
+		snprintf(why, whylen, "cannot re-encode the key as PKCS#8");
+		goto done;
+	}
+	key->pem = xmalloc((size_t)memlen + 1);
+	memcpy(key->pem, mem, (size_t)memlen);
+	key->pem[memlen] = '\0';
+	key->pemlen = (size_t)memlen;
+	OPENSSL_cleanse(mem, (size_t)memlen);
+	rc = 0;
+done:
+	/* Leave nothing on this thread's error queue for someone else to find. */
+	ERR_clear_error();
+	EVP_PKEY_free(pk);
+	BIO_free(in);
+	BIO_free(out);
+	return rc;
+}
+
+static void
+dkim_load_error(const struct config *cfg, FILE *errout, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void
+dkim_load_error(const struct config *cfg, FILE *errout, int line, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errout == NULL)
+		return;
+	fprintf(errout, "%s:%d: ", cfg->path, line);
+	va_start(ap, fmt);
+	vfprintf(errout, fmt, ap);
+	va_end(ap);
+	fputc('\n', errout);
+}
+
+/* Reads and parses one key file; returns 0, or -1 (reported). */
+static int
+dkim_key_load(struct dkim_key *key, const struct config *cfg, const struct cfg_dkim *b,
+    FILE *errout)
+{
+	unsigned char *text;
+	size_t len = 0;
+	char why[256];
+	int rc;
+
+	memset(key, 0, sizeof(*key));
+	if ((text = dkim_read_file(b->key_file, &len, why, sizeof(why))) == NULL) {
+		dkim_load_error(cfg, errout, b->line, "key_file %s: %s", b->key_file, why);
+		return -1;
+	}
+	rc = dkim_key_parse(key, text, len, why, sizeof(why));
+	OPENSSL_cleanse(text, len);
+	free(text);
+	if (rc == -1) {
+		dkim_load_error(cfg, errout, b->line, "key_file %s: %s", b->key_file, why);
+		dkim_key_clear(key);
+		return -1;
+	}
+	key->path = xstrdup(b->key_file);
+	return 0;
+}
+
+/*
+ * Returns the index of block b's key, loading the file unless another block
+ * named the same one, and checks its type against b's algorithm; -1
+ * (reported) if it cannot be used.
+ */
+static long
+dkim_keys_get(struct dkim_keys *k, const struct config *cfg, const struct cfg_dkim *b,
+    FILE *errout)
+{
+	const struct dkim_key *key;
+	size_t i;
+	int want;
+
+	for (i = 0; i < k->nkeys; i++)
+		if (strcmp(k->keys[i].path, b->key_file) == 0)
+			break;
+	if (i == k->nkeys) {
+		struct dkim_key nk;
+
+		if (dkim_key_load(&nk, cfg, b, errout) == -1)
+			return -1;
+		k->keys = xrealloc(k->keys, (k->nkeys + 1) * sizeof(*k->keys));
+		k->keys[k->nkeys++] = nk;
+	}
+	key = &k->keys[i];
+	want = b->algorithm == CFG_DKIM_ED25519_SHA256 ? EVP_PKEY_ED25519 : EVP_PKEY_RSA;
+	if (key->type != want) {
+		dkim_load_error(cfg, errout, b->line, "key_file %s: %s, but algorithm is %s",
+		    b->key_file, key->type == EVP_PKEY_ED25519 ? "an Ed25519 key" : "an RSA key",
+		    dkim_alg_name(b->algorithm));
+		return -1;
+	}
+	return (long)i;
+}
+
+/* Library-wide options: the fields to sign and to oversign. */
+static int
+dkim_lib_setup(DKIM_LIB *lib)
+{
+	/* The library takes non-const pointers but only reads the lists. */
+	if (dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_SIGNHDRS,
+	    (void *)(uintptr_t)dkim_sign_fields, sizeof(char **)) != DKIM_STAT_OK)
+		return -1;
+	if (dkim_options(lib, DKIM_OP_SETOPT, DKIM_OPTS_OVERSIGNHDRS,
+	    (void *)(uintptr_t)dkim_oversign_fields, sizeof(char **)) != DKIM_STAT_OK)
+		return -1;
+	return 0;
+}
+
+struct dkim_keys *
+dkim_keys_load(const struct config *cfg, FILE *errout)
+{
+	struct dkim_keys *k = xcalloc(1, sizeof(*k));
+	bool failed = false, any = false, ed = false;
+	int firstline = 0, edline = 0;
+	long idx;
+
+	if ((k->lib = dkim_init(dkim_mem_alloc, dkim_mem_free)) == NULL || dkim_lib_setup(k->lib) == -1) {
+		dkim_load_error(cfg, errout, cfg->ndomains > 0 ? cfg->domains[0].line : 1,
+		    "cannot initialize libopendkim");
+		dkim_keys_free(k);
+		return NULL;
+	}
+	for (size_t i = 0; i < cfg->ndomains; i++) {
+		const struct cfg_domain *d = &cfg->domains[i];
+
+		for (size_t j = 0; j < d->ndkim; j++) {
+			const struct cfg_dkim *b = &d->dkim[j];
+
+			if (!any)
+				firstline = b->line;
+			any = true;
+			if (b->algorithm == CFG_DKIM_ED25519_SHA256 && !ed) {
+				ed = true;
+				edline = b->line;
+			}
+			if ((idx = dkim_keys_get(k, cfg, b, errout)) == -1) {
+				failed = true;
+				continue;
+			}
+			k->entries = xrealloc(k->entries,
+			    (k->nentries + 1) * sizeof(*k->entries));
+			k->entries[k->nentries].domain = xstrdup(d->name);
+			k->entries[k->nentries].selector = xstrdup(b->selector);
+			k->entries[k->nentries].algorithm = b->algorithm;
+			k->entries[k->nentries].key = (size_t)idx;
+			k->nentries++;
+		}
+	}
+	if (any && !dkim_libfeature(k->lib, DKIM_FEATURE_SHA256)) {
+		dkim_load_error(cfg, errout, firstline,
+		    "the installed libopendkim cannot sign with SHA-256");
+		failed = true;
+	}
+	if (ed && !dkim_libfeature(k->lib, DKIM_FEATURE_ED25519)) {
+		dkim_load_error(cfg, errout, edline,
+		    "the installed libopendkim cannot sign with Ed25519 (ed25519-sha256)");
+		failed = true;
+	}
+	if (failed) {
+		dkim_keys_free(k);
+		return NULL;
+	}
+	return k;
+}
+
+void
+dkim_keys_free(struct dkim_keys *k)
+{
+	if (k == NULL)
+		return;
+	for (size_t i = 0; i < k->nkeys; i++)
+		dkim_key_clear(&k->keys[i]);
+	free(k->keys);
+	for (size_t i = 0; i < k->nentries; i++) {
+		free(k->entries[i].domain);
+		free(k->entries[i].selector);
+	}
+	free(k->entries);
+	if (k->lib != NULL)
+		dkim_close(k->lib);
+	free(k);
+}
+
+void
+dkim_keys_set_time(struct dkim_keys *k, uint64_t t)
+{
+	(void)dkim_options(k->lib, DKIM_OP_SETOPT, DKIM_OPTS_FIXEDTIME, &t, sizeof(t));
+}
+
+void
+dkim_signing_domain(const struct cfg_domain *d, const char *from_domain, char *out,
+    size_t outlen)
+{
+	const char *name = d->name;
+
+	if (outlen == 0)
+		return;
+	if (strcmp(name, "*") == 0)
+		name = from_domain != NULL ? from_domain : "";
+	else if (strncmp(name, "*.", 2) == 0)
+		name += 2;
+	snprintf(out, outlen, "%s", name);
+}
+
+static const struct dkim_entry *
+dkim_keys_find(const struct dkim_keys *k, const char *domain, const char *selector)
+{
+	for (size_t i = 0; i < k->nentries; i++)
+		if (strcmp(k->entries[i].domain, domain) == 0 &&
+		    strcmp(k->entries[i].selector, selector) == 0)
+			return &k->entries[i];
+	return NULL;
+}
+
+struct dkim_signer *
+dkim_signer_new(struct dkim_keys *k, const struct cfg_domain *d, const char *from_domain,
+    const char *jobid, char *err, size_t errlen)
+{
+	struct dkim_signer *s;
+	struct buf sel;
+	char sdomain[256];
+	DKIM_STAT st;
+
+	if (errlen > 0)
+		err[0] = '\0';
+	/* No dkim blocks is not a failure: NULL with an empty err. */
+	if (d == NULL || d->ndkim == 0)
+		return NULL;
+	dkim_signing_domain(d, from_domain, sdomain, sizeof(sdomain));
+	if (sdomain[0] == '\0') {
+		snprintf(err, errlen, "DKIM: no From: domain to sign as (domain \"%s\")", d->name);
+		return NULL;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->keys = k;
+	s->jobid = (unsigned char *)xstrdup(jobid != NULL ? jobid : "");
+	s->h = xcalloc(d->ndkim, sizeof(*s->h));
+	s->mem = xcalloc(d->ndkim, sizeof(*s->mem));
+	s->nmem = d->ndkim;
+	s->ent = xcalloc(d->ndkim, sizeof(*s->ent));
+	buf_init(&sel);
+	for (size_t i = 0; i < d->ndkim; i++) {
+		const struct cfg_dkim *b = &d->dkim[i];
+		const struct dkim_entry *e = dkim_keys_find(k, d->name, b->selector);
+
+		if (e == NULL) {
+			snprintf(err, errlen, "DKIM: no key loaded for selector %s of domain %s",
+			    b->selector, d->name);
+			goto fail;
+		}
+		s->mem[i].watch = e->algorithm == CFG_DKIM_ED25519_SHA256;
+		s->h[i] = dkim_sign(k->lib, s->jobid, &s->mem[i], k->keys[e->key].pem,
+		    (const unsigned char *)b->selector, (const unsigned char *)sdomain,
+		    DKIM_CANON_RELAXED, DKIM_CANON_RELAXED,
+		    e->algorithm == CFG_DKIM_ED25519_SHA256 ?
+		    DKIM_SIGN_ED25519SHA256 : DKIM_SIGN_RSASHA256, -1, &st);
+		if (s->h[i] == NULL) {
+			snprintf(err, errlen, "DKIM: cannot start signing with selector %s: %s",
+			    b->selector, dkim_getresultstr(st));
+			goto fail;
+		}
+		s->ent[i] = e;
+		s->nh = i + 1;
+		if (i > 0)
+			buf_addstr(&sel, ",");
+		buf_addstr(&sel, b->selector);
+	}
+	s->selectors = xstrdup(sel.p != NULL ? sel.p : "");
+	buf_free(&sel);
+	return s;
+fail:
+	buf_free(&sel);
+	dkim_signer_free(s);
+	return NULL;
+}
+
+/* Keeps the first failure, for dkim_signer_finish(). */
+static int
+dkim_signer_fail(struct dkim_signer *s, size_t i, const char *what, DKIM_STAT st)
+{
+	const char *detail = dkim_geterror(s->h[i]);
+
+	if (s->err == NULL)
+		s->err = xasprintf("DKIM %s (selector %s): %s", what, s->ent[i]->selector,
+		    detail != NULL && *detail != '\0' ? detail : dkim_getresultstr(st));
+	return -1;
+}
+
+int
+dkim_signer_header(struct dkim_signer *s, const char *field, size_t n)
+{
+	DKIM_STAT st;
+
+	if (s->err != NULL)
+		return -1;
+	/* The library wants the field without its line end (see above). */
+	if (n > 0 && field[n - 1] == '\n')
+		n--;
+	if (n > 0 && field[n - 1] == '\r')
+		n--;
+	if (n == 0) {
+		/* The library asserts on an empty field; refuse it here. */
+		s->err = xstrdup("DKIM header: an empty header field");
+		return -1;
+	}
+	for (size_t i = 0; i < s->nh; i++) {
+		/* dkim_header() copies the field and does not write to it. */
+		st = dkim_header(s->h[i], (u_char *)(uintptr_t)field, n);
+		if (st != DKIM_STAT_OK)
+			return dkim_signer_fail(s, i, "header", st);
+	}
+	return 0;
+}
+
+int
+dkim_signer_eoh(struct dkim_signer *s)
+{
+	DKIM_STAT st;
+
+	if (s->err != NULL)
+		return -1;
+	for (size_t i = 0; i < s->nh; i++)
+		if ((st = dkim_eoh(s->h[i])) != DKIM_STAT_OK)
+			return dkim_signer_fail(s, i, "end of header", st);
+	return 0;
+}
+
+int
+dkim_signer_body(struct dkim_signer *s, const char *p, size_t n)
+{
+	DKIM_STAT st;
+
+	if (s->err != NULL)
+		return -1;
+	if (n == 0)
+		return 0;
+	for (size_t i = 0; i < s->nh; i++) {
+		/* dkim_body() only reads the chunk. */
+		st = dkim_body(s->h[i], (u_char *)(uintptr_t)p, n);
+		if (st != DKIM_STAT_OK)
+			return dkim_signer_fail(s, i, "body", st);
+	}
+	return 0;
+}
+
+/* CRLF line ends only, and no line over 998 octets. */
+static bool
+dkim_field_ok(const char *p, size_t n)
+{
+	size_t linelen = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] == '\r') {
+			if (i + 1 >= n || p[i + 1] != '\n')
+				return false;
+			i++;
+			linelen = 0;
+		} else if (p[i] == '\n' || ++linelen > DKIM_LINE_MAX) {
+			return false;
+		}
+	}
+	return linelen == 0;
+}
+
+int
+dkim_signer_finish(struct dkim_signer *s, struct buf *out, char *err, size_t errlen)
+{
+	struct buf tmp;
+	unsigned char *sig;
+	size_t siglen, start;
+	DKIM_STAT st;
+
+	if (s->err != NULL) {
+		snprintf(err, errlen, "%s", s->err);
+		return -1;
+	}
+	buf_init(&tmp);
+	for (size_t i = 0; i < s->nh; i++) {
+		if ((st = dkim_eom(s->h[i], NULL)) != DKIM_STAT_OK) {
+			dkim_signer_fail(s, i, "signing", st);
+			goto fail;
+		}
+		st = dkim_getsighdr_d(s->h[i], strlen(DKIM_SIG_PREFIX), &sig, &siglen);
+		if (st != DKIM_STAT_OK) {
+			dkim_signer_fail(s, i, "signature field", st);
+			goto fail;
+		}
+		start = tmp.len;
+		buf_addstr(&tmp, DKIM_SIG_PREFIX);
+		buf_add(&tmp, sig, siglen);
+		buf_addstr(&tmp, "\r\n");
+		if (!dkim_field_ok(tmp.p + start, tmp.len - start)) {
+			if (s->err == NULL)
+				s->err = xstrdup("DKIM: the library made a DKIM-Signature field "
+				    "with a bare CR or LF or a line over 998 octets");
+			goto fail;
+		}
+	}
+	buf_add(out, tmp.p, tmp.len);
+	buf_free(&tmp);
+	return 0;
+fail:
+	buf_free(&tmp);
+	snprintf(err, errlen, "%s", s->err);
+	return -1;
+}
+
+const char *
+dkim_signer_selectors(const struct dkim_signer *s)
+{
+	return s->selectors;
+}
+
+void
+dkim_signer_free(struct dkim_signer *s)
+{
+	if (s == NULL)
+		return;
+	for (size_t i = 0; i < s->nh; i++) {
+		s->mem[i].freeing = true;
+		dkim_free(s->h[i]);
+	}
+	for (size_t i = 0; i < s->nmem; i++)
+		free(s->mem[i].blk);
+	free(s->mem);
+	free(s->h);
+	free(s->ent);
+	free(s->jobid);
+	free(s->selectors);
+	free(s->err);
+	free(s);
+}
