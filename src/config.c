@@ -42,6 +42,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "dkim.h"
 #include "net.h"
 #include "util.h"
 
@@ -1321,6 +1322,7 @@ config_free(struct config *cfg)
 {
 	if (cfg == NULL || --cfg->refs > 0)
 		return;
+	dkim_keys_free(cfg->dkim);
 	free(cfg->path);
 	free(cfg->hostname);
 	for (size_t i = 0; i < cfg->nlisten; i++)

@@ -46,6 +46,8 @@ enum cfg_tls { CFG_TLS_STARTTLS = 0, CFG_TLS_IMPLICIT, CFG_TLS_NONE };
 enum cfg_auth { CFG_AUTH_NONE = 0, CFG_AUTH_PLAIN, CFG_AUTH_LOGIN, CFG_AUTH_XOAUTH2 };
 enum cfg_dkim_alg { CFG_DKIM_RSA_SHA256 = 0, CFG_DKIM_ED25519_SHA256 };
 
+struct dkim_keys;
+
 struct cfg_listen {
 	char		*spec;		/* as written */
 	struct hostport	 hp;
@@ -110,6 +112,8 @@ struct config {
 	size_t			 ndomains;
 
 	int			 refs;		/* holders; see config_ref() */
+	struct dkim_keys	*dkim;		/* keys loaded for this snapshot (dkim.h),
+						 * freed with it; NULL until loaded */
 };
 
 /*

@@ -31,12 +31,14 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "dkim.h"
 #include "listener.h"
 #include "log.h"
 #include "qid.h"
 #include "queue.h"
 #include "smtp_server.h"
 #include "spool.h"
+#include "workers.h"
 
 #define EXIT_CONFIG	1
 #define EXIT_RUNTIME	2
@@ -50,6 +52,7 @@ struct relayd {
 	struct spool		*spool;
 	struct queue		*queue;
 	struct smtp_server	*srv;
+	struct workers		*workers;
 	struct listener		*listener;
 	struct event		*sigterm, *sigint, *sighup;
 	struct event		*stop_timer;
@@ -58,6 +61,26 @@ struct relayd {
 };
 
 static void sd_notify_msg(const char *msg);
+
+/*
+ * A configuration snapshot with its DKIM keys loaded: what -n checks, what
+ * start-up runs with, and what a reload swaps in.  Problems go to errout as
+ * "FILE:LINE: message".
+ */
+static struct config *
+load_config(const char *path, FILE *errout)
+{
+	struct config *cfg = config_load(path, errout);
+
+	if (cfg == NULL)
+		return NULL;
+	cfg->dkim = dkim_keys_load(cfg, errout);
+	if (cfg->dkim == NULL) {
+		config_free(cfg);
+		return NULL;
+	}
+	return cfg;
+}
 
 static void
 usage(void)
@@ -175,7 +198,7 @@ signal_hup_cb(evutil_socket_t sig, short what, void *arg)
 	}
 	sd_notify_msg("RELOADING=1");
 	log_info("SIGHUP: reloading %s", r->path);
-	n = config_load(r->path, mem);
+	n = load_config(r->path, mem);
 	fclose(mem);
 	if (n == NULL) {
 		log_lines(text);
@@ -365,7 +388,7 @@ main(int argc, char **argv)
 
 	memset(&r, 0, sizeof(r));
 	r.path = path;
-	r.cfg = config_load(path, stderr);
+	r.cfg = load_config(path, stderr);
 	if (r.cfg == NULL)
 		return EXIT_CONFIG;
 	if (check_only) {
@@ -415,7 +438,8 @@ main(int argc, char **argv)
 		goto out;
 	}
 
-	r.srv = smtp_server_new(r.base, r.cfg, r.spool, r.queue);
+	r.workers = workers_new(r.base, 0);
+	r.srv = smtp_server_new(r.base, r.cfg, r.spool, r.queue, r.workers);
 	r.listener = listener_open(r.base, r.cfg->listen, r.cfg->nlisten, r.srv, err, sizeof(err));
 	if (r.listener == NULL) {
 		log_err("cannot listen: %s", err);
@@ -443,6 +467,7 @@ main(int argc, char **argv)
 	    queue_count(r.queue), (unsigned long long)st.records, (unsigned long long)st.commits);
 out:
 	listener_free(r.listener);
+	workers_free(r.workers);	/* before the sessions its jobs point to */
 	smtp_server_free(r.srv);
 	queue_free(r.queue);
 	spool_close(r.spool);

@@ -35,6 +35,7 @@
 
 #include "addr.h"
 #include "data.h"
+#include "dkim.h"
 #include "log.h"
 #include "msghdr.h"
 #include "net.h"
@@ -43,6 +44,7 @@
 #include "smtp_parse.h"
 #include "smtp_server.h"
 #include "util.h"
+#include "workers.h"
 
 #define LINE_MAX_OCTETS	2048		/* command line incl. CRLF (Postfix: 2048) */
 #define DATA_LINE_MAX	998		/* RFC 5322 2.1.1, see data.h */
@@ -50,6 +52,7 @@
 #define OUT_HIGH	(16u << 10)	/* unread replies before input pauses */
 #define OUT_LOW		(4u << 10)
 #define HARD_ERROR_LIMIT 20		/* errors before 421 (Postfix smtpd_hard_error_limit) */
+#define HEADER_KEEP_MAX	(1u << 20)	/* header section kept for signing */
 
 enum smtp_state {
 	SS_REJECTED,	/* greeted with 554: only QUIT does anything */
@@ -58,6 +61,7 @@ enum smtp_state {
 	SS_MAIL,	/* MAIL accepted */
 	SS_RCPT,	/* at least one RCPT accepted */
 	SS_DATA,	/* receiving message text */
+	SS_SIGNING,	/* a worker computes the DKIM signatures */
 	SS_COMMIT,	/* waiting for the spool */
 	SS_CLOSING,	/* flushing the last reply, then closing */
 };
@@ -89,6 +93,16 @@ struct smtp_session {
 	struct hdrsplit		 hdr;		/* splits the text into fields and body */
 	unsigned		 nfrom;		/* From: fields seen */
 	char			 from_domain[256];	/* of the first From:, "" if none */
+	bool			 has_date, has_msgid;
+	struct buf		 hdrs;		/* the header fields, until the end of the header */
+	bool			 hdrs_overflow;
+	bool			 in_body;
+	struct buf		 added;		/* Date:/Message-ID: fields relayd adds */
+	struct dkim_signer	*signer;	/* NULL: not signing */
+	const char		*reject;	/* a reply decided while receiving */
+	struct buf		 sigs;		/* DKIM-Signature fields, once computed */
+	int			 sign_error;
+	char			 sign_reason[256];
 	struct spool_body	*body;		/* NULL once handed to the spool */
 	struct spool_envelope	*env;		/* being committed */
 	struct buf		 prefix;
@@ -99,6 +113,7 @@ struct smtp_server {
 	struct config		*cfg;		/* a reference */
 	struct spool		*spool;
 	struct queue		*queue;
+	struct workers		*workers;
 	struct smtp_session	*sessions;
 	size_t			 nsessions;
 	bool			 shutting_down;
@@ -170,6 +185,16 @@ txn_reset(struct smtp_session *s)
 	msghdr_free(&s->hdr);
 	s->nfrom = 0;
 	s->from_domain[0] = '\0';
+	s->has_date = s->has_msgid = false;
+	buf_free(&s->hdrs);
+	s->hdrs_overflow = false;
+	s->in_body = false;
+	buf_free(&s->added);
+	buf_free(&s->sigs);
+	dkim_signer_free(s->signer);
+	s->signer = NULL;
+	s->reject = NULL;
+	s->sign_error = 0;
 	spool_envelope_free(s->env);
 	s->env = NULL;
 	buf_free(&s->prefix);
@@ -284,14 +309,6 @@ cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
 }
 
 static void
-text_out(void *ctx, const char *p, size_t n)
-{
-	struct smtp_session *s = ctx;
-
-	(void)spool_body_write(s->body, p, n);
-}
-
-static void
 field_out(void *ctx, const char *p, size_t n)
 {
 	struct smtp_session *s = ctx;
@@ -299,6 +316,133 @@ field_out(void *ctx, const char *p, size_t n)
 	if (msghdr_is(p, n, "From") && s->nfrom++ == 0 &&
 	    !msghdr_addr_domain(p, n, s->from_domain, sizeof(s->from_domain)))
 		s->from_domain[0] = '\0';
+	if (msghdr_is(p, n, "Date"))
+		s->has_date = true;
+	if (msghdr_is(p, n, "Message-ID"))
+		s->has_msgid = true;
+	/* kept until the end of the header: only then is it known which
+	 * domain's keys sign (the From: domain's) */
+	if (s->hdrs.len + n <= HEADER_KEEP_MAX)
+		buf_add(&s->hdrs, p, n);
+	else
+		s->hdrs_overflow = true;
+	(void)spool_body_write(s->body, p, n);
+}
+
+/* The domain section whose keys sign: the From: domain's (DMARC checks
+ * that one).  NULL if it has no keys. */
+static const struct cfg_domain *
+signing_section(const struct smtp_session *s)
+{
+	const struct cfg_domain *d = router_lookup(s->cfg, s->from_domain);
+
+	return (d && d->ndkim > 0 && s->from_domain[0]) ? d : NULL;
+}
+
+/* Would this message be signed if its From: were right?  (The sender's
+ * own domain has keys, or the first From: domain's has.) */
+static bool
+signing_expected(const struct smtp_session *s)
+{
+	const char *dom = s->mail.addr[0] ? addr_domain(s->mail.addr) : s->from_domain;
+	const struct cfg_domain *d = router_lookup(s->cfg, dom);
+
+	return (d && d->ndkim > 0) || signing_section(s) != NULL;
+}
+
+/* The end of the header: decide about signing and start it. */
+static void
+header_end(struct smtp_session *s)
+{
+	char err[256];
+
+	/* RFC 5322 3.6: a Date: and a Message-ID: (added, as Postfix does for
+	 * local submissions, so that the signature covers them too) */
+	if (!s->has_date) {
+		char date[64];
+
+		rfc5322_date(now_us() / 1000000, date, sizeof(date));
+		buf_printf(&s->added, "Date: %s\r\n", date);
+	}
+	if (!s->has_msgid)
+		buf_printf(&s->added, "Message-ID: <%s@%s>\r\n", s->id, s->cfg->hostname);
+	if (!signing_expected(s))
+		return;
+	if (s->nfrom != 1) {
+		s->reject = s->nfrom == 0 ?
+		    "550 5.6.0 Error: message has no From: header; it cannot be signed (RFC 5322 "
+		    "3.6 requires exactly one)" :
+		    "550 5.6.0 Error: message has more than one From: header; it cannot be signed "
+		    "(RFC 5322 3.6 requires exactly one)";
+		return;
+	}
+	const struct cfg_domain *d = signing_section(s);
+	if (d == NULL) {
+		/* the sender's domain signs, but the From: domain has no keys:
+		 * not ours to sign, relayed unsigned as the admin configured */
+		return;
+	}
+	if (s->hdrs_overflow) {
+		s->reject = "552 5.3.4 Error: header section too large to sign (over 1 MB)";
+		return;
+	}
+	s->signer = dkim_signer_new(s->cfg->dkim, d, s->from_domain, s->id, err, sizeof(err));
+	if (s->signer == NULL) {
+		s->sign_error = 1;
+		snprintf(s->sign_reason, sizeof(s->sign_reason), "%s", err);
+		return;
+	}
+	/* the added fields first (they precede the client's in the text) */
+	const char *p = s->added.p, *end = s->added.p + s->added.len;
+	while (p && p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+
+		(void)dkim_signer_header(s->signer, p, n);
+		p += n;
+	}
+	/* then the client's, one field at a time, as the splitter gave them */
+	p = s->hdrs.p;
+	end = s->hdrs.p + s->hdrs.len;
+	while (p && p < end) {
+		/* a field ends at a CRLF not followed by white space */
+		const char *q = p;
+
+		for (;;) {
+			const char *nl = memchr(q, '\n', (size_t)(end - q));
+
+			if (nl == NULL) {
+				q = end;
+				break;
+			}
+			q = nl + 1;
+			if (q >= end || (*q != ' ' && *q != '\t'))
+				break;
+		}
+		(void)dkim_signer_header(s->signer, p, (size_t)(q - p));
+		p = q;
+	}
+	buf_free(&s->hdrs);
+	(void)dkim_signer_eoh(s->signer);
+}
+
+static void
+eoh_out(void *ctx, const char *p, size_t n)
+{
+	struct smtp_session *s = ctx;
+
+	s->in_body = true;
+	header_end(s);
+	(void)spool_body_write(s->body, p, n);
+}
+
+static void
+text_out(void *ctx, const char *p, size_t n)
+{
+	struct smtp_session *s = ctx;
+
+	if (s->signer)
+		(void)dkim_signer_body(s->signer, p, n);
 	(void)spool_body_write(s->body, p, n);
 }
 
@@ -331,7 +475,7 @@ cmd_data(struct smtp_session *s, const struct smtp_command *c)
 	}
 	s->body = spool_body_new(s->srv->spool);
 	data_dec_init(&s->dec, data_out, s, DATA_LINE_MAX, s->cfg->max_message_size);
-	struct msghdr_cb hcb = { field_out, text_out, text_out, s };
+	struct msghdr_cb hcb = { field_out, eoh_out, text_out, s };
 	msghdr_init(&s->hdr, &hcb);
 
 	/* The trace header this relay adds (RFC 5321 4.4); "for" only when it
@@ -366,8 +510,9 @@ committed(void *arg, int error, const struct spool_loc *loc)
 
 		s->env = NULL;
 		env->loc = *loc;
-		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu, dkim=none", env->id, env->sender,
-		    (unsigned long long)loc->len, env->nrcpt);
+		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu, dkim=%s", env->id, env->sender,
+		    (unsigned long long)loc->len, env->nrcpt,
+		    s->signer ? dkim_signer_selectors(s->signer) : "none");
 		queue_add(s->srv->queue, env);
 		if (!s->eof)
 			reply(s, "250 2.0.0 Ok: queued as %s", s->id);
@@ -386,10 +531,93 @@ committed(void *arg, int error, const struct spool_loc *loc)
 	session_process(s);
 }
 
+/* Builds the envelope and hands the message to the spool. */
+static void
+commit_message(struct smtp_session *s)
+{
+	struct spool_envelope *env = spool_envelope_new();
+	const char *dom = s->mail.addr[0] ? addr_domain(s->mail.addr) : s->from_domain;
+	const struct cfg_domain *d = router_lookup(s->cfg, dom);
+	const char *bcc = d ? d->bcc : NULL;
+	struct buf prefix;
+
+	memcpy(env->id, s->id, QID_SIZE);
+	if (s->mail.addr[0] == '\0' && s->from_domain[0] != '\0')
+		env->route = xstrdup(s->from_domain);
+	env->arrival = now_us();
+	env->sender = xstrdup(s->mail.addr);
+	env->flags = (s->dec.eightbit || s->mail.body == SMTP_BODY_8BITMIME ? SPOOL_F_8BIT : 0) |
+	    (s->mail.smtputf8 ? SPOOL_F_SMTPUTF8 : 0);
+	env->rcpts = xcalloc(s->nrcpt + 1, sizeof(*env->rcpts));
+	for (size_t i = 0; i < s->nrcpt; i++) {
+		env->rcpts[env->nrcpt++].addr = xstrdup(s->rcpts[i]);
+		if (bcc && ascii_strcasecmp(s->rcpts[i], bcc) == 0)
+			bcc = NULL;
+	}
+	/* the domain's archive copy: a recipient like any other */
+	if (bcc)
+		env->rcpts[env->nrcpt++].addr = xstrdup(bcc);
+	s->env = env;
+
+	/* what relayd adds before the client's text: signatures, trace,
+	 * missing Date:/Message-ID: */
+	buf_init(&prefix);
+	if (s->sigs.len)
+		buf_add(&prefix, s->sigs.p, s->sigs.len);
+	buf_add(&prefix, s->prefix.p, s->prefix.len);
+	if (s->added.len)
+		buf_add(&prefix, s->added.p, s->added.len);
+
+	s->state = SS_COMMIT;
+	bufferevent_disable(s->bev, EV_READ);
+	spool_commit_message(s->srv->spool, env, prefix.p, prefix.len, s->body, committed, s);
+	s->body = NULL;		/* the spool owns it now */
+	buf_free(&prefix);
+}
+
+/* Worker thread: the private-key operations. */
+static void
+sign_work(void *arg)
+{
+	struct smtp_session *s = arg;
+
+	buf_init(&s->sigs);
+	if (dkim_signer_finish(s->signer, &s->sigs, s->sign_reason, sizeof(s->sign_reason)) < 0)
+		s->sign_error = 1;
+}
+
+/* Event loop, after sign_work. */
+static void
+sign_done(void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (s->eof) {
+		session_free(s);
+		return;
+	}
+	if (s->sign_error) {
+		log_err("%s: DKIM signing failed: %s; not accepted (mail from a domain with keys "
+		    "is never relayed unsigned)", s->id, s->sign_reason);
+		reply_str(s, "451 4.7.0 Error: DKIM signing failed, try again later");
+		txn_reset(s);
+		s->state = SS_IDLE;
+		bufferevent_enable(s->bev, EV_READ);
+		session_process(s);
+		return;
+	}
+	commit_message(s);
+}
+
 static void
 data_end(struct smtp_session *s)
 {
 	msghdr_finish(&s->hdr);
+	if (!s->in_body) {
+		/* the text ended inside the header: the header ends here */
+		s->in_body = true;
+		header_end(s);
+	}
 	int err = spool_body_error(s->body);
 
 	if (s->dec.overflow) {
@@ -404,6 +632,12 @@ data_end(struct smtp_session *s)
 		reply_str(s, "452 4.3.1 Insufficient system storage");
 		goto reset;
 	}
+	if (s->reject) {
+		log_info("%s: reject: message from %s[%s]:%u: %s", s->id, s->name, s->ip, s->port,
+		    s->reject + 10);
+		reply_str(s, s->reject);
+		goto reset;
+	}
 
 	/* A null sender is routed by the From: domain (else the catch-all):
 	 * refuse now what could never be routed. */
@@ -415,27 +649,19 @@ data_end(struct smtp_session *s)
 		    "on this relay", s->from_domain[0] ? s->from_domain : "(none)");
 		goto reset;
 	}
-
-	struct spool_envelope *env = spool_envelope_new();
-
-	memcpy(env->id, s->id, QID_SIZE);
-	if (s->mail.addr[0] == '\0' && s->from_domain[0] != '\0')
-		env->route = xstrdup(s->from_domain);
-	env->arrival = now_us();
-	env->sender = xstrdup(s->mail.addr);
-	env->flags = (s->dec.eightbit || s->mail.body == SMTP_BODY_8BITMIME ? SPOOL_F_8BIT : 0) |
-	    (s->mail.smtputf8 ? SPOOL_F_SMTPUTF8 : 0);
-	env->nrcpt = s->nrcpt;
-	env->rcpts = xcalloc(s->nrcpt, sizeof(*env->rcpts));
-	for (size_t i = 0; i < s->nrcpt; i++)
-		env->rcpts[i].addr = xstrdup(s->rcpts[i]);
-	s->env = env;
-
-	s->state = SS_COMMIT;
-	bufferevent_disable(s->bev, EV_READ);
-	spool_commit_message(s->srv->spool, env, s->prefix.p, s->prefix.len, s->body,
-	    committed, s);
-	s->body = NULL;		/* the spool owns it now */
+	if (s->sign_error) {
+		log_err("%s: DKIM signing failed: %s; not accepted (mail from a domain with keys "
+		    "is never relayed unsigned)", s->id, s->sign_reason);
+		reply_str(s, "451 4.7.0 Error: DKIM signing failed, try again later");
+		goto reset;
+	}
+	if (s->signer) {
+		s->state = SS_SIGNING;
+		bufferevent_disable(s->bev, EV_READ);
+		workers_submit(s->srv->workers, sign_work, sign_done, s);
+		return;
+	}
+	commit_message(s);
 	return;
 reset:
 	txn_reset(s);
@@ -577,7 +803,7 @@ session_process(struct smtp_session *s)
 	struct evbuffer *out = bufferevent_get_output(s->bev);
 
 	for (;;) {
-		if (s->state == SS_CLOSING || s->state == SS_COMMIT)
+		if (s->state == SS_CLOSING || s->state == SS_COMMIT || s->state == SS_SIGNING)
 			break;
 		if (evbuffer_get_length(out) >= OUT_HIGH) {
 			/* The client is not reading its replies: stop reading its
@@ -626,7 +852,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	struct smtp_session *s = arg;
 
 	if (what & BEV_EVENT_TIMEOUT) {
-		if (s->state == SS_COMMIT) {
+		if (s->state == SS_COMMIT || s->state == SS_SIGNING) {
 			/* Our own wait, not the client's silence. */
 			bufferevent_enable(bev, EV_WRITE);
 			return;
@@ -646,8 +872,8 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	/* EOF or error: the client is gone. */
-	if (s->state == SS_COMMIT) {
-		/* The spool still holds a reference; free on its callback. */
+	if (s->state == SS_COMMIT || s->state == SS_SIGNING) {
+		/* The spool or a worker still holds a reference; free on its callback. */
 		s->eof = true;
 		bufferevent_disable(bev, EV_READ | EV_WRITE);
 		return;
@@ -770,11 +996,12 @@ smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd, const struct soc
 
 struct smtp_server *
 smtp_server_new(struct event_base *base, struct config *cfg, struct spool *spool,
-    struct queue *queue)
+    struct queue *queue, struct workers *workers)
 {
 	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
 
 	srv->base = base;
+	srv->workers = workers;
 	srv->cfg = config_ref(cfg);
 	srv->spool = spool;
 	srv->queue = queue;

@@ -20,12 +20,13 @@
 #include "config.h"
 #include "queue.h"
 #include "spool.h"
+#include "workers.h"
 
 struct smtp_server;
 
 /* Takes its own reference to cfg. */
 struct smtp_server *smtp_server_new(struct event_base *base, struct config *cfg,
-    struct spool *spool, struct queue *queue);
+    struct spool *spool, struct queue *queue, struct workers *workers);
 /* Hands a freshly accepted, non-blocking client socket to the server, which
  * owns it from now on. */
 void smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd,
