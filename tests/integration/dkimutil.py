@@ -85,12 +85,13 @@ def make_key(t, selector, algorithm="rsa-sha256", domain="example.com"):
 # ---------------------------------------------------------------------------
 # configuration
 
-def dkim_config(t, up, domains, **top):
+def dkim_config(t, up, domains, retry=(3, 1), **top):
 	"""Writes a relayd.conf (listen/spool/control as the harness makes them)
 	with one upstream "up" pointing at up, and domain sections
 	domains = {name: {"dkim": [Key, ...], "bcc": "...", ...}}; every
-	section's upstream is "up".  Global retry: 3 attempts, 1 s apart."""
-	lines = ["retry {", "\tattempts = 3", "\tdelay = 1", "\tbackoff = 1.0", "\tmax_delay = 60", "}"]
+	section's upstream is "up".  Global retry: (attempts, seconds apart)."""
+	lines = ["retry {", "\tattempts = %d" % retry[0], "\tdelay = %d" % retry[1], "\tbackoff = 1.0",
+	    "\tmax_delay = 60", "}"]
 	lines.append('upstream "up" {')
 	for k, v in up.conf().items():
 		lines.append("\t%s = %s" % (k, cfg_value(v)))

@@ -104,6 +104,7 @@ def test_both_keys(t):
 	k1, k2 = keys_both(t)
 	d, up = relay(t, {"example.com": {"dkim": [k1, k2]}})
 	qid, data = one_delivered(t, d, up, "both", std_msg("both"))
+	print(split_message(data)[0].decode("utf-8", "replace"))	# shown by run -v
 	_, _, nrcpt, dk = wait_from_line(d, qid)
 	assert dk == "s1,s2", "from= line: expected dkim=s1,s2, got dkim=%s" % dk
 	assert nrcpt == 1, "from= line: expected nrcpt=1, got %d" % nrcpt
@@ -404,13 +405,14 @@ def test_queued_signed(t):
 	k1, k2 = keys_both(t)
 	busy = start_upstream(t, name="busy", ext=UTF8_EXT,
 	    script=[{"cmd": "MAIL", "reply": "451 4.3.0 Try again later"}])
-	d = t.start(dkim_config(t, busy, {"example.com": {"dkim": [k1, k2]}}))
+	# enough attempts that the message is still queued when relayd stops
+	d = t.start(dkim_config(t, busy, {"example.com": {"dkim": [k1, k2]}}, retry=(10, 1)))
 	qid = send_ok(d, SENDER, [RCPT], std_msg("queued"))
 	wait_delivery(d, qid, RCPT, "deferred")
 	st = d.stop()
 	assert st == 0, "relayd exited with %s on SIGTERM" % st
 	up = start_upstream(t, name="up", ext=UTF8_EXT)
-	d2 = t.start(dkim_config(t, up, {"example.com": {}}))
+	d2 = t.start(dkim_config(t, up, {"example.com": {}}, retry=(10, 1)))
 	wait_delivery(d2, qid, RCPT, "sent", timeout=30)
 	data = wait_upstream(up, b"X-Case: queued\r\n")[0]["data"]
 	assert_verifies(data, [k1, k2], ["s1", "s2"], what="message queued signed, delivered after restart")
