@@ -29,6 +29,7 @@
 #include "util.h"
 
 #define SESSION_IDLE_SEC	5	/* keep an idle upstream session this long */
+#define OUTCOMES_KEPT		512	/* recent attempt outcomes, for relayctl test */
 #define DSN_HEADERS_MAX		(64u << 10)
 
 enum qm_state { QM_WAITING, QM_READY, QM_ACTIVE, QM_DSN };
@@ -85,8 +86,18 @@ struct qgen {
 	struct qgen		*next;		/* retired generations */
 };
 
+struct queue_watch {
+	struct queue_watch	*next;
+	char			 id[QID_SIZE];
+	void			(*fn)(void *, const struct queue_outcome *);
+	void			*arg;
+};
+
 struct queue {
 	struct event_base	*base;
+	struct queue_watch	*watches;
+	struct queue_outcome	 outcomes[OUTCOMES_KEPT];	/* a ring */
+	size_t			 outcome_next;
 	struct config		*cfg;		/* the current generation's */
 	struct spool		*spool;
 	struct idmap		*msgs;		/* qid value -> struct qmsg */
@@ -428,7 +439,7 @@ msg_free(struct qmsg *m)
 }
 
 static void
-msg_retire(struct qmsg *m)
+msg_retire_how(struct qmsg *m, const char *how)
 {
 	struct queue *q = m->q;
 	uint64_t v = 0;
@@ -436,8 +447,15 @@ msg_retire(struct qmsg *m)
 	(void)qid_decode(m->env->id, &v);
 	spool_commit_done(q->spool, m->env, NULL, NULL);
 	idmap_del(q->msgs, v);
-	log_info("%s: removed", m->env->id);
+	log_info("%s: removed%s", m->env->id, how);
 	msg_free(m);
+}
+
+/* Every recipient is final: the message leaves the queue. */
+static void
+msg_retire(struct qmsg *m)
+{
+	msg_retire_how(m, "");
 }
 
 /* Writes each attempted recipient's state; retires or reschedules. */
@@ -626,6 +644,49 @@ dsn_envelope_committed(void *arg, int error, const struct spool_loc *loc)
 	free(dc);
 }
 
+static void
+outcome_clear(struct queue_outcome *o)
+{
+	for (size_t i = 0; i < o->n; i++) {
+		free(o->r[i].addr);
+		free(o->r[i].status);
+		free(o->r[i].reason);
+	}
+	free(o->r);
+	memset(o, 0, sizeof(*o));
+}
+
+/* Keeps the attempt's outcome and tells whoever waits for it. */
+static void
+outcome_record(struct queue *q, const struct qmsg *m, const struct dlv_status *res)
+{
+	struct queue_outcome *o = &q->outcomes[q->outcome_next];
+	static const char *const names[] = { "sent", "deferred", "bounced" };
+
+	q->outcome_next = (q->outcome_next + 1) % OUTCOMES_KEPT;
+	outcome_clear(o);
+	memcpy(o->id, m->env->id, QID_SIZE);
+	o->n = m->nr;
+	o->r = xcalloc(m->nr ? m->nr : 1, sizeof(*o->r));
+	for (size_t k = 0; k < m->nr; k++) {
+		o->r[k].addr = xstrdup(m->env->rcpts[m->ridx[k]].addr);
+		o->r[k].status = xstrdup(names[res[k].fate]);
+		snprintf(o->r[k].dsn, sizeof(o->r[k].dsn), "%s", res[k].dsn);
+		o->r[k].reason = xstrdup(res[k].reason);
+	}
+	for (struct queue_watch **wp = &q->watches; *wp;) {
+		struct queue_watch *w = *wp;
+
+		if (strcmp(w->id, o->id) != 0) {
+			wp = &w->next;
+			continue;
+		}
+		*wp = w->next;
+		w->fn(w->arg, o);
+		free(w);
+	}
+}
+
 /* Applies one attempt's outcome to the recipients attempted. */
 static void
 attempt_finish(struct qmsg *m, const struct dlv_status *res_in, const char *relay)
@@ -702,6 +763,7 @@ attempt_finish(struct qmsg *m, const struct dlv_status *res_in, const char *rela
 			break;
 		}
 	}
+	outcome_record(q, m, res);
 	if (!msg_send_dsn(m, res, relay))
 		msg_commit_states(m);
 	free(res);
@@ -962,6 +1024,164 @@ queue_stop(struct queue *q)
 	}
 }
 
+/* ---- for the control socket ------------------------------------------ */
+
+struct list_ctx {
+	void	(*fn)(void *, const struct spool_envelope *, bool, int64_t);
+	void	 *arg;
+};
+
+static void
+list_one(void *arg, uint64_t key, void *val)
+{
+	struct list_ctx *lc = arg;
+	const struct qmsg *m = val;
+
+	lc->fn(lc->arg, m->env, m->st == QM_ACTIVE || m->st == QM_DSN,
+	    m->st == QM_WAITING ? m->due : now_us() / 1000000);
+}
+
+void
+queue_list(const struct queue *q,
+    void (*fn)(void *, const struct spool_envelope *, bool, int64_t), void *arg)
+{
+	struct list_ctx lc = { fn, arg };
+
+	idmap_foreach(q->msgs, list_one, &lc);
+}
+
+static struct qmsg *
+msg_find(const struct queue *q, const char *id)
+{
+	uint64_t v;
+
+	if (!qid_decode(id, &v) || v == 0)
+		return NULL;
+	return idmap_get(q->msgs, v);
+}
+
+struct collect_ctx {
+	struct qmsg	**v;
+	size_t		  n;
+};
+
+static void
+collect_waiting(void *arg, uint64_t key, void *val)
+{
+	struct collect_ctx *cc = arg;
+	struct qmsg *m = val;
+
+	if (m->st == QM_WAITING)
+		cc->v[cc->n++] = m;
+}
+
+/* Due now; state changes that follow (routing) may retire it. */
+static void
+msg_flush(struct qmsg *m)
+{
+	for (size_t i = 0; i < m->env->nrcpt; i++)
+		if (m->env->rcpts[i].status == SPOOL_RCPT_PENDING)
+			m->env->rcpts[i].next_attempt = 0;
+	heap_remove(m->q, m);
+	m->due = 0;
+	msg_make_ready(m);
+}
+
+int
+queue_flush(struct queue *q, const char *id)
+{
+	if (id != NULL) {
+		struct qmsg *m = msg_find(q, id);
+
+		if (m == NULL)
+			return -1;
+		if (m->st != QM_WAITING)
+			return 0;	/* already on its way */
+		log_info("%s: flushed by relayctl", m->env->id);
+		msg_flush(m);
+		timer_arm(q);
+		return 1;
+	}
+	/* collect first: flushing may retire messages (a routing failure) */
+	struct collect_ctx cc = { xcalloc(idmap_count(q->msgs) + 1, sizeof(*cc.v)), 0 };
+
+	idmap_foreach(q->msgs, collect_waiting, &cc);
+	if (cc.n > 0)
+		log_info("queue flushed by relayctl: %zu messages", cc.n);
+	for (size_t i = 0; i < cc.n; i++)
+		msg_flush(cc.v[i]);
+	free(cc.v);
+	timer_arm(q);
+	return (int)cc.n;
+}
+
+int
+queue_remove(struct queue *q, const char *id)
+{
+	struct qmsg *m = msg_find(q, id);
+
+	if (m == NULL)
+		return -1;
+	if (m->st == QM_ACTIVE || m->st == QM_DSN)
+		return -2;
+	if (m->st == QM_WAITING) {
+		heap_remove(q, m);
+	} else if (m->st == QM_READY && m->ups) {
+		struct upstate *u = m->ups;
+		struct qmsg **pp;
+
+		for (pp = &u->line; *pp; pp = &(*pp)->line_next)
+			if (*pp == m) {
+				*pp = m->line_next;
+				break;
+			}
+		u->line_tail = &u->line;
+		while (*u->line_tail)
+			u->line_tail = &(*u->line_tail)->line_next;
+	}
+	msg_retire_how(m, " by relayctl");
+	timer_arm(q);
+	return 0;
+}
+
+struct queue_watch *
+queue_watch(struct queue *q, const char *id, void (*fn)(void *, const struct queue_outcome *),
+    void *arg)
+{
+	/* the newest outcome of an attempt that already ended */
+	for (size_t k = 0; k < OUTCOMES_KEPT; k++) {
+		size_t i = (q->outcome_next + OUTCOMES_KEPT - 1 - k) % OUTCOMES_KEPT;
+
+		if (q->outcomes[i].id[0] && strcmp(q->outcomes[i].id, id) == 0) {
+			fn(arg, &q->outcomes[i]);
+			return NULL;
+		}
+	}
+	if (msg_find(q, id) == NULL) {
+		fn(arg, NULL);
+		return NULL;
+	}
+	struct queue_watch *w = xcalloc(1, sizeof(*w));
+
+	snprintf(w->id, sizeof(w->id), "%s", id);
+	w->fn = fn;
+	w->arg = arg;
+	w->next = q->watches;
+	q->watches = w;
+	return w;
+}
+
+void
+queue_unwatch(struct queue *q, struct queue_watch *w)
+{
+	for (struct queue_watch **wp = &q->watches; *wp; wp = &(*wp)->next)
+		if (*wp == w) {
+			*wp = w->next;
+			free(w);
+			return;
+		}
+}
+
 size_t
 queue_active(const struct queue *q)
 {
@@ -993,6 +1213,14 @@ queue_free(struct queue *q)
 	}
 	gen_free(q->gen);
 	smtp_client_abort_all(&q->cenv);
+	for (size_t i = 0; i < OUTCOMES_KEPT; i++)
+		outcome_clear(&q->outcomes[i]);
+	while (q->watches) {
+		struct queue_watch *w = q->watches;
+
+		q->watches = w->next;
+		free(w);
+	}
 	idmap_foreach(q->msgs, free_entry, NULL);
 	idmap_free(q->msgs);
 	free(q->heap);

@@ -19,7 +19,9 @@
 #ifndef RELAYD_QUEUE_H
 #define RELAYD_QUEUE_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <event2/dns.h>
 #include <event2/event.h>
@@ -46,6 +48,48 @@ int queue_start(struct queue *q, struct spool *sp, char *err, size_t errlen);
 int queue_set_config(struct queue *q, struct config *cfg, char *err, size_t errlen);
 /* Stops starting new deliveries; sessions close as they finish. */
 void queue_stop(struct queue *q);
+/* ---- for the control socket (relayctl) ---- */
+
+/* Calls fn for every queued message, in no particular order.  active:
+ * an attempt is in progress; due: unix seconds of the next attempt. */
+void queue_list(const struct queue *q,
+    void (*fn)(void *arg, const struct spool_envelope *env, bool active, int64_t due),
+    void *arg);
+
+/* Makes the message (id) or, with id NULL, every message due now; attempt
+ * counts stay.  Returns the number of messages affected, -1 if id is
+ * unknown. */
+int queue_flush(struct queue *q, const char *id);
+
+/* Deletes a message from the queue (and the spool), logging "<ID>: removed".
+ * Returns 0, -1 if id is unknown, -2 if an attempt is in progress (then
+ * nothing changed: try again). */
+int queue_remove(struct queue *q, const char *id);
+
+/* The outcome of one delivery attempt, one line per recipient attempted. */
+struct queue_outcome {
+	char		 id[QID_SIZE];
+	size_t		 n;
+	struct queue_outcome_rcpt {
+		char	*addr;
+		char	*status;	/* "sent", "deferred", "bounced" */
+		char	 dsn[16];
+		char	*reason;
+	}		*r;
+};
+
+/*
+ * Calls fn once with the outcome of the message's next delivery attempt,
+ * or at once with the last one if an attempt already ended (relayd keeps
+ * the last few hundred outcomes), or with NULL if the message is unknown.
+ * Returns a handle for queue_unwatch() while fn has not been called yet,
+ * NULL if fn was called before returning.
+ */
+struct queue_watch;
+struct queue_watch *queue_watch(struct queue *q, const char *id,
+    void (*fn)(void *arg, const struct queue_outcome *o), void *arg);
+void queue_unwatch(struct queue *q, struct queue_watch *w);
+
 /* Deliveries in progress. */
 size_t queue_active(const struct queue *q);
 size_t queue_count(const struct queue *q);

@@ -7,8 +7,9 @@
  * configuration, the key file, ...), 64 usage error (EX_USAGE), 69 the
  * command does not exist in this version yet (EX_UNAVAILABLE).
  *
- * Commands that talk to the running daemon (queue, flush, remove, test)
- * and check-dns are recognised, so that a script written against
+ * queue, flush and remove talk to the running daemon over its control
+ * socket (ctlclient.c); when relayd is not running they say so and exit
+ * 69.  check-dns is recognised, so that a script written against
  * interface.md gets an honest "not available yet" rather than "unknown
  * command".
  */
@@ -26,6 +27,7 @@
 #include <openssl/evp.h>
 
 #include "config.h"
+#include "ctlclient.h"
 #include "keygen.h"
 #include "util.h"
 
@@ -308,6 +310,54 @@ out:
 	return rc;
 }
 
+/* ---- commands for the running daemon ------------------------------------ */
+
+/* The control socket's path, from the configuration. */
+static char *
+control_path(const char *path)
+{
+	struct config *cfg = config_load_opts(path, stderr, CONFIG_NO_KEYFILE_CHECK);
+	char *sock;
+
+	if (cfg == NULL)
+		return NULL;
+	sock = xstrdup(cfg->control);
+	config_free(cfg);
+	return sock;
+}
+
+static int
+cmd_daemon(const char *path, int argc, char **argv)
+{
+	bool json = false;
+	char *sock;
+	int rc, first = 1;
+
+	if (strcmp(argv[0], "queue") == 0) {
+		for (int i = 1; i < argc; i++) {
+			if (strcmp(argv[i], "--json") == 0)
+				json = true;
+			else
+				return usage();
+		}
+	} else if (strcmp(argv[0], "remove") == 0 && argc < 2) {
+		return usage();
+	}
+	for (int i = first; i < argc && strcmp(argv[0], "queue") != 0; i++)
+		if (argv[i][0] == '-')
+			return usage();
+	if ((sock = control_path(path)) == NULL)
+		return EXIT_FAIL;
+	if (strcmp(argv[0], "queue") == 0)
+		rc = ctl_queue(sock, json, stdout);
+	else if (strcmp(argv[0], "flush") == 0)
+		rc = ctl_flush(sock, argc - 1, argv + 1, stdout);
+	else
+		rc = ctl_remove(sock, argc - 1, argv + 1, stdout);
+	free(sock);
+	return rc;
+}
+
 /* ---- not yet ---------------------------------------------------------- */
 
 static int
@@ -347,8 +397,10 @@ main(int argc, char **argv)
 	if (strcmp(argv[0], "dkim-keygen") == 0)
 		return cmd_dkim_keygen(path, argc, argv);
 	if (strcmp(argv[0], "queue") == 0 || strcmp(argv[0], "flush") == 0 ||
-	    strcmp(argv[0], "remove") == 0 || strcmp(argv[0], "test") == 0)
-		return cmd_unavailable(argv[0], "needs the control socket of a later version");
+	    strcmp(argv[0], "remove") == 0)
+		return cmd_daemon(path, argc, argv);
+	if (strcmp(argv[0], "test") == 0)
+		return cmd_unavailable(argv[0], "not in this build yet");
 	if (strcmp(argv[0], "check-dns") == 0)
 		return cmd_unavailable(argv[0], "planned for a later version");
 	fprintf(stderr, "relayctl: unknown command \"%s\"\n", argv[0]);

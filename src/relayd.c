@@ -31,6 +31,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "control.h"
 #include "dkim.h"
 #include "listener.h"
 #include "log.h"
@@ -54,6 +55,7 @@ struct relayd {
 	struct smtp_server	*srv;
 	struct workers		*workers;
 	struct listener		*listener;
+	struct control		*control;
 	struct event		*sigterm, *sigint, *sighup;
 	struct event		*stop_timer;
 	int64_t			 stop_deadline;
@@ -446,6 +448,12 @@ main(int argc, char **argv)
 		status = EXIT_RUNTIME;
 		goto out;
 	}
+	r.control = control_open(r.base, r.cfg, r.queue, err, sizeof(err));
+	if (r.control == NULL) {
+		log_err("%s", err);
+		status = EXIT_RUNTIME;
+		goto out;
+	}
 	if (drop_privileges(r.cfg, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		status = EXIT_RUNTIME;
@@ -467,6 +475,7 @@ main(int argc, char **argv)
 	    queue_count(r.queue), (unsigned long long)st.records, (unsigned long long)st.commits);
 out:
 	listener_free(r.listener);
+	control_free(r.control);
 	workers_free(r.workers);	/* before the sessions its jobs point to */
 	smtp_server_free(r.srv);
 	queue_free(r.queue);
