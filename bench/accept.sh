@@ -49,14 +49,8 @@ PY=/usr/bin/python3
 SENDER=sender@example.com
 RCPT=rcpt@example.net
 
-say() { printf '%s\n' "$*"; }
-die() { say "accept.sh: $*" >&2; exit 1; }
-listening() { [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; }
-now() { printf '%s' "$EPOCHREALTIME"; }
-load1() { cut -d' ' -f1 /proc/loadavg; }
-proc_kb() {	# $1 = pid, $2 = VmHWM|VmRSS
-	awk -v k="$2:" '$1 == k { print $2 }' "/proc/$1/status" 2>/dev/null
-}
+prog=accept.sh
+. "$top/bench/common.sh" || exit 1
 
 # ---- preconditions ----------------------------------------------------------
 [ "$(id -u)" = 0 ] || die "run as root (drop_caches, and Postfix's master needs it)"
@@ -77,31 +71,6 @@ work=$(mktemp -d "$BASEDIR/relayd-bench.XXXXXX") || exit 1
 chmod 755 "$work"	# Postfix's unprivileged daemons must reach their queue
 relayd_pid='' master_pid='' idle_pid=''
 
-stop_pid() {	# $1 = pid: TERM, wait up to 30 s, then KILL
-	local pid=$1 n=0
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null || return 0
-	while kill -0 "$pid" 2>/dev/null && [ $n -lt 300 ]; do sleep 0.1; n=$((n + 1)); done
-	if kill -0 "$pid" 2>/dev/null; then
-		say "accept.sh: warning: pid $pid did not stop within 30 s; killed"
-		kill -KILL "$pid" 2>/dev/null
-	fi
-}
-postfix_leftovers() {	# PIDs of processes still working in our queue directory
-	local p c
-	for p in /proc/[0-9]*; do
-		c=$(readlink "$p/cwd" 2>/dev/null) || continue
-		case "$c" in "$work"/*) say "${p#/proc/}" ;; esac
-	done
-}
-stop_postfix() {
-	local pid
-	[ -n "$master_pid" ] || return 0
-	stop_pid "$master_pid"	# the master stops its children itself
-	master_pid=''
-	sleep 0.2
-	for pid in $(postfix_leftovers); do stop_pid "$pid"; done
-}
 cleanup() {
 	stop_pid "$idle_pid"
 	stop_pid "$relayd_pid"
@@ -127,43 +96,15 @@ upstream "nowhere" {
 	port = 9
 	tls = "none"
 	auth = "none"
+	# relayd relays now: one attempt a minute at most (each is refused),
+	# so that a run measures accepting, not failed deliveries.
+	rate = 1
 }
 domain "example.com" {
 	upstream = "nowhere"
 }
 EOF
 "$RELAYD" -n -f "$rconf" >/dev/null 2>"$work/check.out" || { cat "$work/check.out"; die "relayd -n rejects $rconf"; }
-
-wait_listening() {	# $1 = port, $2 = pid that must stay alive; up to 20 s
-	local n=0
-	while ! listening "$1"; do
-		kill -0 "$2" 2>/dev/null || return 1
-		[ $n -ge 200 ] && return 1
-		sleep 0.1; n=$((n + 1))
-	done
-}
-start_relayd() {
-	rm -rf "$work/relayd-spool" && mkdir -m 700 "$work/relayd-spool" || return 1
-	"$RELAYD" -d -f "$rconf" </dev/null >"$work/relayd.log" 2>&1 &
-	relayd_pid=$!
-	wait_listening "$RPORT" "$relayd_pid" || {
-		say "accept.sh: relayd did not start; its log:"; tail -n 20 "$work/relayd.log"; return 1; }
-}
-stop_relayd() {	# sets relayd_status
-	local pid=$relayd_pid
-	relayd_pid='' relayd_status=-
-	[ -n "$pid" ] || return 0
-	kill -TERM "$pid" 2>/dev/null
-	timeout 35 tail --pid="$pid" -f /dev/null 2>/dev/null
-	kill -0 "$pid" 2>/dev/null && { say "accept.sh: relayd $pid did not stop; killed"; kill -KILL "$pid"; }
-	wait "$pid" 2>/dev/null
-	relayd_status=$?
-}
-# Log lines other than the ones every accepted message and session writes.
-relayd_odd_lines() {
-	grep -Ev ': (connect from|disconnect from) |: [0-9A-Za-z]+: (client|from)=|relayd [^ ]+ starting|queue: [0-9]+ messages loaded|listening on |stopping on SIGTERM|stopped, [0-9]+ messages in the queue' \
-	    "$work/relayd.log"
-}
 
 # ---- Postfix ----------------------------------------------------------------
 # A private instance: its own configuration, queue and data directories in
@@ -197,58 +138,11 @@ in_flow_delay = 0s
 default_process_limit = 200
 smtpd_client_connection_count_limit = 0
 EOF
-cat >"$pfx/etc/master.cf" <<EOF || exit 1
-# written by bench/accept.sh
-127.0.0.1:$PPORT inet n - n - - smtpd
-pickup     unix  n  -  n  60    1  pickup
-cleanup    unix  n  -  n  -     0  cleanup
-qmgr       unix  n  -  n  300   1  qmgr
-rewrite    unix  -  -  n  -     -  trivial-rewrite
-bounce     unix  -  -  n  -     0  bounce
-defer      unix  -  -  n  -     0  bounce
-trace      unix  -  -  n  -     0  bounce
-verify     unix  -  -  n  -     1  verify
-flush      unix  n  -  n  1000? 0  flush
-proxymap   unix  -  -  n  -     -  proxymap
-proxywrite unix  -  -  n  -     1  proxymap
-smtp       unix  -  -  n  -     -  smtp
-relay      unix  -  -  n  -     -  smtp
-showq      unix  n  -  n  -     -  showq
-error      unix  -  -  n  -     -  error
-retry      unix  -  -  n  -     -  error
-discard    unix  -  -  n  -     -  discard
-anvil      unix  -  -  n  -     1  anvil
-scache     unix  -  -  n  -     1  scache
-postlog    unix-dgram n - n - 1 postlogd
-EOF
-
-start_postfix() {
-	local n=0
-	rm -rf "$pfx/queue" "$pfx/data" "$pfx/maillog" || return 1
-	mkdir -m 755 "$pfx/queue" && mkdir -m 700 "$pfx/data" && chown postfix "$pfx/data" || return 1
-	# `postfix start` creates the queue's subdirectories, then starts master.
-	timeout 60 postfix -c "$pfx/etc" start >"$pfx/start.out" 2>&1 || {
-		say "accept.sh: postfix start failed:"; cat "$pfx/start.out"; tail -n 5 "$pfx/maillog" 2>/dev/null
-		master_pid=$(cat "$pfx/queue/pid/master.pid" 2>/dev/null | tr -d ' ')
-		return 1; }
-	master_pid=$(tr -d ' ' <"$pfx/queue/pid/master.pid")
-	[ -n "$master_pid" ] || return 1
-	wait_listening "$PPORT" "$master_pid" || { say "accept.sh: Postfix does not listen on $PPORT"; return 1; }
-}
-queue_count() {	# files in one Postfix queue
-	find "$pfx/queue/$1" -type f 2>/dev/null | wc -l
-}
+write_postfix_master_cf || exit 1
 
 # ---- one measurement --------------------------------------------------------
 results=$work/results.tsv
 : >"$results"
-
-quiesce() {
-	sync
-	echo 3 >/proc/sys/vm/drop_caches
-	[ "$PAUSE" -gt 0 ] && sleep "$PAUSE"
-	return 0
-}
 
 # smtp_source MODE SESSIONS PORT: runs it, sets elapsed and src_status
 smtp_source() {
