@@ -247,8 +247,12 @@ def test_keygen_refusals(t):
 
 def test_other_commands(t):
 	conf, _ = keygen_conf(t)
-	for cmd in (["queue"], ["flush"], ["remove", "X"], ["test", "--from", "a@example.com",
-	    "--to", "b@example.net"], ["check-dns"]):
+	# the daemon's commands, with no relayd running: said plainly, exit 69
+	for cmd in (["queue"], ["queue", "--json"], ["flush"], ["remove", "X"]):
+		rc, out, err = run_ctl(t, conf, *cmd)
+		assert rc == 69, "relayctl %s: exit %s (expected 69)" % (cmd[0], rc)
+		assert err.startswith("relayctl: relayd is not running"), "stderr %r" % err
+	for cmd in (["check-dns"],):
 		rc, out, err = run_ctl(t, conf, *cmd)
 		assert rc == 69, "relayctl %s: exit %s (expected 69)" % (cmd[0], rc)
 		assert err.startswith("relayctl %s: not available yet" % cmd[0]), "stderr %r" % err
