@@ -1109,6 +1109,19 @@ after_rcpts(struct smtp_client *c)
 		send_cmd(c, X_DATA, 0, NULL, "DATA");
 }
 
+/* The upstream refused our credentials: a configuration problem, said
+ * loudly, and every recipient deferred (delivery.c). */
+static void
+auth_failed(struct smtp_client *c, int code, const char *enh, const char *text)
+{
+	struct dlv_status st;
+
+	dlv_classify_reply(DLV_STAGE_AUTH, code, enh[0] ? enh : NULL, text, c->peer, &st);
+	log_err("%s: upstream %s: %s (check username and password for this upstream)",
+	    log_id(c), c->up->name, st.reason);
+	fail_with_reply(c, &st, true);
+}
+
 static void
 on_reply(struct smtp_client *c, int code, const char *text)
 {
@@ -1216,20 +1229,14 @@ on_reply(struct smtp_client *c, int code, const char *text)
 			client_start_message(c);
 			return;
 		}
-		dlv_classify_reply(DLV_STAGE_AUTH, code, enh[0] ? enh : NULL, text, c->peer, &st);
-		log_err("%s: upstream %s: %s (check username and password for this upstream)",
-		    log_id(c), c->up->name, st.reason);
-		fail_with_reply(c, &st, true);
+		auth_failed(c, code, enh, text);
 		return;
 	case X_AUTH_USER:
 		if (code == 334) {
 			send_b64_secret(c, X_AUTH_PASS, c->up->password ? c->up->password : "");
 			return;
 		}
-		dlv_classify_reply(DLV_STAGE_AUTH, code, enh[0] ? enh : NULL, text, c->peer, &st);
-		log_err("%s: upstream %s: %s (check username and password for this upstream)",
-		    log_id(c), c->up->name, st.reason);
-		fail_with_reply(c, &st, true);
+		auth_failed(c, code, enh, text);
 		return;
 	case X_RSET:
 		if (code / 100 != 2) {

@@ -437,35 +437,6 @@ spool_body_free(struct spool_body *b)
 
 /* ---- the committer thread ---------------------------------------------- */
 
-static int
-pwritev_full(int fd, struct iovec *iov, int iovcnt, uint64_t off)
-{
-	while (iovcnt > 0) {
-		ssize_t w = pwritev(fd, iov, iovcnt, (off_t)off);
-
-		if (w < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (w == 0) {
-			errno = EIO;
-			return -1;
-		}
-		off += (uint64_t)w;
-		while (iovcnt > 0 && (size_t)w >= iov->iov_len) {
-			w -= (ssize_t)iov->iov_len;
-			iov++;
-			iovcnt--;
-		}
-		if (iovcnt > 0) {
-			iov->iov_base = (char *)iov->iov_base + w;
-			iov->iov_len -= (size_t)w;
-		}
-	}
-	return 0;
-}
-
 static void
 seg_name(uint64_t seq, char out[32])
 {

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
@@ -220,12 +221,10 @@ write_full(int fd, const void *p, size_t n)
 }
 
 int
-pwrite_full(int fd, const void *p, size_t n, uint64_t off)
+pwritev_full(int fd, struct iovec *iov, int iovcnt, uint64_t off)
 {
-	const char *c = p;
-
-	while (n > 0) {
-		ssize_t w = pwrite(fd, c, n, (off_t)off);
+	while (iovcnt > 0) {
+		ssize_t w = pwritev(fd, iov, iovcnt, (off_t)off);
 
 		if (w < 0) {
 			if (errno == EINTR)
@@ -236,11 +235,26 @@ pwrite_full(int fd, const void *p, size_t n, uint64_t off)
 			errno = EIO;
 			return -1;
 		}
-		c += w;
-		n -= (size_t)w;
 		off += (uint64_t)w;
+		while (iovcnt > 0 && (size_t)w >= iov->iov_len) {
+			w -= (ssize_t)iov->iov_len;
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt > 0) {
+			iov->iov_base = (char *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
 	}
 	return 0;
+}
+
+int
+pwrite_full(int fd, const void *p, size_t n, uint64_t off)
+{
+	struct iovec iov = { (void *)(uintptr_t)p, n };
+
+	return pwritev_full(fd, &iov, 1, off);
 }
 
 int64_t

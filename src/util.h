@@ -39,9 +39,12 @@ int ascii_strcasecmp(const char *a, const char *b);
 int ascii_strncasecmp(const char *a, const char *b, size_t n);
 void ascii_lower(char *s);
 
-/* Full-write helpers for blocking fds; return 0 or -1 with errno set. */
+/* Full-write helpers for blocking fds; return 0 or -1 with errno set.
+ * pwritev_full may modify iov. */
+struct iovec;
 int write_full(int fd, const void *p, size_t n);
 int pwrite_full(int fd, const void *p, size_t n, uint64_t off);
+int pwritev_full(int fd, struct iovec *iov, int iovcnt, uint64_t off);
 
 /* Wall clock in microseconds since the epoch. */
 int64_t now_us(void);
