@@ -897,7 +897,10 @@ config_build_upstream(struct config_parse *p, struct config *cfg, cfg_t *sec,
 			u->password = xstrdup(s);
 	} else if ((s = cfg_getstr(sec, "password_file")) != NULL) {
 		u->password_file = xstrdup(s);
-		u->password = config_read_secret(p, config_line(p, sec, "password_file", 0), s);
+		/* relayd-sendmail, run by any user, needs no password */
+		if (!(p->flags & CONFIG_NO_SECRETS))
+			u->password = config_read_secret(p,
+			    config_line(p, sec, "password_file", 0), s);
 	}
 
 	if (u->auth != CFG_AUTH_NONE) {

@@ -126,8 +126,12 @@ struct config *config_load(const char *path, FILE *errout);
 /*
  * The same with flags: CONFIG_NO_KEYFILE_CHECK skips the check of the DKIM
  * key files (they need not exist yet: relayctl dkim-keygen creates them).
+ * CONFIG_NO_SECRETS does not open password_file (password stays NULL), so
+ * that a user who may not read it (relayd-sendmail from a cron job) can
+ * still read the rest.
  */
 #define CONFIG_NO_KEYFILE_CHECK	0x1u
+#define CONFIG_NO_SECRETS	0x2u
 struct config *config_load_opts(const char *path, FILE *errout, unsigned int flags);
 /*
  * A snapshot is shared by whoever started work under it (a client session,

@@ -22,6 +22,7 @@ main(void)
 	srunner_add_suite(sr, net_suite());
 	srunner_add_suite(sr, qid_suite());
 	srunner_add_suite(sr, router_suite());
+	srunner_add_suite(sr, sendmail_suite());
 	srunner_add_suite(sr, smtp_parse_suite());
 	srunner_add_suite(sr, spool_suite());
 	srunner_run_all(sr, CK_NORMAL);

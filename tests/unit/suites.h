@@ -15,6 +15,7 @@ Suite *msghdr_suite(void);
 Suite *net_suite(void);
 Suite *qid_suite(void);
 Suite *router_suite(void);
+Suite *sendmail_suite(void);
 Suite *smtp_parse_suite(void);
 Suite *spool_suite(void);
 
