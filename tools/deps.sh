@@ -22,6 +22,7 @@ PACKAGES=(
 	swaks msmtp postfix					# real SMTP clients; postfix for smtp-source/sink
 	groff-base						# groff, to lint the man pages
 	procps iproute2 util-linux				# pgrep/ps, ss, setsid/flock in scripts
+	systemd							# systemd-analyze verify/security, sysusers, tmpfiles (t_systemd)
 )
 
 LOG=${RELAYD_DEPS_LOG:-/tmp/relayd-deps.log}
