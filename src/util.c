@@ -223,7 +223,13 @@ write_full(int fd, const void *p, size_t n)
 int
 pwritev_full(int fd, struct iovec *iov, int iovcnt, uint64_t off)
 {
-	while (iovcnt > 0) {
+	for (;;) {
+		while (iovcnt > 0 && iov->iov_len == 0) {	/* nothing to write there */
+			iov++;
+			iovcnt--;
+		}
+		if (iovcnt == 0)
+			break;
 		ssize_t w = pwritev(fd, iov, iovcnt, (off_t)off);
 
 		if (w < 0) {
