@@ -29,11 +29,14 @@
 #include "config.h"
 #include "ctlclient.h"
 #include "keygen.h"
+#include "sendmail_opts.h"
+#include "submit.h"
 #include "util.h"
 
 #define EXIT_FAIL		1
 #define EXIT_USAGE		64	/* sysexits.h EX_USAGE */
 #define EXIT_UNAVAILABLE	69	/* sysexits.h EX_UNAVAILABLE */
+#define TEST_WAIT_SEC		330	/* an upstream's slowest reply (300 s) and more */
 
 static const char usage_text[] =
     "usage: relayctl [-f FILE] queue [--json]\n"
@@ -316,7 +319,8 @@ out:
 static char *
 control_path(const char *path)
 {
-	struct config *cfg = config_load_opts(path, stderr, CONFIG_NO_KEYFILE_CHECK);
+	struct config *cfg = config_load_opts(path, stderr,
+	    CONFIG_NO_KEYFILE_CHECK | CONFIG_NO_SECRETS);
 	char *sock;
 
 	if (cfg == NULL)
@@ -355,6 +359,89 @@ cmd_daemon(const char *path, int argc, char **argv)
 	else
 		rc = ctl_remove(sock, argc - 1, argv + 1, stdout);
 	free(sock);
+	return rc;
+}
+
+/*
+ * test --from A --to B: a test message submitted like any application's,
+ * then the outcome of its first delivery attempt, as the upstream answered
+ * it.  Exit 0 only if it was sent.
+ */
+static int
+cmd_test(const char *path, int argc, char **argv)
+{
+	const char *from = NULL, *to = NULL;
+	struct config *cfg;
+	struct sendmail_rcpts rcpts;
+	struct sendmail_msg msg;
+	struct submit_job job;
+	char *sender = NULL, qid[64] = "", err[256], date[64];
+	int rc = EXIT_FAIL;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--from") == 0 && i + 1 < argc)
+			from = argv[++i];
+		else if (strncmp(argv[i], "--from=", 7) == 0)
+			from = argv[i] + 7;
+		else if (strcmp(argv[i], "--to") == 0 && i + 1 < argc)
+			to = argv[++i];
+		else if (strncmp(argv[i], "--to=", 5) == 0)
+			to = argv[i] + 5;
+		else
+			return usage();
+	}
+	if (from == NULL || to == NULL)
+		return usage();
+	cfg = config_load_opts(path, stderr, CONFIG_NO_KEYFILE_CHECK | CONFIG_NO_SECRETS);
+	if (cfg == NULL)
+		return EXIT_FAIL;
+	sendmail_rcpts_init(&rcpts);
+	memset(&msg, 0, sizeof(msg));
+	if (sendmail_sender(from, cfg->hostname, &sender, err, sizeof(err)) == -1) {
+		fprintf(stderr, "relayctl test: --from %s: %s\n", from, err);
+		goto out;
+	}
+	if (sendmail_parse_addrlist(to, strlen(to), cfg->hostname, &rcpts, err,
+	    sizeof(err)) == -1 || rcpts.n == 0) {
+		fprintf(stderr, "relayctl test: --to %s: %s\n", to, rcpts.n ? err : "no address");
+		goto out;
+	}
+	rfc5322_date(now_us() / 1000000, date, sizeof(date));
+	char *text = xasprintf("From: <%s>\r\nTo: <%s>\r\nSubject: relayd test message\r\n"
+	    "\r\n"
+	    "This is a test message from relayctl test on %s, %s.\r\n"
+	    "If it arrived, relayd relays mail for %s as configured.\r\n",
+	    sender, rcpts.v[0], cfg->hostname, date, sender[0] ? sender : "<>");
+	if (sendmail_msg_build(text, strlen(text), sender, NULL, cfg->hostname, NULL, &msg, err,
+	    sizeof(err)) == -1) {
+		fprintf(stderr, "relayctl test: %s\n", err);
+		free(text);
+		goto out;
+	}
+	free(text);
+	memset(&job, 0, sizeof(job));
+	job.prog = "relayctl test";
+	job.helo = cfg->hostname;
+	job.sender = sender;
+	job.rcpts = &rcpts;
+	job.msg = &msg;
+	job.qid = qid;
+	job.qidlen = sizeof(qid);
+	if ((rc = submit_message(&cfg->listen[0].hp, &job)) != 0)
+		goto out;
+	if (qid[0] == '\0') {
+		fprintf(stderr, "relayctl test: the relay accepted the message but named no queue id\n");
+		rc = EXIT_FAIL;
+		goto out;
+	}
+	printf("%s: queued, waiting for the upstream's answer\n", qid);
+	fflush(stdout);
+	rc = ctl_wait(cfg->control, qid, TEST_WAIT_SEC, stdout);
+out:
+	free(sender);
+	sendmail_msg_free(&msg);
+	sendmail_rcpts_free(&rcpts);
+	config_free(cfg);
 	return rc;
 }
 
@@ -400,7 +487,7 @@ main(int argc, char **argv)
 	    strcmp(argv[0], "remove") == 0)
 		return cmd_daemon(path, argc, argv);
 	if (strcmp(argv[0], "test") == 0)
-		return cmd_unavailable(argv[0], "not in this build yet");
+		return cmd_test(path, argc, argv);
 	if (strcmp(argv[0], "check-dns") == 0)
 		return cmd_unavailable(argv[0], "planned for a later version");
 	fprintf(stderr, "relayctl: unknown command \"%s\"\n", argv[0]);
