@@ -465,15 +465,19 @@ msg_commit_states(struct qmsg *m)
 	struct queue *q = m->q;
 	bool pending = false;
 
-	for (size_t k = 0; k < m->nr; k++)
-		spool_commit_rcpt(q->spool, m->env, m->ridx[k], NULL, NULL);
+	for (size_t i = 0; i < m->env->nrcpt; i++)
+		pending |= m->env->rcpts[i].status == SPOOL_RCPT_PENDING;
+	/* A message that is done needs only its DONE record: recipient states
+	 * matter for what is still to be tried.  (Crash safety is the same:
+	 * until DONE is durable the message comes back as it was.) */
+	if (pending)
+		for (size_t k = 0; k < m->nr; k++)
+			spool_commit_rcpt(q->spool, m->env, m->ridx[k], NULL, NULL);
 	free(m->rcpts);
 	free(m->ridx);
 	m->rcpts = NULL;
 	m->ridx = NULL;
 	m->nr = 0;
-	for (size_t i = 0; i < m->env->nrcpt; i++)
-		pending |= m->env->rcpts[i].status == SPOOL_RCPT_PENDING;
 	if (!pending) {
 		msg_retire(m);
 		return;
