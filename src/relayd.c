@@ -37,6 +37,7 @@
 #include "log.h"
 #include "qid.h"
 #include "queue.h"
+#include "smtp_client.h"
 #include "smtp_server.h"
 #include "spool.h"
 #include "workers.h"
@@ -78,6 +79,25 @@ load_config(const char *path, FILE *errout)
 		return NULL;
 	cfg->dkim = dkim_keys_load(cfg, errout);
 	if (cfg->dkim == NULL) {
+		config_free(cfg);
+		return NULL;
+	}
+	/* every TLS context the upstreams will need (CA files that parse) */
+	bool ok = true;
+	for (size_t i = 0; i < cfg->nupstreams; i++) {
+		const struct cfg_upstream *up = &cfg->upstreams[i];
+		char err[512];
+		SSL_CTX *ctx;
+
+		if (up->tls == CFG_TLS_NONE)
+			continue;
+		if ((ctx = smtp_client_ssl_ctx(up, err, sizeof(err))) == NULL) {
+			fprintf(errout, "%s:%d: %s\n", cfg->path, up->line, err);
+			ok = false;
+		}
+		SSL_CTX_free(ctx);
+	}
+	if (!ok) {
 		config_free(cfg);
 		return NULL;
 	}

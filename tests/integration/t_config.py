@@ -196,3 +196,15 @@ def test_drops_privileges(t):
 	c = d2.connect()
 	c.hello()
 	c.send_message("a@example.com", ["b@example.net"], b"Subject: again\r\n\r\nx\r\n")
+
+
+def test_check_ca_file_that_is_no_certificate(t):
+	"""-n builds every upstream's TLS context: a tls_ca_file that exists but
+	holds no certificate is reported at the upstream's line, not at the
+	first delivery."""
+	ca = os.path.join(t.dir, "not-a-ca.pem")
+	with open(ca, "w") as f:
+		f.write("this is not a certificate\n")
+	conf = t.config(upstream=False, extra='upstream "test" {\n\thost = "127.0.0.1"\n\tport = 2\n'
+	    '\ttls = "starttls"\n\ttls_ca_file = "%s"\n}\n' % ca)
+	expect_problem(t, conf, 'upstream "test"', words=("CA certificates", ca))
