@@ -143,6 +143,43 @@ def test_sighup_reload(t):
 	old.expect("NOOP", 250, "2.0.0")
 
 
+def test_sighup_listeners_added_and_removed(t):
+	"""A reload follows the new listen list: an address that stays keeps
+	serving (even a session open across the reload), a new one is bound,
+	a removed one refuses connections."""
+	port_a, port_b = t.free_port(), t.free_port()
+	conf = t.config(port=port_a, listen=["127.0.0.1:%d" % port_a])
+	d = t.start(conf)
+	held = d.connect()
+	held.hello()
+	conf2 = t.config(name=os.path.basename(conf.path), port=port_a,
+	    listen=["127.0.0.1:%d" % port_a, "127.0.0.1:%d" % port_b])
+	d.proc.send_signal(signal.SIGHUP)
+	d.wait_log(r"listening on 127\.0\.0\.1:%d" % port_b)
+	d.wait_log(r"configuration reloaded")
+	for port in (port_a, port_b):
+		s = socket.create_connection(("127.0.0.1", port), timeout=5)
+		greeting = s.recv(512)
+		s.close()
+		assert greeting.startswith(b"220 "), "port %d after adding: %r" % (port, greeting)
+	held.expect("NOOP", 250, "2.0.0")
+	# now only the new one
+	t.config(name=os.path.basename(conf.path), port=port_b, listen=["127.0.0.1:%d" % port_b])
+	d.proc.send_signal(signal.SIGHUP)
+	d.wait_log(r"no longer listening on 127\.0\.0\.1:%d" % port_a)
+	d.wait_log(r"configuration reloaded", count=2)
+	try:
+		s = socket.create_connection(("127.0.0.1", port_a), timeout=5)
+		s.close()
+		raise AssertionError("port %d still accepts connections after its removal" % port_a)
+	except ConnectionRefusedError:
+		pass
+	s = socket.create_connection(("127.0.0.1", port_b), timeout=5)
+	assert s.recv(512).startswith(b"220 ")
+	s.close()
+	held.expect("NOOP", 250, "2.0.0")	# sessions survive their listener
+
+
 def test_sighup_bad_config_keeps_old(t):
 	conf = t.config(max_recipients=2)
 	d = t.start(conf)
