@@ -44,6 +44,7 @@ struct cconn {
 	struct cconn		*prev, *next;
 	struct bufferevent	*bev;
 	struct queue_watch	*watch;
+	int			 removing;	/* removals not yet durable */
 	bool			 closing;
 };
 
@@ -141,6 +142,19 @@ wait_cb(void *arg, const struct queue_outcome *o)
 	cconn_finish(cc);
 }
 
+/* A removal is durable; the last one releases the answer. */
+static void
+removed_cb(void *arg, int error, const struct spool_loc *loc)
+{
+	struct cconn *cc = arg;
+
+	if (error != 0)
+		evbuffer_add_printf(bufferevent_get_output(cc->bev),
+		    "error\tthe spool could not record a removal: %s\n", strerror(error));
+	if (--cc->removing == 0)
+		cconn_finish(cc);
+}
+
 static void
 cconn_request(struct cconn *cc, char *line)
 {
@@ -176,12 +190,20 @@ cconn_request(struct cconn *cc, char *line)
 		if (id == NULL)
 			evbuffer_add_printf(out, "error\tremove needs queue ids\n");
 		for (; id; id = strtok_r(NULL, " \t", &save)) {
-			int rc = queue_remove(cc->ctl->q, id);
+			int rc = queue_remove(cc->ctl->q, id, removed_cb, cc);
 
+			if (rc == 0)
+				cc->removing++;
 			evbuffer_add(out, rc == 0 ? "removed\t" : "error\t", rc == 0 ? 8 : 6);
 			put_field(out, id);
 			evbuffer_add_printf(out, "%s\n", rc == 0 ? "" : rc == -1 ?
 			    ": unknown queue id" : ": being delivered right now; try again in a moment");
+		}
+		if (cc->removing > 0) {
+			/* the answer leaves once every removal is on disk */
+			bufferevent_disable(cc->bev, EV_WRITE);
+			bufferevent_set_timeouts(cc->bev, NULL, NULL);
+			return;
 		}
 	} else if (strcmp(cmd, "wait") == 0) {
 		char *id = strtok_r(NULL, " \t", &save);
@@ -233,8 +255,16 @@ cconn_read_cb(struct bufferevent *bev, void *arg)
 static void
 cconn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	/* the client went away (or never sent a request in time) */
-	cconn_free(arg);
+	struct cconn *cc = arg;
+
+	/* the client went away (or never sent a request in time); removals
+	 * still on their way to disk hold it until they are there */
+	if (cc->removing > 0) {
+		bufferevent_disable(bev, EV_READ | EV_WRITE);
+		cc->closing = true;
+		return;
+	}
+	cconn_free(cc);
 }
 
 static void

@@ -30,6 +30,7 @@
 
 #define SESSION_IDLE_SEC	5	/* keep an idle upstream session this long */
 #define OUTCOMES_KEPT		512	/* recent attempt outcomes, for relayctl test */
+#define COMPACT_EVERY_SEC	30	/* how often to look for a segment to empty */
 #define DSN_HEADERS_MAX		(64u << 10)
 
 enum qm_state { QM_WAITING, QM_READY, QM_ACTIVE, QM_DSN };
@@ -50,6 +51,8 @@ struct qmsg {
 	size_t			 nr;
 	struct smtp_client_msg	 cm;
 	bool			 dropped;	/* retired while a DSN commit was pending */
+	bool			 relocating;	/* spool_relocate() under way */
+	bool			 ready_after;	/* came due meanwhile */
 };
 
 struct upclient {
@@ -104,6 +107,7 @@ struct queue {
 	struct qmsg		**heap;
 	size_t			 nheap, heapcap;
 	struct event		*timer;
+	struct event		*compact_ev;
 	struct qgen		*gen;		/* current */
 	struct qgen		*old;		/* retired, still with sessions */
 	struct smtp_client_env	 cenv;
@@ -112,6 +116,7 @@ struct queue {
 };
 
 static void queue_dispatch(struct upstate *u);
+static void compact_cb(evutil_socket_t fd, short what, void *arg);
 static void msg_schedule(struct qmsg *m);
 
 /* ---- heap -------------------------------------------------------------- */
@@ -222,6 +227,12 @@ msg_make_ready(struct qmsg *m)
 {
 	struct queue *q = m->q;
 	const char *dom;
+
+	if (m->relocating) {
+		/* nothing may be recorded for it before its new copy is durable */
+		m->ready_after = true;
+		return;
+	}
 	struct upstate *u = msg_upstream(q, m, &dom);
 
 	if (u == NULL) {
@@ -439,13 +450,13 @@ msg_free(struct qmsg *m)
 }
 
 static void
-msg_retire_how(struct qmsg *m, const char *how)
+msg_retire_how(struct qmsg *m, const char *how, spool_done_fn done, void *arg)
 {
 	struct queue *q = m->q;
 	uint64_t v = 0;
 
 	(void)qid_decode(m->env->id, &v);
-	spool_commit_done(q->spool, m->env, NULL, NULL);
+	spool_commit_done(q->spool, m->env, done, arg);
 	idmap_del(q->msgs, v);
 	log_info("%s: removed%s", m->env->id, how);
 	msg_free(m);
@@ -455,7 +466,7 @@ msg_retire_how(struct qmsg *m, const char *how)
 static void
 msg_retire(struct qmsg *m)
 {
-	msg_retire_how(m, "");
+	msg_retire_how(m, "", NULL, NULL);
 }
 
 /* Writes each attempted recipient's state; retires or reschedules. */
@@ -944,6 +955,7 @@ queue_new(struct event_base *base, struct evdns_base *dns, struct config *cfg)
 	q->cfg = cfg;
 	q->msgs = idmap_new();
 	q->timer = evtimer_new(base, timer_cb, q);
+	q->compact_ev = evtimer_new(base, compact_cb, q);
 	q->cenv.base = base;
 	q->cenv.dns = dns;
 	q->cenv.helo = cfg->hostname;
@@ -977,6 +989,8 @@ queue_start(struct queue *q, struct spool *sp, char *err, size_t errlen)
 	}
 	q->started = true;
 	timer_arm(q);
+	struct timeval tv = { COMPACT_EVERY_SEC, 0 };
+	evtimer_add(q->compact_ev, &tv);
 	return 0;
 }
 
@@ -1009,6 +1023,7 @@ queue_stop(struct queue *q)
 
 	q->stopping = true;
 	evtimer_del(q->timer);
+	evtimer_del(q->compact_ev);
 	/* Idle sessions say QUIT now, busy ones after their message.  Retired
 	 * generations have no idle sessions (gen_retire ended them). */
 	for (size_t i = 0; i < g->nups; i++) {
@@ -1120,13 +1135,13 @@ queue_flush(struct queue *q, const char *id)
 }
 
 int
-queue_remove(struct queue *q, const char *id)
+queue_remove(struct queue *q, const char *id, spool_done_fn done, void *arg)
 {
 	struct qmsg *m = msg_find(q, id);
 
 	if (m == NULL)
 		return -1;
-	if (m->st == QM_ACTIVE || m->st == QM_DSN)
+	if (m->st == QM_ACTIVE || m->st == QM_DSN || m->relocating)
 		return -2;
 	if (m->st == QM_WAITING) {
 		heap_remove(q, m);
@@ -1143,9 +1158,69 @@ queue_remove(struct queue *q, const char *id)
 		while (*u->line_tail)
 			u->line_tail = &(*u->line_tail)->line_next;
 	}
-	msg_retire_how(m, " by relayctl");
+	msg_retire_how(m, " by relayctl", done, arg);
 	timer_arm(q);
 	return 0;
+}
+
+/* ---- relocation: keep long-deferred mail from pinning old segments ---- */
+
+static void
+relocated(void *arg, int error, const struct spool_loc *loc)
+{
+	struct qmsg *m = arg;
+
+	m->relocating = false;
+	if (error == 0)
+		m->env->loc = *loc;
+	else
+		log_warn("%s: cannot move it to a newer spool segment: %s", m->env->id,
+		    strerror(error));
+	if (m->ready_after) {
+		m->ready_after = false;
+		msg_make_ready(m);
+	}
+}
+
+struct compact_ctx {
+	uint64_t	  seg;
+	struct qmsg	**v;
+	size_t		  n;
+};
+
+static void
+compact_collect(void *arg, uint64_t key, void *val)
+{
+	struct compact_ctx *cc = arg;
+	struct qmsg *m = val;
+
+	if (m->env->loc.seg == cc->seg && m->st == QM_WAITING && !m->relocating)
+		cc->v[cc->n++] = m;
+}
+
+static void
+compact_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue *q = arg;
+	struct timeval tv = { COMPACT_EVERY_SEC, 0 };
+	uint64_t seg = q->spool ? spool_compact_candidate(q->spool) : 0;
+
+	if (seg != 0 && !q->stopping) {
+		struct compact_ctx cc = { seg, xcalloc(idmap_count(q->msgs) + 1, sizeof(*cc.v)), 0 };
+
+		/* the waiting ones; those in delivery are taken on a later round */
+		idmap_foreach(q->msgs, compact_collect, &cc);
+		if (cc.n > 0)
+			log_info("spool: moving %zu long-queued messages out of segment %016llx", cc.n,
+			    (unsigned long long)seg);
+		for (size_t i = 0; i < cc.n; i++) {
+			cc.v[i]->relocating = true;
+			spool_relocate(q->spool, cc.v[i]->env, relocated, cc.v[i]);
+		}
+		free(cc.v);
+	}
+	if (!q->stopping)
+		evtimer_add(q->compact_ev, &tv);
 }
 
 struct queue_watch *
@@ -1229,5 +1304,6 @@ queue_free(struct queue *q)
 	idmap_free(q->msgs);
 	free(q->heap);
 	event_free(q->timer);
+	event_free(q->compact_ev);
 	free(q);
 }

@@ -61,10 +61,11 @@ void queue_list(const struct queue *q,
  * unknown. */
 int queue_flush(struct queue *q, const char *id);
 
-/* Deletes a message from the queue (and the spool), logging "<ID>: removed".
- * Returns 0, -1 if id is unknown, -2 if an attempt is in progress (then
- * nothing changed: try again). */
-int queue_remove(struct queue *q, const char *id);
+/* Deletes a message from the queue (and the spool), logging "<ID>: removed
+ * by relayctl".  Returns 0 and calls done once the removal is durable; -1
+ * if id is unknown, -2 if an attempt is in progress (then nothing changed
+ * and done is not called: try again). */
+int queue_remove(struct queue *q, const char *id, spool_done_fn done, void *arg);
 
 /* The outcome of one delivery attempt, one line per recipient attempted. */
 struct queue_outcome {

@@ -392,6 +392,13 @@ cmd_test(const char *path, int argc, char **argv)
 	}
 	if (from == NULL || to == NULL)
 		return usage();
+	if (from[0] == '\0' || strcmp(from, "<>") == 0) {
+		/* a <> message is routed by its From: domain, and the test
+		 * message's From: is the sender: there would be none */
+		fprintf(stderr, "relayctl test: --from needs an address (the null sender cannot "
+		    "be tested: it is routed by a From: domain the test has none of)\n");
+		return EXIT_USAGE;
+	}
 	cfg = config_load_opts(path, stderr, CONFIG_NO_KEYFILE_CHECK | CONFIG_NO_SECRETS);
 	if (cfg == NULL)
 		return EXIT_FAIL;
@@ -402,8 +409,10 @@ cmd_test(const char *path, int argc, char **argv)
 		goto out;
 	}
 	if (sendmail_parse_addrlist(to, strlen(to), cfg->hostname, &rcpts, err,
-	    sizeof(err)) == -1 || rcpts.n == 0) {
-		fprintf(stderr, "relayctl test: --to %s: %s\n", to, rcpts.n ? err : "no address");
+	    sizeof(err)) == -1 || rcpts.n != 1) {
+		fprintf(stderr, "relayctl test: --to %s: %s\n", to, rcpts.n > 1 ?
+		    "one address, please" : rcpts.n ? err : "no address");
+		rc = EXIT_USAGE;
 		goto out;
 	}
 	rfc5322_date(now_us() / 1000000, date, sizeof(date));

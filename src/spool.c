@@ -63,11 +63,14 @@
 #define SEG_MAX_SIZE	(64ULL << 20)	/* rotate once a segment passes this */
 #define BODY_MEM_MAX	(32u << 10)	/* spill bodies beyond this to a temp file */
 #define STR_NULL	0xffffffffu
+#define SPOOL_COMPACT_MAX 4096		/* live messages worth relocating at once */
 
 struct spool_body {
 	struct spool	*sp;
 	struct buf	 mem;
-	int		 fd;		/* temp file once spilled, else -1 */
+	int		 fd;		/* temp file once spilled (or a segment, for a
+					 * relocation), else -1 */
+	uint64_t	 base;		/* where the text starts in fd */
 	uint64_t	 size;
 	int		 err;
 };
@@ -536,7 +539,9 @@ commit_write_msg(struct spool *sp, struct spool_req *r)
 			goto fail;
 		off += r->prefixlen;
 		while (done < b->size) {
-			ssize_t n = pread(b->fd, chunk, sizeof(chunk), (off_t)done);
+			size_t want = b->size - done < sizeof(chunk) ?
+			    (size_t)(b->size - done) : sizeof(chunk);
+			ssize_t n = pread(b->fd, chunk, want, (off_t)(b->base + done));
 			if (n < 0 && errno == EINTR)
 				continue;
 			if (n <= 0) {
@@ -920,6 +925,50 @@ spool_commit_message(struct spool *sp, const struct spool_envelope *env,
 	r->prefix = xstrndup(prefix, prefixlen);
 	r->prefixlen = prefixlen;
 	r->body = body;
+	r->done = done;
+	r->arg = arg;
+	spool_enqueue(sp, r);
+}
+
+/*
+ * A segment worth emptying: the oldest one that holds live messages, when
+ * live messages also sit at least two segments further on and the old one
+ * holds few of them.  Such messages (deferred for hours, say) would keep
+ * it, and every newer segment, on disk.  0 if there is none.
+ */
+uint64_t
+spool_compact_candidate(const struct spool *sp)
+{
+	if (sp->nsegs < 2)
+		return 0;
+	const struct segcount *old = &sp->segs[0];
+	if (sp->segs[sp->nsegs - 1].seq - old->seq < 2 || old->live > SPOOL_COMPACT_MAX)
+		return 0;
+	return old->seq;
+}
+
+void
+spool_relocate(struct spool *sp, const struct spool_envelope *env, spool_done_fn done,
+    void *arg)
+{
+	struct spool_body *b = spool_body_new(sp);
+	int fd = spool_text_fd(sp, &env->loc);
+	struct spool_req *r;
+
+	/* the text is copied by the committer, straight from its segment */
+	b->fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+	b->base = env->loc.off;
+	b->size = env->loc.len;
+	if (b->fd < 0)
+		b->err = errno ? errno : EIO;
+	r = xcalloc(1, sizeof(*r));
+	r->kind = REQ_MSG;
+	r->done_seg = (int64_t)env->loc.seg;	/* the old copy stops counting */
+	buf_init(&r->head);
+	encode_msg_head(&r->head, env, env_qid(env), env->loc.len);
+	r->prefix = xstrdup("");
+	r->prefixlen = 0;
+	r->body = b;
 	r->done = done;
 	r->arg = arg;
 	spool_enqueue(sp, r);

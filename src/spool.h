@@ -156,6 +156,19 @@ void spool_commit_done(struct spool *sp, const struct spool_envelope *env,
  */
 int spool_text_fd(struct spool *sp, const struct spool_loc *loc);
 
+/*
+ * Relocation: the oldest segment holding live messages, if it is worth
+ * emptying (see spool.c), else 0.  spool_relocate() writes a message again,
+ * with its recipients' state as they are in env, into the current segment;
+ * done reports its new place (the caller updates env->loc; until then the
+ * old place stays valid).  No other record of the message may be committed
+ * while its relocation is under way, or recovery could see them in the
+ * wrong order.
+ */
+uint64_t spool_compact_candidate(const struct spool *sp);
+void spool_relocate(struct spool *sp, const struct spool_envelope *env, spool_done_fn done,
+    void *arg);
+
 /* Segment size before rotation (default 64 MiB); for tests and tuning. */
 void spool_set_segment_max(struct spool *sp, uint64_t bytes);
 

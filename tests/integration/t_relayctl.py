@@ -588,3 +588,24 @@ def socket_permissions(t, name, nobody):
 
 test_socket_permissions.timeout = 90
 
+
+
+def test_remove_survives_kill9(t):
+	"""The removal is on disk when relayctl hears "removed": a kill -9
+	right after it does not bring the message back."""
+	port = t.free_port()
+	conf = relay_config(t, {"up": {"host": "127.0.0.1", "port": port, "tls": "none"}},
+	    {"example.com": "up"}, retry=SLOW_RETRY)
+	d = t.start(conf)
+	qids = [submit(d, sender="alice@example.com", rcpts=("r%d@example.net" % i,)) for i in range(3)]
+	for i, q in enumerate(qids):
+		wait_delivery(d, q, "r%d@example.net" % i, "deferred")
+	rc, out, err = ctl(t, conf, "remove", *qids[:2])
+	assert (rc, out) == (0, "".join("%s: removed\n" % q for q in qids[:2])), \
+	    "remove: %d %r %r" % (rc, out, err)
+	d.kill9()
+	d2 = t.start(conf)
+	m = d2.wait_log(r"queue: (\d+) messages? loaded from the spool")
+	assert m.group(1) == "1", "after kill -9: %s (expected only %s left)" % (m.group(0), qids[2])
+	js = queue_json(t, conf)
+	assert set(js) == {qids[2]}, "after kill -9 the queue holds %s, expected only %s" % (sorted(js), qids[2])

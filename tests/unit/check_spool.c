@@ -529,6 +529,90 @@ START_TEST(retired_segments_are_reclaimed_oldest_first)
 }
 END_TEST
 
+/* A message deferred long enough would pin its segment and all newer ones:
+ * relocating it writes it again, with its current state, and the old
+ * segments go. */
+START_TEST(relocation_frees_old_segments)
+{
+	struct event_base *base = event_base_new();
+	char *dir = mktmpdir();
+	char err[256];
+	struct loaded l = { { NULL }, 0 };
+	char id[4][QID_SIZE];
+	struct done d[4];
+	int calls = 0;
+
+	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	spool_set_segment_max(sp, 1);	/* a segment per commit */
+	d[0] = commit_one(base, sp, "old@example.com", "x@example.net", "P: 1\r\n",
+	    "the long-deferred one\r\n", 23, id[0]);
+	for (int i = 1; i < 4; i++)
+		d[i] = commit_one(base, sp, "a@example.com", "y@example.net", "", "t\r\n", 3, id[i]);
+	ck_assert_uint_eq(spool_compact_candidate(sp), d[0].loc.seg);
+
+	/* the first message's recipient was tried meanwhile: its state travels */
+	struct spool_envelope env;
+	struct spool_rcpt rc;
+	memset(&env, 0, sizeof(env));
+	memset(&rc, 0, sizeof(rc));
+	memcpy(env.id, id[0], QID_SIZE);
+	env.arrival = 1;
+	env.sender = "old@example.com";
+	env.nrcpt = 1;
+	env.rcpts = &rc;
+	rc.addr = "x@example.net";
+	rc.attempts = 3;
+	rc.next_attempt = 4242;
+	snprintf(rc.dsn, sizeof(rc.dsn), "4.4.1");
+	rc.last_error = "connect to h[127.0.0.1]:25: Connection refused";
+	env.loc = d[0].loc;
+
+	struct done rel = { 0, -1, { 0, 0, 0 } };
+	spool_relocate(sp, &env, done_cb, &rel);
+	wait_calls(base, &rel.calls, 1);
+	ck_assert_int_eq(rel.error, 0);
+	ck_assert_uint_gt(rel.loc.seg, d[3].loc.seg);
+	ck_assert_uint_eq(rel.loc.len, d[0].loc.len);
+	char *t = read_text(dir, &rel.loc);
+	ck_assert_str_eq(t, "P: 1\r\nthe long-deferred one\r\n");
+	free(t);
+	/* retire the others: then only the relocated copy's segment is needed */
+	for (int i = 1; i < 4; i++) {
+		struct spool_envelope e2;
+
+		memset(&e2, 0, sizeof(e2));
+		memcpy(e2.id, id[i], QID_SIZE);
+		e2.loc = d[i].loc;
+		spool_commit_done(sp, &e2, count_cb, &calls);
+	}
+	wait_calls(base, &calls, 3);
+	char *seg0 = xasprintf("%s/%016llx.seg", dir, (unsigned long long)d[0].loc.seg);
+	for (int i = 0; i < 200 && access(seg0, F_OK) == 0; i++)
+		usleep(10000);
+	ck_assert_int_eq(access(seg0, F_OK), -1);	/* the pinned segment is gone */
+	spool_close(sp);
+
+	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	ck_assert_uint_eq(l.n, 1);
+	ck_assert_str_eq(l.env[0]->id, id[0]);
+	ck_assert_uint_eq(l.env[0]->loc.seg, rel.loc.seg);
+	ck_assert_uint_eq(l.env[0]->rcpts[0].attempts, 3);
+	ck_assert_int_eq(l.env[0]->rcpts[0].next_attempt, 4242);
+	ck_assert_str_eq(l.env[0]->rcpts[0].dsn, "4.4.1");
+	t = read_text(dir, &l.env[0]->loc);
+	ck_assert_str_eq(t, "P: 1\r\nthe long-deferred one\r\n");
+	free(t);
+	spool_close(sp);
+	loaded_free(&l);
+	free(seg0);
+	rm_rf(dir);
+	free(dir);
+	event_base_free(base);
+}
+END_TEST
+
 Suite *
 spool_suite(void)
 {
@@ -546,6 +630,7 @@ spool_suite(void)
 	tcase_add_test(tc, unusable_directory_is_reported);
 	tcase_add_test(tc, state_records_survive_restart);
 	tcase_add_test(tc, retired_segments_are_reclaimed_oldest_first);
+	tcase_add_test(tc, relocation_frees_old_segments);
 	suite_add_tcase(s, tc);
 	return s;
 }
