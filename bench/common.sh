@@ -147,3 +147,99 @@ stop_postfix() {
 queue_count() {	# files in one Postfix queue
 	find "$pfx/queue/$1" -type f 2>/dev/null | wc -l
 }
+
+# ---- the sink and the clock (relay.sh keeps its own copies of these) -----------
+# Used by dkim.sh; the caller sets SPORT, PY, top, MSGS, SIZE, SENDER, RCPT,
+# RUN_TIMEOUT, DRAIN, and optionally the array SOURCE_ARGS (more smtp-source
+# options). The helpers set sink_pid and wait_pid; the caller's EXIT trap
+# stops them by PID.
+#
+# smtp-sink accepts everything and throws it away (or, given -d TEMPLATE,
+# writes each message to a file); -c writes its counters to stdout after
+# every message and session, which sink_wait.py and sink_count read. A fresh
+# one per run, so that its count is the run's.
+start_sink() {	# $@ = more smtp-sink options (e.g. -d TEMPLATE)
+	rm -f "$work/sink.out"
+	smtp-sink -c -u nobody "$@" "127.0.0.1:$SPORT" 1000 </dev/null >"$work/sink.out" 2>"$work/sink.err" &
+	sink_pid=$!
+	wait_listening "$SPORT" "$sink_pid" || {
+		say "$prog: smtp-sink did not start:"; cat "$work/sink.err"; return 1; }
+}
+sink_count() {	# $1 = sess|mesg: sessions or messages, from the last complete counter record
+	tr '\r' '\n' <"$work/sink.out" 2>/dev/null | grep -E '^sess=[0-9]+ quit=[0-9]+ mesg=[0-9]+$' |
+	    tail -n 1 | sed -n "s/.*$1=\([0-9]*\).*/\1/p"
+}
+stop_sink() {
+	stop_pid "$sink_pid"
+	wait "$sink_pid" 2>/dev/null
+	sink_pid=''
+}
+
+# until_true SECONDS COMMAND...: run COMMAND every 0.1 s until it succeeds
+until_true() {
+	local n=0 lim=$(($1 * 10))
+	shift
+	until "$@"; do
+		[ $n -ge $lim ] && return 1
+		sleep 0.1; n=$((n + 1))
+	done
+}
+
+# send MODE SESSIONS PORT [COUNT]: smtp-source sends COUNT (default $MSGS)
+# messages, a connection per message (MODE conn) or reused (reuse, -d), and
+# is timed to the sink's last message; sets e2e (seconds, or empty), submit
+# (smtp-source's own seconds), src_status and wait_note
+send() {
+	local d='' t0 t1 reached n=0 count=${4:-$MSGS}
+	[ "$1" = reuse ] && d=-d
+	e2e='' submit='' wait_note=''
+	: >"$work/wait.out"	# before the child's own redirection: the loop below reads it
+	"$PY" "$top/bench/sink_wait.py" --file "$work/sink.out" --count "$count" \
+	    --timeout $((RUN_TIMEOUT + DRAIN)) >"$work/wait.out" 2>&1 &
+	wait_pid=$!
+	until grep -q '^ready' "$work/wait.out"; do
+		[ $n -ge 200 ] && { wait_note="sink_wait.py not ready; "; break; }
+		sleep 0.05; n=$((n + 1))
+	done
+	t0=$(now)
+	timeout "$RUN_TIMEOUT" smtp-source $d -s "$2" -m "$count" -l "$SIZE" \
+	    -f "$SENDER" -t "$RCPT" ${SOURCE_ARGS[@]+"${SOURCE_ARGS[@]}"} "127.0.0.1:$3" \
+	    >"$work/source.out" 2>&1
+	src_status=$?
+	t1=$(now)
+	submit=$(secs_between "$t0" "$t1")
+	timeout "$DRAIN" tail --pid="$wait_pid" -s 0.05 -f /dev/null 2>/dev/null
+	kill -0 "$wait_pid" 2>/dev/null && wait_note="${wait_note}sink still short after ${DRAIN}s; "
+	stop_pid "$wait_pid"
+	wait "$wait_pid" 2>/dev/null
+	wait_pid=''
+	reached=$(sed -n 's/^reached=\([0-9.]*\) .*/\1/p' "$work/wait.out")
+	[ -n "$reached" ] && e2e=$(secs_between "$t0" "$reached")
+	return 0
+}
+
+# ---- CPU ----------------------------------------------------------------------
+# relayd's CPU seconds (user + system) so far, per thread: "TOTAL LOOP T1/T2/..."
+# where LOOP is the main thread (the event loop) and T1... the other threads
+# in the order they started (relayd starts the spool's committer first, then
+# the signing workers). From /proc/PID/task/*/stat: cheap, read once a run.
+relayd_thread_cpu() {	# $1 = pid
+	local t
+	for t in /proc/"$1"/task/[0-9]*; do
+		awk -v tid="${t##*/}" -v hz="$(getconf CLK_TCK)" \
+		    '{ sub(/^.*\) /, ""); printf "%s %.2f\n", tid, ($12 + $13) / hz }' "$t/stat" 2>/dev/null
+	done | sort -n | awk -v pid="$1" '
+		$1 == pid { loop = $2 }
+		$1 != pid { rest = rest (rest == "" ? "" : "/") $2 }
+		{ total += $2 }
+		END { if (NR) printf "%.2f %.2f %s\n", total, loop, (rest == "" ? "-" : rest) }'
+}
+# The machine's CPU counters: "BUSY TOTAL" in ticks, all CPUs; two snapshots
+# give how busy the machine was in between (busy_pct).
+cpu_snap() {
+	awk '$1 == "cpu" { print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
+}
+busy_pct() {	# $1, $2 = cpu_snap before, after: percent of all CPUs busy
+	awk -v a="$1" -v b="$2" 'BEGIN { split(a, x, " "); split(b, y, " ");
+		t = y[2] - x[2]; printf "%.0f", (t > 0 ? 100 * (y[1] - x[1]) / t : 0) }'
+}
