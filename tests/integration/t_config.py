@@ -245,3 +245,22 @@ def test_check_ca_file_that_is_no_certificate(t):
 	conf = t.config(upstream=False, extra='upstream "test" {\n\thost = "127.0.0.1"\n\tport = 2\n'
 	    '\ttls = "starttls"\n\ttls_ca_file = "%s"\n}\n' % ca)
 	expect_problem(t, conf, 'upstream "test"', words=("CA certificates", ca))
+
+
+def test_root_without_user_refused_unless_foreground(t):
+	"""As root without `user`, relayd refuses to start (exit 1, saying
+	why); with -d (foreground, as the tests run it) it is allowed."""
+	if os.geteuid() != 0:
+		print("not root; skipped")
+		return
+	conf = t.config()
+	assert "\nuser" not in conf.text, "the test config sets user"
+	rc, out, err = t.run([t.relayd, "-f", conf.path], timeout=20)
+	assert rc == 1, "relayd as root without user, not -d: exit %s (expected 1): %r" % (rc, out + err)
+	assert "refusing to run as root without `user`" in err, "no reason given: %r" % (out + err)
+	assert not os.path.exists(conf.spool) or not any(n.endswith(".seg") for n in os.listdir(conf.spool)), \
+	    "the spool was touched before the refusal"
+	d = t.start(conf)	# -d: allowed
+	c = d.connect()
+	c.hello()
+	c.close()
