@@ -44,6 +44,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "crc32c.h"
@@ -64,6 +65,7 @@
 #define BODY_MEM_MAX	(32u << 10)	/* spill bodies beyond this to a temp file */
 #define STR_NULL	0xffffffffu
 #define SPOOL_COMPACT_MAX 4096		/* live messages worth relocating at once */
+#define LAZY_MAX_MS	100		/* a record nobody waits for: durable within this */
 
 struct spool_body {
 	struct spool	*sp;
@@ -108,6 +110,11 @@ struct spool {
 	pthread_mutex_t		 mu;
 	pthread_cond_t		 cv;
 	struct spool_req	*pend, **pend_tail;	/* guarded by mu */
+	size_t			 pend_waited;		/* guarded by mu: requests in pend
+							 * that someone waits for */
+	struct timespec		 lazy_deadline;		/* guarded by mu: when pend holds
+							 * only lazy requests, commit
+							 * them by then anyway */
 	struct spool_req	*done, **done_tail;	/* guarded by mu */
 	bool			 notified;		/* guarded by mu */
 	bool			 stop;			/* guarded by mu */
@@ -137,6 +144,7 @@ struct spool {
 	uint64_t		 segoff;
 	bool			 seg_suspect;	/* a sync failed: start a new segment */
 	uint64_t		 seg_max;	/* rotate past this size */
+	long			 lazy_max_ms;	/* guarded by mu */
 };
 
 /* ---- little-endian encoding ------------------------------------------ */
@@ -683,14 +691,26 @@ committer_main(void *arg)
 
 	pthread_mutex_lock(&sp->mu);
 	for (;;) {
-		while (sp->pend == NULL && !sp->stop)
-			pthread_cond_wait(&sp->cv, &sp->mu);
+		/* Lazy requests (nobody waits for them) wait for the next
+		 * request that someone does wait for, or for their deadline:
+		 * under load they ride along with a commit that happens
+		 * anyway instead of costing one of their own. */
+		while (!sp->stop && (sp->pend == NULL || sp->pend_waited == 0)) {
+			if (sp->pend == NULL)
+				pthread_cond_wait(&sp->cv, &sp->mu);
+			else if (pthread_cond_timedwait(&sp->cv, &sp->mu,
+			    &sp->lazy_deadline) == ETIMEDOUT)
+				break;
+		}
 		if (sp->pend == NULL && sp->stop)
 			break;
+		if (sp->pend == NULL)
+			continue;
 		struct spool_req *batch = sp->pend;
 		uint64_t seg_max = sp->seg_max;
 		sp->pend = NULL;
 		sp->pend_tail = &sp->pend;
+		sp->pend_waited = 0;
 		pthread_mutex_unlock(&sp->mu);
 
 		commit_batch(sp, batch, seg_max);
@@ -742,13 +762,34 @@ seg_live_add(struct spool *sp, uint64_t seq, int delta)
 	sp->nsegs++;
 }
 
+/*
+ * Hands r to the committer.  A request without a done callback is lazy:
+ * it is written, in order, with the next commit someone waits for, and
+ * made durable within LAZY_MAX_MS at the latest.  Losing one to a crash
+ * only means redoing what it recorded (a delivery, an attempt), never
+ * losing mail: a message's MSG record is always waited for.
+ */
 static void
 spool_enqueue(struct spool *sp, struct spool_req *r)
 {
+	bool wake = true;
+
 	pthread_mutex_lock(&sp->mu);
+	if (r->done != NULL)
+		sp->pend_waited++;
+	else if (sp->pend != NULL)
+		wake = false;	/* a commit or a deadline is already due */
+	else {
+		clock_gettime(CLOCK_MONOTONIC, &sp->lazy_deadline);
+		sp->lazy_deadline.tv_sec += sp->lazy_max_ms / 1000;
+		sp->lazy_deadline.tv_nsec += sp->lazy_max_ms % 1000 * 1000000L;
+		sp->lazy_deadline.tv_sec += sp->lazy_deadline.tv_nsec / 1000000000L;
+		sp->lazy_deadline.tv_nsec %= 1000000000L;
+	}
 	*sp->pend_tail = r;
 	sp->pend_tail = &r->next;
-	pthread_cond_signal(&sp->cv);
+	if (wake)
+		pthread_cond_signal(&sp->cv);
 	pthread_mutex_unlock(&sp->mu);
 }
 
@@ -987,6 +1028,14 @@ spool_set_segment_max(struct spool *sp, uint64_t bytes)
 {
 	pthread_mutex_lock(&sp->mu);
 	sp->seg_max = bytes;
+	pthread_mutex_unlock(&sp->mu);
+}
+
+void
+spool_set_lazy_max(struct spool *sp, long ms)
+{
+	pthread_mutex_lock(&sp->mu);
+	sp->lazy_max_ms = ms;
 	pthread_mutex_unlock(&sp->mu);
 }
 
@@ -1300,11 +1349,17 @@ spool_open(const char *dir, struct event_base *base, spool_load_fn load, void *l
 	sp->dir = xstrdup(dir);
 	sp->base = base;
 	sp->dirfd = sp->lockfd = sp->segfd = sp->notify_rd = sp->notify_wr = -1;
+	pthread_condattr_t ca;
+
 	pthread_mutex_init(&sp->mu, NULL);
-	pthread_cond_init(&sp->cv, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&sp->cv, &ca);
+	pthread_condattr_destroy(&ca);
 	sp->pend_tail = &sp->pend;
 	sp->done_tail = &sp->done;
 	sp->seg_max = SEG_MAX_SIZE;
+	sp->lazy_max_ms = LAZY_MAX_MS;
 
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		snprintf(err, errlen, "cannot create spool %s: %s", dir, strerror(errno));

@@ -136,8 +136,11 @@ void spool_commit_message(struct spool *sp, const struct spool_envelope *env,
 
 /*
  * Records recipient idx's state as it now is in env (after an attempt).
- * done may be NULL: the record still becomes durable with the next group
- * commit.  Recovery applies the last state record of each recipient.
+ * done may be NULL: the record is then lazy, written with the next commit
+ * that someone waits for and durable within 0.1 s at the latest (so that a
+ * delivery does not cost a sync of its own; a crash meanwhile only means
+ * the attempt is made again).  Recovery applies the last state record of
+ * each recipient.
  */
 void spool_commit_rcpt(struct spool *sp, const struct spool_envelope *env, size_t idx,
     spool_done_fn done, void *arg);
@@ -145,7 +148,8 @@ void spool_commit_rcpt(struct spool *sp, const struct spool_envelope *env, size_
 /*
  * Retires a message (every recipient sent or bounced, its DSN if any
  * already committed).  Once durable, the segments that no longer hold a
- * live message are deleted, oldest first.  done may be NULL.
+ * live message are deleted, oldest first.  done may be NULL (lazy, as for
+ * spool_commit_rcpt: a crash before it is durable sends the message again).
  */
 void spool_commit_done(struct spool *sp, const struct spool_envelope *env,
     spool_done_fn done, void *arg);
@@ -171,6 +175,8 @@ void spool_relocate(struct spool *sp, const struct spool_envelope *env, spool_do
 
 /* Segment size before rotation (default 64 MiB); for tests and tuning. */
 void spool_set_segment_max(struct spool *sp, uint64_t bytes);
+/* The bound on a lazy record's wait for a commit (default 100 ms); for tests. */
+void spool_set_lazy_max(struct spool *sp, long ms);
 
 /* Statistics for logs and benchmarks. */
 struct spool_stats {

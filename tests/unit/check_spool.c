@@ -529,6 +529,62 @@ START_TEST(retired_segments_are_reclaimed_oldest_first)
 }
 END_TEST
 
+/* A record nobody waits for rides along with the next commit somebody does
+ * wait for; without one, it is made durable after the lazy bound anyway. */
+START_TEST(lazy_records_ride_along_or_wait_their_bound)
+{
+	struct event_base *base = event_base_new();
+	char *dir = mktmpdir();
+	char err[256];
+	struct loaded l = { { NULL }, 0 };
+	char id[3][QID_SIZE];
+	struct spool_stats s0, s1;
+
+	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	for (int i = 0; i < 2; i++)
+		ck_assert_int_eq(commit_one(base, sp, "a@example.com", "x@example.net", "",
+		    "t\r\n", 3, id[i]).error, 0);
+
+	/* lazy DONE of the first, then a message that is waited for: one
+	 * commit holds both (the bound is far off, so nothing else syncs) */
+	spool_set_lazy_max(sp, 60000);
+	struct spool_envelope env;
+	memset(&env, 0, sizeof(env));
+	memcpy(env.id, id[0], QID_SIZE);
+	spool_get_stats(sp, &s0);
+	spool_commit_done(sp, &env, NULL, NULL);
+	ck_assert_int_eq(commit_one(base, sp, "a@example.com", "x@example.net", "",
+	    "t\r\n", 3, id[2]).error, 0);
+	spool_get_stats(sp, &s1);
+	ck_assert_uint_eq(s1.commits, s0.commits + 1);
+	ck_assert_uint_eq(s1.records, s0.records + 2);
+
+	/* alone, a lazy record still becomes durable, after its bound */
+	spool_set_lazy_max(sp, 50);
+	memcpy(env.id, id[1], QID_SIZE);
+	spool_commit_done(sp, &env, NULL, NULL);
+	for (int i = 0; i < 500 && s1.records < s0.records + 3; i++) {
+		usleep(10000);
+		spool_get_stats(sp, &s1);
+	}
+	ck_assert_uint_eq(s1.records, s0.records + 3);
+	ck_assert_uint_eq(s1.commits, s0.commits + 2);
+
+	/* what was retired stays retired: only the third message comes back */
+	spool_close(sp);
+	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	ck_assert_uint_eq(l.n, 1);
+	ck_assert_str_eq(l.env[0]->id, id[2]);
+	spool_close(sp);
+	loaded_free(&l);
+	rm_rf(dir);
+	free(dir);
+	event_base_free(base);
+}
+END_TEST
+
 /* A message deferred long enough would pin its segment and all newer ones:
  * relocating it writes it again, with its current state, and the old
  * segments go. */
@@ -631,6 +687,7 @@ spool_suite(void)
 	tcase_add_test(tc, state_records_survive_restart);
 	tcase_add_test(tc, retired_segments_are_reclaimed_oldest_first);
 	tcase_add_test(tc, relocation_frees_old_segments);
+	tcase_add_test(tc, lazy_records_ride_along_or_wait_their_bound);
 	suite_add_tcase(s, tc);
 	return s;
 }
