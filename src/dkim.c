@@ -40,6 +40,9 @@
  *    cannot leak per message, so each handle gets a memory closure that
  *    catches that structure as dkim_free() releases it and frees what it
  *    still holds; see dkim_mem_free().
+ *  - when RSA_sign() fails, dkim_eom() frees the handle's RSA reference and
+ *    key BIO without clearing the pointers, and dkim_free() frees them
+ *    again; see dkim_repair_failed_rsa().
  *
  * The keys object must outlive every signer made from it: the handles
  * point into its DKIM_LIB and key text.
@@ -125,7 +128,8 @@ struct dkim_lib_crypto {
 
 /* The memory closure of one DKIM handle (see dkim_mem_free()). */
 struct dkim_mem {
-	bool	  watch;	/* an Ed25519 handle */
+	bool	  watch;	/* track the blocks that may be the key structure */
+	bool	  ed25519;	/* an Ed25519 handle */
 	bool	  freeing;	/* inside dkim_free() */
 	void	**blk;		/* live blocks of the sizes that matter */
 	size_t	  nblk;
@@ -194,7 +198,7 @@ dkim_mem_free(void *closure, void *p)
 	struct dkim_lib_crypto *c = p;
 
 	if (p != NULL && m != NULL && m->watch && dkim_mem_untrack(m, p) &&
-	    m->freeing && c->crypto_keysize == 8 * DKIM_ED25519_SIGLEN &&
+	    m->ed25519 && m->freeing && c->crypto_keysize == 8 * DKIM_ED25519_SIGLEN &&
 	    c->crypto_outlen == DKIM_ED25519_SIGLEN && c->crypto_key == NULL &&
 	    c->crypto_pkey != NULL && c->crypto_out != NULL &&
 	    dkim_mem_untrack(m, c->crypto_out)) {
@@ -646,7 +650,8 @@ dkim_signer_new(struct dkim_keys *k, const struct cfg_domain *d, const char *fro
 			    b->selector, d->name);
 			goto fail;
 		}
-		s->mem[i].watch = e->algorithm == CFG_DKIM_ED25519_SHA256;
+		s->mem[i].watch = true;
+		s->mem[i].ed25519 = e->algorithm == CFG_DKIM_ED25519_SHA256;
 		s->h[i] = dkim_sign(k->lib, s->jobid, &s->mem[i],
 		    (dkim_sigkey_t)k->keys[e->key].token,
 		    (const unsigned char *)b->selector, (const unsigned char *)sdomain,
@@ -761,6 +766,38 @@ dkim_field_ok(const char *p, size_t n)
 	return linelen == 0;
 }
 
+/*
+ * After a failed RSA_sign(), libopendkim 2.11.0 frees the handle's RSA
+ * reference and key BIO but leaves the pointers set, and dkim_free()
+ * frees both again: a double free, and one reference too many dropped
+ * from the RSA key that every handle shares (the next message's key then
+ * reads as "0 bits").  Before dkim_free(), the key structure of handle i
+ * is found among its blocks (the size of one, our key as its EVP_PKEY,
+ * the key's size) and the two pointers cleared, as a fixed library does.
+ * Only for that library version and that error: elsewhere nothing here
+ * runs, at worst leaving a leak rather than a double free.
+ */
+static void
+dkim_repair_failed_rsa(struct dkim_signer *s, size_t i)
+{
+	const char *e = dkim_geterror(s->h[i]);
+	EVP_PKEY *pk = s->keys->keys[s->ent[i]->key].pkey;
+	struct dkim_mem *m = &s->mem[i];
+
+	if (m->ed25519 || dkim_libversion() > 0x020b0000 || e == NULL ||
+	    strncmp(e, "signature generation failed", 27) != 0)
+		return;
+	for (size_t k = 0; k < m->nblk; k++) {
+		struct dkim_lib_crypto *c = m->blk[k];
+
+		if (c->crypto_pkey == pk && c->crypto_keysize == 8 * EVP_PKEY_get_size(pk) &&
+		    c->crypto_outlen == (size_t)EVP_PKEY_get_size(pk)) {
+			c->crypto_key = NULL;
+			c->crypto_keydata = NULL;
+		}
+	}
+}
+
 int
 dkim_signer_finish(struct dkim_signer *s, struct buf *out, char *err, size_t errlen)
 {
@@ -777,6 +814,7 @@ dkim_signer_finish(struct dkim_signer *s, struct buf *out, char *err, size_t err
 	for (size_t i = 0; i < s->nh; i++) {
 		if ((st = dkim_eom(s->h[i], NULL)) != DKIM_STAT_OK) {
 			dkim_signer_fail(s, i, "signing", st);
+			dkim_repair_failed_rsa(s, i);
 			goto fail;
 		}
 		st = dkim_getsighdr_d(s->h[i], strlen(DKIM_SIG_PREFIX), &sig, &siglen);

@@ -620,13 +620,16 @@ class Ctx:
 			raise AssertionError("%s did not finish within %gs" % (" ".join(argv), timeout))
 		return p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
 
-	def start(self, conf, args=(), wait=True):
+	def start(self, conf, args=(), wait=True, env=None):
 		"""Starts relayd -d -f conf (stderr and stdout to a log file) and
-		waits until it listens on every port of conf.listen."""
+		waits until it listens on every port of conf.listen.  env: extra
+		environment variables for the daemon."""
 		logpath = os.path.join(self.dir, "relayd.%d.log" % (len(self.daemons) + 1))
 		logf = open(logpath, "wb")
+		penv = self.env()
+		penv.update(env or {})
 		proc = self.spawn([self.relayd, "-d", "-f", conf.path] + list(args),
-		    stdout=logf, stderr=subprocess.STDOUT)
+		    stdout=logf, stderr=subprocess.STDOUT, env=penv)
 		logf.close()
 		d = Daemon(self, conf, proc, logpath)
 		self.daemons.append(d)

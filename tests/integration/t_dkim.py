@@ -10,7 +10,9 @@ and altering one byte of it must make that verifier fail."""
 import base64
 import email.utils
 import hashlib
+import os
 import re
+import subprocess
 import time
 
 from relayutil import start_upstream, wait_delivery, deliveries
@@ -417,3 +419,68 @@ def test_queued_signed(t):
 	data = wait_upstream(up, b"X-Case: queued\r\n")[0]["data"]
 	assert_verifies(data, [k1, k2], ["s1", "s2"], what="message queued signed, delivered after restart")
 	assert_fails(alter_body(data), [k1, k2], what="queued message altered")
+
+
+# RSA_sign() as libopendkim calls it, failing while a file exists: a real
+# signing failure in the real daemon, injected with LD_PRELOAD.
+FAULT_SO_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <unistd.h>
+typedef int (*rsa_sign_fn)(int, const unsigned char *, unsigned int, unsigned char *,
+    unsigned int *, void *);
+int
+RSA_sign(int type, const unsigned char *m, unsigned int mlen, unsigned char *sig,
+    unsigned int *siglen, void *rsa)
+{
+	rsa_sign_fn real = (rsa_sign_fn)dlsym(RTLD_NEXT, "RSA_sign");
+	const char *f = getenv("RELAYD_TEST_SIGN_FAULT");
+
+	if (f != NULL && access(f, F_OK) == 0)
+		return 0;
+	return real(type, m, mlen, sig, siglen, rsa);
+}
+"""
+
+
+def test_signing_failure_is_451_and_nothing_is_queued(t):
+	"""A signing failure answers 451 4.7.0, logs why, queues nothing and
+	relays nothing (mail from a domain with keys is never relayed
+	unsigned); once signing works again the same message is accepted,
+	signed, and verifies."""
+	src = os.path.join(t.dir, "signfault.c")
+	so = os.path.join(t.dir, "signfault.so")
+	with open(src, "w") as f:
+		f.write(FAULT_SO_C)
+	cc = os.environ.get("CC", "cc").split()
+	r = subprocess.run(cc + ["-shared", "-fPIC", "-o", so, src, "-ldl"], stdout=subprocess.PIPE,
+	    stderr=subprocess.STDOUT, timeout=60)
+	assert r.returncode == 0, "cannot build the fault library: %s" % r.stdout.decode()
+	flag = os.path.join(t.dir, "fail-signing")
+	open(flag, "w").close()
+	k1 = make_key(t, "s1", "rsa-sha256")
+	up = start_upstream(t, ext=UTF8_EXT)
+	asan = t.env().get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
+	d = t.start(dkim_config(t, up, {"example.com": {"dkim": [k1]}}),
+	    env={"LD_PRELOAD": so, "RELAYD_TEST_SIGN_FAULT": flag, "ASAN_OPTIONS": asan})
+	msg = std_msg("signfault")
+	for i in range(2):
+		r = send(d, SENDER, [RCPT], msg)
+		assert r.code == 451 and r.text.startswith("4.7.0"), \
+		    "try %d: expected 451 4.7.0 while signing fails, got %r" % (i + 1, r)
+	# the same reason both times: the first failure left the shared key
+	# intact (libopendkim 2.11 frees parts of it twice unless relayd steps in)
+	d.wait_log(r"DKIM signing failed: DKIM signing \(selector s1\): signature generation failed"
+	    r".*; not accepted", count=2)
+	assert not re.search(r": from=<", d.log()), "a from= line although nothing was accepted:\n%s" % (
+	    d.log_tail())
+	relayctl = os.path.join(os.path.dirname(t.relayd), "relayctl")
+	st, out, err = t.run([relayctl, "-f", d.conf.path, "queue", "--json"])
+	assert st == 0 and out.strip() == "[]", "queue after refused messages: %s %r %r" % (st, out, err)
+	time.sleep(0.3)
+	assert up.messages() == [], "the upstream received mail while signing failed"
+	# signing works again: the client's retry goes through, signed
+	os.unlink(flag)
+	_, data = one_delivered(t, d, up, "signfault", msg)
+	assert_verifies(data, [k1], ["s1"], what="accepted once signing works again")
