@@ -42,7 +42,9 @@
  *    still holds; see dkim_mem_free().
  *  - when RSA_sign() fails, dkim_eom() frees the handle's RSA reference and
  *    key BIO without clearing the pointers, and dkim_free() frees them
- *    again; see dkim_repair_failed_rsa().
+ *    again; see dkim_repair_failed_rsa().  When EVP_DigestSign() fails
+ *    (Ed25519), it leaks its EVP_MD_CTX, about 1.3 KB a failure, which
+ *    nothing outside the library can reach.
  *
  * The keys object must outlive every signer made from it: the handles
  * point into its DKIM_LIB and key text.

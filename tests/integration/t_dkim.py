@@ -421,13 +421,22 @@ def test_queued_signed(t):
 	assert_fails(alter_body(data), [k1, k2], what="queued message altered")
 
 
-# RSA_sign() as libopendkim calls it, failing while a file exists: a real
-# signing failure in the real daemon, injected with LD_PRELOAD.
+# RSA_sign() and EVP_DigestSign() (Ed25519), as libopendkim calls them,
+# failing while a file exists: a real signing failure in the real daemon,
+# injected with LD_PRELOAD.
 FAULT_SO_C = r"""
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <unistd.h>
+static int
+failing(void)
+{
+	const char *f = getenv("RELAYD_TEST_SIGN_FAULT");
+
+	return f != NULL && access(f, F_OK) == 0;
+}
 typedef int (*rsa_sign_fn)(int, const unsigned char *, unsigned int, unsigned char *,
     unsigned int *, void *);
 int
@@ -435,16 +444,22 @@ RSA_sign(int type, const unsigned char *m, unsigned int mlen, unsigned char *sig
     unsigned int *siglen, void *rsa)
 {
 	rsa_sign_fn real = (rsa_sign_fn)dlsym(RTLD_NEXT, "RSA_sign");
-	const char *f = getenv("RELAYD_TEST_SIGN_FAULT");
 
-	if (f != NULL && access(f, F_OK) == 0)
-		return 0;
-	return real(type, m, mlen, sig, siglen, rsa);
+	return failing() ? 0 : real(type, m, mlen, sig, siglen, rsa);
+}
+typedef int (*digest_sign_fn)(void *, unsigned char *, size_t *, const unsigned char *, size_t);
+int
+EVP_DigestSign(void *ctx, unsigned char *sig, size_t *siglen, const unsigned char *tbs,
+    size_t tbslen)
+{
+	digest_sign_fn real = (digest_sign_fn)dlsym(RTLD_NEXT, "EVP_DigestSign");
+
+	return failing() ? 0 : real(ctx, sig, siglen, tbs, tbslen);
 }
 """
 
 
-def test_signing_failure_is_451_and_nothing_is_queued(t):
+def signing_failure(t, selector, algorithm):
 	"""A signing failure answers 451 4.7.0, logs why, queues nothing and
 	relays nothing (mail from a domain with keys is never relayed
 	unsigned); once signing works again the same message is accepted,
@@ -459,11 +474,21 @@ def test_signing_failure_is_451_and_nothing_is_queued(t):
 	assert r.returncode == 0, "cannot build the fault library: %s" % r.stdout.decode()
 	flag = os.path.join(t.dir, "fail-signing")
 	open(flag, "w").close()
-	k1 = make_key(t, "s1", "rsa-sha256")
+	k1 = make_key(t, selector, algorithm)
 	up = start_upstream(t, ext=UTF8_EXT)
 	asan = t.env().get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0"
-	d = t.start(dkim_config(t, up, {"example.com": {"dkim": [k1]}}),
-	    env={"LD_PRELOAD": so, "RELAYD_TEST_SIGN_FAULT": flag, "ASAN_OPTIONS": asan})
+	env = {"LD_PRELOAD": so, "RELAYD_TEST_SIGN_FAULT": flag}
+	if algorithm == "ed25519-sha256":
+		# libopendkim 2.11's dkim_eom() leaks its EVP_MD_CTX when
+		# EVP_DigestSign() fails (about 1.3 KB a failure; nothing relayd
+		# can reach): full stacks, and that leak alone suppressed.
+		sup = os.path.join(t.dir, "lsan.supp")
+		with open(sup, "w") as f:
+			f.write("leak:dkim_eom\n")
+		asan += ":fast_unwind_on_malloc=0"
+		env["LSAN_OPTIONS"] = "suppressions=%s:print_suppressions=0" % sup
+	env["ASAN_OPTIONS"] = asan
+	d = t.start(dkim_config(t, up, {"example.com": {"dkim": [k1]}}), env=env)
 	msg = std_msg("signfault")
 	for i in range(2):
 		r = send(d, SENDER, [RCPT], msg)
@@ -471,8 +496,8 @@ def test_signing_failure_is_451_and_nothing_is_queued(t):
 		    "try %d: expected 451 4.7.0 while signing fails, got %r" % (i + 1, r)
 	# the same reason both times: the first failure left the shared key
 	# intact (libopendkim 2.11 frees parts of it twice unless relayd steps in)
-	d.wait_log(r"DKIM signing failed: DKIM signing \(selector s1\): signature generation failed"
-	    r".*; not accepted", count=2)
+	d.wait_log(r"DKIM signing failed: DKIM signing \(selector %s\): signature generation failed"
+	    r".*; not accepted" % selector, count=2)
 	assert not re.search(r": from=<", d.log()), "a from= line although nothing was accepted:\n%s" % (
 	    d.log_tail())
 	relayctl = os.path.join(os.path.dirname(t.relayd), "relayctl")
@@ -483,4 +508,12 @@ def test_signing_failure_is_451_and_nothing_is_queued(t):
 	# signing works again: the client's retry goes through, signed
 	os.unlink(flag)
 	_, data = one_delivered(t, d, up, "signfault", msg)
-	assert_verifies(data, [k1], ["s1"], what="accepted once signing works again")
+	assert_verifies(data, [k1], [selector], what="accepted once signing works again")
+
+
+def test_rsa_signing_failure_is_451_and_nothing_is_queued(t):
+	signing_failure(t, "s1", "rsa-sha256")
+
+
+def test_ed25519_signing_failure_is_451_and_nothing_is_queued(t):
+	signing_failure(t, "s2", "ed25519-sha256")
