@@ -702,10 +702,8 @@ committer_main(void *arg)
 			    &sp->lazy_deadline) == ETIMEDOUT)
 				break;
 		}
-		if (sp->pend == NULL && sp->stop)
+		if (sp->pend == NULL)	/* only when stopping */
 			break;
-		if (sp->pend == NULL)
-			continue;
 		struct spool_req *batch = sp->pend;
 		uint64_t seg_max = sp->seg_max;
 		sp->pend = NULL;
@@ -1344,13 +1342,12 @@ spool_open(const char *dir, struct event_base *base, spool_load_fn load, void *l
     char *err, size_t errlen)
 {
 	struct spool *sp = xcalloc(1, sizeof(*sp));
+	pthread_condattr_t ca;
 	int pfd[2];
 
 	sp->dir = xstrdup(dir);
 	sp->base = base;
 	sp->dirfd = sp->lockfd = sp->segfd = sp->notify_rd = sp->notify_wr = -1;
-	pthread_condattr_t ca;
-
 	pthread_mutex_init(&sp->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

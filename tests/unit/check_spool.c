@@ -571,6 +571,14 @@ START_TEST(lazy_records_ride_along_or_wait_their_bound)
 	ck_assert_uint_eq(s1.records, s0.records + 3);
 	ck_assert_uint_eq(s1.commits, s0.commits + 2);
 
+	/* a lazy record still waiting when the spool closes is written then */
+	char id4[QID_SIZE];
+	ck_assert_int_eq(commit_one(base, sp, "a@example.com", "x@example.net", "",
+	    "t\r\n", 3, id4).error, 0);
+	spool_set_lazy_max(sp, 60000);
+	memcpy(env.id, id4, QID_SIZE);
+	spool_commit_done(sp, &env, NULL, NULL);
+
 	/* what was retired stays retired: only the third message comes back */
 	spool_close(sp);
 	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
