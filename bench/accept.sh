@@ -114,29 +114,9 @@ EOF
 # sees it. in_flow_delay = 0: with nothing delivered, the queue manager
 # hands out no flow-control tokens, and smtpd would sleep 1 s per message.
 pfx=$work/postfix
-mkdir -p "$pfx/etc" || exit 1
-cat >"$pfx/etc/main.cf" <<EOF || exit 1
-# written by bench/accept.sh
-compatibility_level = 3.6
-myhostname = bench.example.com
-mydomain = example.com
-myorigin = \$myhostname
-mydestination =
-relay_domains =
-relayhost = [127.0.0.1]:9
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-queue_directory = $pfx/queue
-data_directory = $pfx/data
-maillog_file = $pfx/maillog
-alias_maps =
-alias_database =
-biff = no
+write_postfix_main_cf 9 <<EOF || exit 1
 smtpd_recipient_restrictions = check_client_access static:HOLD, permit_mynetworks, reject
 in_flow_delay = 0s
-default_process_limit = 200
-smtpd_client_connection_count_limit = 0
 EOF
 write_postfix_master_cf || exit 1
 

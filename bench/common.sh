@@ -117,6 +117,40 @@ scache     unix  -  -  n  -     1  scache
 postlog    unix-dgram n - n - 1 postlogd
 EOF
 }
+# write_postfix_main_cf RELAYHOST_PORT: main.cf with what every script's
+# instance shares (its own paths, loopback only, no local delivery, no DNS:
+# relayhost = [127.0.0.1]:RELAYHOST_PORT; room for 100 sessions from one
+# client: default_process_limit = 200 and no per-client connection limit),
+# then the caller's own lines from stdin, then $PFX_EXTRA (BENCH_POSTFIX_MAIN,
+# to try other settings) if set.
+write_postfix_main_cf() {
+	mkdir -p "$pfx/etc" || return 1
+	{
+		cat <<EOF
+# written by bench/$prog
+compatibility_level = 3.6
+myhostname = bench.example.com
+mydomain = example.com
+myorigin = \$myhostname
+mydestination =
+relay_domains =
+relayhost = [127.0.0.1]:$1
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+queue_directory = $pfx/queue
+data_directory = $pfx/data
+maillog_file = $pfx/maillog
+alias_maps =
+alias_database =
+biff = no
+default_process_limit = 200
+smtpd_client_connection_count_limit = 0
+EOF
+		cat
+		if [ -n "${PFX_EXTRA:-}" ]; then printf '%s\n' "$PFX_EXTRA"; fi
+	} >"$pfx/etc/main.cf"
+}
 start_postfix() {
 	rm -rf "$pfx/queue" "$pfx/data" "$pfx/maillog" || return 1
 	mkdir -m 755 "$pfx/queue" && mkdir -m 700 "$pfx/data" && chown postfix "$pfx/data" || return 1
@@ -147,9 +181,18 @@ stop_postfix() {
 queue_count() {	# files in one Postfix queue
 	find "$pfx/queue/$1" -type f 2>/dev/null | wc -l
 }
+postfix_queued() {	# messages in any of Postfix's queues
+	echo $(($(queue_count maildrop) + $(queue_count incoming) + $(queue_count active) +
+	    $(queue_count deferred) + $(queue_count hold)))
+}
+# After an end-to-end run (the caller sets MSGS): every message logged sent.
+relayd_all_sent() { [ "$(grep -c 'status=sent' "$work/relayd.log")" -ge "$MSGS" ]; }
+postfix_all_sent() {
+	[ "$(postfix_queued)" = 0 ] && [ "$(grep -c 'status=sent' "$pfx/maillog" 2>/dev/null)" -ge "$MSGS" ]
+}
 
-# ---- the sink and the clock (relay.sh keeps its own copies of these) -----------
-# Used by dkim.sh; the caller sets SPORT, PY, top, MSGS, SIZE, SENDER, RCPT,
+# ---- the sink and the clock ----------------------------------------------------
+# Used by relay.sh and dkim.sh; the caller sets SPORT, PY, top, MSGS, SIZE, SENDER, RCPT,
 # RUN_TIMEOUT, DRAIN, and optionally the array SOURCE_ARGS (more smtp-source
 # options). The helpers set sink_pid and wait_pid; the caller's EXIT trap
 # stops them by PID.

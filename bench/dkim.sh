@@ -229,40 +229,14 @@ opendkim_cpu() {	# user + system CPU seconds of $opendkim_pid so far
 # non_smtpd_milters likewise, milter_protocol = 6, milter_default_action =
 # accept, the milter timeouts at their defaults.
 pfx=$work/postfix
-mkdir -p "$pfx/etc" || exit 1
-cat >"$pfx/etc/main.cf" <<EOF || exit 1
-# written by bench/dkim.sh
-compatibility_level = 3.6
-myhostname = bench.example.com
-mydomain = example.com
-myorigin = \$myhostname
-mydestination =
-relay_domains =
-relayhost = [127.0.0.1]:$SPORT
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-queue_directory = $pfx/queue
-data_directory = $pfx/data
-maillog_file = $pfx/maillog
-alias_maps =
-alias_database =
-biff = no
-default_process_limit = 200
-smtpd_client_connection_count_limit = 0
+write_postfix_main_cf "$SPORT" <<EOF || exit 1
 smtpd_milters = unix:$dsock
 non_smtpd_milters = \$smtpd_milters
 milter_protocol = 6
 milter_default_action = accept
 internal_mail_filter_classes =
 EOF
-[ -n "$PFX_EXTRA" ] && { printf '%s\n' "$PFX_EXTRA" >>"$pfx/etc/main.cf" || exit 1; }
 write_postfix_master_cf || exit 1
-postfix_queued() {	# messages in any of Postfix's queues
-	echo $(($(queue_count maildrop) + $(queue_count incoming) + $(queue_count active) +
-	    $(queue_count deferred) + $(queue_count hold)))
-}
-
 # ---- starting and stopping one server ------------------------------------------
 start_server() {	# $1 = rsa|ed25519|postfix|sink; sets port
 	case $1 in
@@ -342,10 +316,6 @@ EOF
 results=$work/results.tsv
 : >"$results"
 
-relayd_all_sent() { [ "$(grep -c 'status=sent' "$work/relayd.log")" -ge "$MSGS" ]; }
-postfix_all_sent() {
-	[ "$(postfix_queued)" = 0 ] && [ "$(grep -c 'status=sent' "$pfx/maillog" 2>/dev/null)" -ge "$MSGS" ]
-}
 
 # measure SERVER MODE SESSIONS REP: one line on stdout, one row in $results
 measure() {

@@ -97,27 +97,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# ---- the sink -----------------------------------------------------------------
-# smtp-sink accepts everything and throws it away; -c writes its counters
-# to stdout after every message and session, which sink_wait.py and
-# sink_count read. A fresh one per run, so that its count is the run's.
-start_sink() {
-	rm -f "$work/sink.out"
-	smtp-sink -c -u nobody "127.0.0.1:$SPORT" 1000 </dev/null >"$work/sink.out" 2>"$work/sink.err" &
-	sink_pid=$!
-	wait_listening "$SPORT" "$sink_pid" || {
-		say "$prog: smtp-sink did not start:"; cat "$work/sink.err"; return 1; }
-}
-sink_count() {	# $1 = sess|mesg: sessions or messages, from the last complete counter record
-	tr '\r' '\n' <"$work/sink.out" 2>/dev/null | grep -E '^sess=[0-9]+ quit=[0-9]+ mesg=[0-9]+$' |
-	    tail -n 1 | sed -n "s/.*$1=\([0-9]*\).*/\1/p"
-}
-stop_sink() {
-	stop_pid "$sink_pid"
-	wait "$sink_pid" 2>/dev/null
-	sink_pid=''
-}
-
 # ---- relayd -------------------------------------------------------------------
 rconf=$work/relayd.conf
 cat >"$rconf" <<EOF || exit 1
@@ -157,83 +136,11 @@ relayd_cpu() {	# user + system CPU seconds of $relayd_pid so far
 # client need: default_process_limit = 200 (100 smtpd + 20 smtp + the rest)
 # and no per-client connection limit.
 pfx=$work/postfix
-mkdir -p "$pfx/etc" || exit 1
-cat >"$pfx/etc/main.cf" <<EOF || exit 1
-# written by bench/relay.sh
-compatibility_level = 3.6
-myhostname = bench.example.com
-mydomain = example.com
-myorigin = \$myhostname
-mydestination =
-relay_domains =
-relayhost = [127.0.0.1]:$SPORT
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-mynetworks = 127.0.0.0/8
-queue_directory = $pfx/queue
-data_directory = $pfx/data
-maillog_file = $pfx/maillog
-alias_maps =
-alias_database =
-biff = no
-default_process_limit = 200
-smtpd_client_connection_count_limit = 0
-EOF
-[ -n "$PFX_EXTRA" ] && { printf '%s\n' "$PFX_EXTRA" >>"$pfx/etc/main.cf" || exit 1; }
+write_postfix_main_cf "$SPORT" </dev/null || exit 1
 write_postfix_master_cf || exit 1
-postfix_queued() {	# messages in any of Postfix's queues
-	echo $(($(queue_count maildrop) + $(queue_count incoming) + $(queue_count active) +
-	    $(queue_count deferred) + $(queue_count hold)))
-}
-
 # ---- one measurement --------------------------------------------------------
 results=$work/results.tsv
 : >"$results"
-
-# until_true SECONDS COMMAND...: run COMMAND every 0.1 s until it succeeds
-until_true() {
-	local n=0 lim=$(($1 * 10))
-	shift
-	until "$@"; do
-		[ $n -ge $lim ] && return 1
-		sleep 0.1; n=$((n + 1))
-	done
-}
-relayd_all_sent() { [ "$(grep -c 'status=sent' "$work/relayd.log")" -ge "$MSGS" ]; }
-postfix_all_sent() {
-	[ "$(postfix_queued)" = 0 ] && [ "$(grep -c 'status=sent' "$pfx/maillog" 2>/dev/null)" -ge "$MSGS" ]
-}
-
-# send MODE SESSIONS PORT: smtp-source, timed to the sink's last message;
-# sets e2e (seconds, or empty), submit (smtp-source's own seconds),
-# src_status and wait_note
-send() {
-	local d='' t0 t1 reached n=0
-	[ "$1" = reuse ] && d=-d
-	e2e='' submit='' wait_note=''
-	: >"$work/wait.out"	# before the child's own redirection: the loop below reads it
-	"$PY" "$top/bench/sink_wait.py" --file "$work/sink.out" --count "$MSGS" \
-	    --timeout $((RUN_TIMEOUT + DRAIN)) >"$work/wait.out" 2>&1 &
-	wait_pid=$!
-	until grep -q '^ready' "$work/wait.out"; do
-		[ $n -ge 200 ] && { wait_note="sink_wait.py not ready; "; break; }
-		sleep 0.05; n=$((n + 1))
-	done
-	t0=$(now)
-	timeout "$RUN_TIMEOUT" smtp-source $d -s "$2" -m "$MSGS" -l "$SIZE" \
-	    -f "$SENDER" -t "$RCPT" "127.0.0.1:$3" >"$work/source.out" 2>&1
-	src_status=$?
-	t1=$(now)
-	submit=$(secs_between "$t0" "$t1")
-	timeout "$DRAIN" tail --pid="$wait_pid" -s 0.05 -f /dev/null 2>/dev/null
-	kill -0 "$wait_pid" 2>/dev/null && wait_note="${wait_note}sink still short after ${DRAIN}s; "
-	stop_pid "$wait_pid"
-	wait "$wait_pid" 2>/dev/null
-	wait_pid=''
-	reached=$(sed -n 's/^reached=\([0-9.]*\) .*/\1/p' "$work/wait.out")
-	[ -n "$reached" ] && e2e=$(secs_between "$t0" "$reached")
-	return 0
-}
 
 # measure SERVER MODE SESSIONS REP: one line on stdout, one row in $results
 # SERVER is relayd, postfix, or sink (straight to the sink: the ceiling)
@@ -387,7 +294,7 @@ if any(k[2] == "sink" for k in runs):
 if commits:
 	print()
 	print("relayd spool group commit (its log at stop: \"spool: N records in M commits\"; a relayed"
-	    " message writes its message record, then records of its recipient's state and of its retirement), per run:")
+	    " message writes its message record and, once sent, its retirement record, which waits for the next commit someone waits for), per run:")
 	for (sess, mode), v in sorted(commits.items()):
 		print("%8d  %-9s %s" % (sess, modes.get(mode, mode), "; ".join(
 		    "%d in %d (%.1f per commit)" % (n, c, n / c if c else 0) for n, c in v)))
