@@ -63,12 +63,7 @@ done
 for p in "$RPORT" "$PPORT"; do
 	listening "$p" && die "something already listens on port $p (set BENCH_RELAYD_PORT / BENCH_POSTFIX_PORT)"
 done
-fs_dev=$(stat -c %d "$BASEDIR") var_dev=$(stat -c %d /var)
-[ "$fs_dev" = "$var_dev" ] ||
-	say "accept.sh: warning: $BASEDIR is not on the filesystem of /var; the figures are not comparable"
-
-work=$(mktemp -d "$BASEDIR/relayd-bench.XXXXXX") || exit 1
-chmod 755 "$work"	# Postfix's unprivileged daemons must reach their queue
+make_workdir relayd-bench || exit 1
 relayd_pid='' master_pid='' idle_pid=''
 
 cleanup() {

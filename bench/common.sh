@@ -48,6 +48,16 @@ wait_listening() {	# $1 = port, $2 = pid that must stay alive; up to 20 s
 	done
 }
 
+# make_workdir NAME: checks that $BASEDIR is where a spool would live (the
+# filesystem of /var; a warning otherwise) and sets work to a fresh
+# temporary directory below it, mode 755 (Postfix's and OpenDKIM's
+# unprivileged processes must reach their files).
+make_workdir() {
+	[ "$(stat -c %d "$BASEDIR")" = "$(stat -c %d /var)" ] ||
+		say "$prog: warning: $BASEDIR is not on the filesystem of /var; the figures are not comparable"
+	work=$(mktemp -d "$BASEDIR/$1.XXXXXX") && chmod 755 "$work"
+}
+
 # Before every measurement. This ext4 (no journal) keeps deleted inodes out
 # of reuse for about a minute: without the pause a run would pay for the
 # deletions of the one before.
@@ -60,6 +70,32 @@ quiesce() {	# $1 = pause in seconds (default $PAUSE)
 }
 
 # ---- relayd -------------------------------------------------------------------
+# write_relayd_sink_conf FILE: relayd on 127.0.0.1:$RPORT relaying to the
+# sink (upstream "sink", 127.0.0.1:$SPORT, no TLS, no auth, $UCONN
+# connections) for domain "example.com", whose further lines come on stdin.
+write_relayd_sink_conf() {
+	{
+		cat <<EOF
+# written by bench/$prog
+hostname = "bench.example.com"
+listen = { "127.0.0.1:$RPORT" }
+spool = "$work/relayd-spool"
+control = "$work/relayd-control.sock"
+max_clients = 1000
+upstream "sink" {
+	host = "127.0.0.1"
+	port = $SPORT
+	tls = "none"
+	auth = "none"
+	max_connections = $UCONN
+}
+domain "example.com" {
+	upstream = "sink"
+EOF
+		cat
+		printf '}\n'
+	} >"$1"
+}
 start_relayd() {
 	rm -rf "$work/relayd-spool" && mkdir -m 700 "$work/relayd-spool" || return 1
 	"$RELAYD" -d -f "$rconf" </dev/null >"$work/relayd.log" 2>&1 &

@@ -93,12 +93,7 @@ id opendkim >/dev/null 2>&1 || die "no user opendkim (the Debian package opendki
 for p in "$RPORT" "$PPORT" "$SPORT"; do
 	listening "$p" && die "something already listens on port $p (set BENCH_RELAYD_PORT / BENCH_POSTFIX_PORT / BENCH_SINK_PORT)"
 done
-fs_dev=$(stat -c %d "$BASEDIR") var_dev=$(stat -c %d /var)
-[ "$fs_dev" = "$var_dev" ] ||
-	say "$prog: warning: $BASEDIR is not on the filesystem of /var; the figures are not comparable"
-
-work=$(mktemp -d "$BASEDIR/relayd-dkim.XXXXXX") || exit 1
-chmod 755 "$work"	# Postfix's and OpenDKIM's unprivileged processes must reach their files
+make_workdir relayd-dkim || exit 1
 relayd_pid='' master_pid='' sink_pid='' wait_pid='' opendkim_pid=''
 
 stop_opendkim() {
@@ -135,28 +130,12 @@ ed_p=$(openssl pkey -in "$keys/ed25519.key" -pubout -outform DER 2>/dev/null | t
 # ---- relayd -------------------------------------------------------------------
 # One configuration per key: domain "example.com" with one dkim block.
 write_relayd_conf() {	# $1 = file, $2 = selector, $3 = key file, $4 = algorithm
-	cat >"$1" <<EOF
-# written by bench/dkim.sh
-hostname = "bench.example.com"
-listen = { "127.0.0.1:$RPORT" }
-spool = "$work/relayd-spool"
-control = "$work/relayd-control.sock"
-max_clients = 1000
-upstream "sink" {
-	host = "127.0.0.1"
-	port = $SPORT
-	tls = "none"
-	auth = "none"
-	max_connections = $UCONN
-}
-domain "example.com" {
-	upstream = "sink"
+	write_relayd_sink_conf "$1" <<EOF
 	dkim {
 		selector = "$2"
 		key_file = "$3"
 		algorithm = "$4"
 	}
-}
 EOF
 }
 rconf_rsa=$work/relayd-rsa.conf rconf_ed=$work/relayd-ed25519.conf

@@ -78,12 +78,7 @@ done
 for p in "$RPORT" "$PPORT" "$SPORT"; do
 	listening "$p" && die "something already listens on port $p (set BENCH_RELAYD_PORT / BENCH_POSTFIX_PORT / BENCH_SINK_PORT)"
 done
-fs_dev=$(stat -c %d "$BASEDIR") var_dev=$(stat -c %d /var)
-[ "$fs_dev" = "$var_dev" ] ||
-	say "$prog: warning: $BASEDIR is not on the filesystem of /var; the figures are not comparable"
-
-work=$(mktemp -d "$BASEDIR/relayd-bench.XXXXXX") || exit 1
-chmod 755 "$work"	# Postfix's unprivileged daemons must reach their queue
+make_workdir relayd-bench || exit 1
 relayd_pid='' master_pid='' sink_pid='' wait_pid=''
 
 cleanup() {
@@ -99,24 +94,7 @@ trap 'exit 130' INT TERM
 
 # ---- relayd -------------------------------------------------------------------
 rconf=$work/relayd.conf
-cat >"$rconf" <<EOF || exit 1
-# written by bench/relay.sh
-hostname = "bench.example.com"
-listen = { "127.0.0.1:$RPORT" }
-spool = "$work/relayd-spool"
-control = "$work/relayd-control.sock"
-max_clients = 1000
-upstream "sink" {
-	host = "127.0.0.1"
-	port = $SPORT
-	tls = "none"
-	auth = "none"
-	max_connections = $UCONN
-}
-domain "example.com" {
-	upstream = "sink"
-}
-EOF
+write_relayd_sink_conf "$rconf" </dev/null || exit 1
 "$RELAYD" -n -f "$rconf" >/dev/null 2>"$work/check.out" || { cat "$work/check.out"; die "relayd -n rejects $rconf"; }
 
 relayd_cpu() {	# user + system CPU seconds of $relayd_pid so far
