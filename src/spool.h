@@ -180,9 +180,10 @@ void spool_set_lazy_max(struct spool *sp, long ms);
 
 /* Statistics for logs and benchmarks. */
 struct spool_stats {
-	uint64_t	commits;	/* fdatasync calls */
+	uint64_t	commits;	/* fdatasync calls that made records durable */
 	uint64_t	records;	/* records made durable */
 	uint64_t	segments;	/* segment files now on disk */
+	uint64_t	prepared;	/* bytes written ahead of the tail while idle */
 };
 void spool_get_stats(const struct spool *sp, struct spool_stats *st);
 

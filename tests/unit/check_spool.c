@@ -10,8 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <linux/fiemap.h>
+#include <linux/fs.h>
 
 #include <event2/event.h>
 
@@ -593,6 +597,118 @@ START_TEST(lazy_records_ride_along_or_wait_their_bound)
 }
 END_TEST
 
+/*
+ * Bytes of [0, len) of a file that the filesystem holds as unwritten
+ * (preallocated, never written) extents; -1 where FIEMAP is not supported
+ * (tmpfs, say).
+ */
+static long long
+unwritten_bytes(const char *path, unsigned long long len)
+{
+	enum { NEXT = 64 };
+	struct fiemap *fm = xcalloc(1, sizeof(*fm) + NEXT * sizeof(struct fiemap_extent));
+	int fd = open(path, O_RDONLY);
+	long long n = 0;
+
+	ck_assert_int_ge(fd, 0);
+	fm->fm_start = 0;
+	fm->fm_length = len;
+	fm->fm_flags = FIEMAP_FLAG_SYNC;
+	fm->fm_extent_count = NEXT;
+	if (ioctl(fd, FS_IOC_FIEMAP, fm) < 0)
+		n = -1;
+	for (unsigned i = 0; n >= 0 && i < fm->fm_mapped_extents; i++) {
+		const struct fiemap_extent *e = &fm->fm_extents[i];
+		unsigned long long a = e->fe_logical, b = e->fe_logical + e->fe_length;
+
+		if (!(e->fe_flags & FIEMAP_EXTENT_UNWRITTEN) || a >= len)
+			continue;
+		n += (long long)((b < len ? b : len) - a);
+	}
+	close(fd);
+	free(fm);
+	return n;
+}
+
+/* Waits (bounded) until the committer has written ahead at least `want`
+ * bytes in all; returns what it has. */
+static uint64_t
+wait_prepared(struct spool *sp, uint64_t want)
+{
+	struct spool_stats st;
+
+	spool_get_stats(sp, &st);
+	for (int i = 0; i < 500 && st.prepared < want; i++) {
+		usleep(10000);
+		spool_get_stats(sp, &st);
+	}
+	return st.prepared;
+}
+
+/* The idle committer writes ahead of the tail, so that commits overwrite
+ * written blocks instead of converting preallocated ones; the records
+ * written there, and the zeros after them, read back as before. */
+START_TEST(idle_committer_writes_ahead)
+{
+	struct event_base *base = event_base_new();
+	char *dir = mktmpdir();
+	char err[256];
+	struct loaded l = { { NULL }, 0 };
+	char id[2][QID_SIZE];
+	struct spool_stats st;
+
+	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	ck_assert_uint_ge(wait_prepared(sp, 1u << 20), 1u << 20);
+	spool_get_stats(sp, &st);
+	ck_assert_uint_eq(st.commits, 0);	/* writing ahead is not a commit */
+	ck_assert_uint_eq(st.records, 0);
+
+	char *seg = xasprintf("%s/%016llx.seg", dir, 1ULL);
+	long long unwritten = unwritten_bytes(seg, 1u << 20);
+	if (unwritten >= 0)
+		ck_assert_int_eq(unwritten, 0);
+
+	/* a small message, then one of 600 KiB: the write-ahead follows the
+	 * tail to stay 1 MiB in front of it */
+	struct done d = commit_one(base, sp, "a@example.com", "x@example.net", "P: 1\r\n",
+	    "small\r\n", 7, id[0]);
+	ck_assert_int_eq(d.error, 0);
+	size_t biglen = 600u << 10;
+	char *big = xmalloc(biglen);
+	for (size_t i = 0; i < biglen; i++)
+		big[i] = (i % 80 == 78) ? '\r' : (i % 80 == 79) ? '\n' : (char)('a' + i % 26);
+	d = commit_one(base, sp, "b@example.com", "y@example.net", "", big, biglen, id[1]);
+	ck_assert_int_eq(d.error, 0);
+	uint64_t tail = d.loc.off + d.loc.len;
+	ck_assert_uint_ge(wait_prepared(sp, tail + (1u << 20) - 4096), tail + (1u << 20) - 4096);
+	unwritten = unwritten_bytes(seg, tail + (1u << 20) - (256u << 10));
+	if (unwritten >= 0)
+		ck_assert_int_eq(unwritten, 0);
+	spool_get_stats(sp, &st);
+	ck_assert_uint_eq(st.commits, 2);
+
+	/* nothing written ahead touched the records */
+	char *text = read_text(dir, &d.loc);
+	ck_assert_int_eq(memcmp(text, big, biglen), 0);
+	free(text);
+	spool_close(sp);
+	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	ck_assert_uint_eq(l.n, 2);
+	ck_assert_str_eq(l.env[0]->id, id[0]);
+	ck_assert_str_eq(l.env[1]->id, id[1]);
+	ck_assert_uint_eq(l.env[1]->loc.len, biglen);
+	spool_close(sp);
+	loaded_free(&l);
+	free(big);
+	free(seg);
+	rm_rf(dir);
+	free(dir);
+	event_base_free(base);
+}
+END_TEST
+
 /* A message deferred long enough would pin its segment and all newer ones:
  * relocating it writes it again, with its current state, and the old
  * segments go. */
@@ -696,6 +812,7 @@ spool_suite(void)
 	tcase_add_test(tc, retired_segments_are_reclaimed_oldest_first);
 	tcase_add_test(tc, relocation_frees_old_segments);
 	tcase_add_test(tc, lazy_records_ride_along_or_wait_their_bound);
+	tcase_add_test(tc, idle_committer_writes_ahead);
 	suite_add_tcase(s, tc);
 	return s;
 }
