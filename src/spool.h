@@ -20,9 +20,11 @@
  *    was acknowledged before.
  *  - Only one relayd uses a spool at a time (flock on "lock").
  *
- * Threading: every function here is called on the event-loop thread; the
- * done callbacks run there too.  The committer thread touches only the
- * segment files and the request lists.
+ * Threading: every function here is called on the event-loop thread, but
+ * for spool_commit_message(), which a worker thread may call for a message
+ * it owns (the one that has just signed it); the done callbacks always run
+ * on the loop.  The committer thread touches only the segment files and the
+ * request lists.
  */
 #ifndef RELAYD_SPOOL_H
 #define RELAYD_SPOOL_H

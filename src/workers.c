@@ -17,7 +17,7 @@
 
 struct job {
 	struct job	*next;
-	void		(*work)(void *);
+	bool		(*work)(void *);
 	void		(*done)(void *);
 	void		*arg;
 };
@@ -53,7 +53,11 @@ worker_main(void *arg)
 			w->todo_tail = &w->todo;
 		pthread_mutex_unlock(&w->mu);
 
-		j->work(j->arg);
+		if (!j->work(j->arg)) {
+			free(j);
+			pthread_mutex_lock(&w->mu);
+			continue;
+		}
 
 		pthread_mutex_lock(&w->mu);
 		j->next = NULL;
@@ -131,7 +135,7 @@ workers_new(struct event_base *base, int nthreads)
 }
 
 void
-workers_submit(struct workers *w, void (*work)(void *), void (*done)(void *), void *arg)
+workers_submit(struct workers *w, bool (*work)(void *), void (*done)(void *), void *arg)
 {
 	struct job *j = xcalloc(1, sizeof(*j));
 
