@@ -564,12 +564,13 @@ build_envelope(struct smtp_session *s)
  * Hands s->env, what relayd adds before the client's text (signatures,
  * trace, missing Date:/Message-ID:) and the body to the spool; committed()
  * follows on the event loop.  Runs on the loop, or on the worker that just
- * signed: the loop leaves a session in SS_SIGNING alone (it only marks
- * eof), and once spool_commit_message() is called the session belongs to
- * committed(), so nothing here touches s after that call.
+ * signed (lead: it may write and sync the commit itself): the loop leaves
+ * a session in SS_SIGNING alone (it only marks eof), and once the spool
+ * has the message the session belongs to committed(), so nothing here
+ * touches s after that call.
  */
 static void
-submit_message(struct smtp_session *s)
+submit_message(struct smtp_session *s, bool lead)
 {
 	struct spool_body *body = s->body;
 	struct buf prefix;
@@ -581,7 +582,8 @@ submit_message(struct smtp_session *s)
 	if (s->added.len)
 		buf_add(&prefix, s->added.p, s->added.len);
 	s->body = NULL;		/* the spool owns it now */
-	spool_commit_message(s->srv->spool, s->env, prefix.p, prefix.len, body, committed, s);
+	(lead ? spool_commit_message_lead : spool_commit_message)(s->srv->spool, s->env,
+	    prefix.p, prefix.len, body, committed, s);
 	buf_free(&prefix);
 }
 
@@ -592,14 +594,18 @@ commit_message(struct smtp_session *s)
 	build_envelope(s);
 	s->state = SS_COMMIT;
 	bufferevent_disable(s->bev, EV_READ);
-	submit_message(s);
+	submit_message(s, false);
 }
 
 /*
  * Worker thread: the private-key operations, then (signed) the spool.
  * Handing the message to the spool from here rather than from the loop
- * saves a thread hand-off on every signed message's way to its 250.
- * Returns true only when sign_done() must report a failure.
+ * saves a thread hand-off on every signed message's way to its 250, and
+ * when no other message waits to be signed and no commit is under way,
+ * this thread writes and syncs the commit itself, saving the committer's
+ * wake-up too.  With signing work waiting it does not: a core would idle
+ * while this thread waits for the disk.  Returns true only when
+ * sign_done() must report a failure.
  */
 static bool
 sign_work(void *arg)
@@ -611,7 +617,7 @@ sign_work(void *arg)
 		s->sign_error = 1;
 		return true;
 	}
-	submit_message(s);
+	submit_message(s, !workers_backlog(s->srv->workers));
 	return false;
 }
 

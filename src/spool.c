@@ -120,6 +120,10 @@ struct spool {
 	struct spool_req	*done, **done_tail;	/* guarded by mu */
 	bool			 notified;		/* guarded by mu */
 	bool			 stop;			/* guarded by mu */
+	bool			 busy;			/* guarded by mu: a thread writes to
+							 * the current segment (a commit, or
+							 * writing ahead); the segment state
+							 * below is that thread's */
 	struct spool_stats	 stats;			/* guarded by mu */
 
 	int			 notify_rd, notify_wr;
@@ -138,7 +142,7 @@ struct spool {
 	}			*rfds;
 	size_t			 nrfds;
 
-	/* committer-owned */
+	/* the writer's (see busy): the committer's, or a leader's */
 	uint64_t		*files;		/* segment files on disk, ascending */
 	size_t			 nfiles;
 	int			 segfd;
@@ -757,6 +761,39 @@ reclaim:
 		seg_reclaim(sp, reclaim_below);
 }
 
+/* Takes every pending request as one batch; mu held.  The caller becomes
+ * the writer (busy) until batch_done(). */
+static struct spool_req *
+batch_take(struct spool *sp, uint64_t *seg_max)
+{
+	struct spool_req *batch = sp->pend;
+
+	*seg_max = sp->seg_max;
+	sp->pend = NULL;
+	sp->pend_tail = &sp->pend;
+	sp->pend_waited = 0;
+	sp->busy = true;
+	return batch;
+}
+
+/* Hands a committed batch back to the event loop; mu held. */
+static void
+batch_done(struct spool *sp, struct spool_req *batch)
+{
+	struct spool_req *last = batch;
+
+	while (last->next)
+		last = last->next;
+	*sp->done_tail = batch;
+	sp->done_tail = &last->next;
+	if (!sp->notified) {
+		sp->notified = true;
+		char c = 1;
+		(void)!write(sp->notify_wr, &c, 1);
+	}
+	sp->busy = false;
+}
+
 static void *
 committer_main(void *arg)
 {
@@ -767,43 +804,44 @@ committer_main(void *arg)
 		/* Lazy requests (nobody waits for them) wait for the next
 		 * request that someone does wait for, or for their deadline:
 		 * under load they ride along with a commit that happens
-		 * anyway instead of costing one of their own. */
-		while (!sp->stop && (sp->pend == NULL || sp->pend_waited == 0)) {
+		 * anyway instead of costing one of their own.  While another
+		 * thread commits (spool_commit_message_lead), wait for it. */
+		bool due = false;
+
+		while (!sp->stop) {
+			if (sp->busy) {
+				pthread_cond_wait(&sp->cv, &sp->mu);
+				continue;
+			}
+			if (sp->pend != NULL && (sp->pend_waited > 0 || due))
+				break;
 			if (seg_want_prepare(sp)) {
 				/* idle: one chunk, then look again */
+				sp->busy = true;
 				pthread_mutex_unlock(&sp->mu);
 				seg_prepare(sp);
 				pthread_mutex_lock(&sp->mu);
+				sp->busy = false;
 				continue;
 			}
 			if (sp->pend == NULL)
 				pthread_cond_wait(&sp->cv, &sp->mu);
 			else if (pthread_cond_timedwait(&sp->cv, &sp->mu,
 			    &sp->lazy_deadline) == ETIMEDOUT)
-				break;
+				due = true;
 		}
+		while (sp->busy)	/* stopping while a leader commits */
+			pthread_cond_wait(&sp->cv, &sp->mu);
 		if (sp->pend == NULL)	/* only when stopping */
 			break;
-		struct spool_req *batch = sp->pend;
-		uint64_t seg_max = sp->seg_max;
-		sp->pend = NULL;
-		sp->pend_tail = &sp->pend;
-		sp->pend_waited = 0;
+		uint64_t seg_max;
+		struct spool_req *batch = batch_take(sp, &seg_max);
 		pthread_mutex_unlock(&sp->mu);
 
 		commit_batch(sp, batch, seg_max);
-		struct spool_req *last = batch;
-		while (last->next)
-			last = last->next;
 
 		pthread_mutex_lock(&sp->mu);
-		*sp->done_tail = batch;
-		sp->done_tail = &last->next;
-		if (!sp->notified) {
-			sp->notified = true;
-			char c = 1;
-			(void)!write(sp->notify_wr, &c, 1);
-		}
+		batch_done(sp, batch);
 	}
 	pthread_mutex_unlock(&sp->mu);
 	return NULL;
@@ -1030,10 +1068,9 @@ spool_commit_done(struct spool *sp, const struct spool_envelope *env,
 	buf_free(&p);
 }
 
-void
-spool_commit_message(struct spool *sp, const struct spool_envelope *env,
-    const char *prefix, size_t prefixlen, struct spool_body *body,
-    spool_done_fn done, void *arg)
+static struct spool_req *
+msg_req(const struct spool_envelope *env, const char *prefix, size_t prefixlen,
+    struct spool_body *body, spool_done_fn done, void *arg)
 {
 	struct spool_req *r = xcalloc(1, sizeof(*r));
 
@@ -1046,7 +1083,45 @@ spool_commit_message(struct spool *sp, const struct spool_envelope *env,
 	r->body = body;
 	r->done = done;
 	r->arg = arg;
-	spool_enqueue(sp, r);
+	return r;
+}
+
+void
+spool_commit_message_lead(struct spool *sp, const struct spool_envelope *env,
+    const char *prefix, size_t prefixlen, struct spool_body *body,
+    spool_done_fn done, void *arg)
+{
+	struct spool_req *r = msg_req(env, prefix, prefixlen, body, done, arg);
+	uint64_t seg_max;
+
+	pthread_mutex_lock(&sp->mu);
+	if (sp->busy || sp->stop) {
+		pthread_mutex_unlock(&sp->mu);
+		spool_enqueue(sp, r);
+		return;
+	}
+	*sp->pend_tail = r;
+	sp->pend_tail = &r->next;
+	struct spool_req *batch = batch_take(sp, &seg_max);
+	pthread_mutex_unlock(&sp->mu);
+
+	commit_batch(sp, batch, seg_max);
+
+	pthread_mutex_lock(&sp->mu);
+	sp->stats.led++;
+	batch_done(sp, batch);
+	/* what came meanwhile, and writing ahead, are the committer's */
+	if (sp->pend != NULL || sp->stop || seg_want_prepare(sp))
+		pthread_cond_signal(&sp->cv);
+	pthread_mutex_unlock(&sp->mu);
+}
+
+void
+spool_commit_message(struct spool *sp, const struct spool_envelope *env,
+    const char *prefix, size_t prefixlen, struct spool_body *body,
+    spool_done_fn done, void *arg)
+{
+	spool_enqueue(sp, msg_req(env, prefix, prefixlen, body, done, arg));
 }
 
 /*
