@@ -540,8 +540,7 @@ seg_cut(struct spool *sp, uint64_t size)
  * written blocks: 0.13 instead of 0.17 ms a commit on the reference
  * machine, 0.28 instead of 0.36-0.53 ms on ext4 with a journal.  The
  * zeros are what the preallocated tail already reads as, so recovery sees
- * no difference.  Called with mu held (seg_max); the rest is the
- * committer's own.
+ * no difference.  Called with mu held and no writer busy.
  */
 static bool
 seg_want_prepare(const struct spool *sp)
@@ -557,7 +556,7 @@ seg_want_prepare(const struct spool *sp)
 }
 
 /* Writes and syncs one chunk of zeros past the tail (never over a record:
- * only the committer writes records, and it is here). */
+ * records are written only by the busy writer, and that is us). */
 static void
 seg_prepare(struct spool *sp)
 {
