@@ -130,7 +130,6 @@ struct dkim_lib_crypto {
 
 /* The memory closure of one DKIM handle (see dkim_mem_free()). */
 struct dkim_mem {
-	bool	  watch;	/* track the blocks that may be the key structure */
 	bool	  ed25519;	/* an Ed25519 handle */
 	bool	  freeing;	/* inside dkim_free() */
 	void	**blk;		/* live blocks of the sizes that matter */
@@ -150,7 +149,7 @@ struct dkim_signer {
 	char			*err;		/* first failure, NULL if none */
 };
 
-/* ---- the memory closure: a workaround for the Ed25519 leak ----------- */
+/* ---- the memory closure: the Ed25519 leak, the failed-RSA double free - */
 
 static bool
 dkim_mem_untrack(struct dkim_mem *m, const void *p)
@@ -173,7 +172,7 @@ dkim_mem_alloc(void *closure, size_t n)
 	 * Remember the blocks that may be the key structure or its signature
 	 * buffer; a handle has few blocks of these sizes.
 	 */
-	if (p != NULL && m != NULL && m->watch &&
+	if (p != NULL && m != NULL &&
 	    (n == sizeof(struct dkim_lib_crypto) || n == DKIM_ED25519_SIGLEN)) {
 		if (m->nblk == m->capblk) {
 			m->capblk = m->capblk ? m->capblk * 2 : 8;
@@ -199,7 +198,7 @@ dkim_mem_free(void *closure, void *p)
 	struct dkim_mem *m = closure;
 	struct dkim_lib_crypto *c = p;
 
-	if (p != NULL && m != NULL && m->watch && dkim_mem_untrack(m, p) &&
+	if (p != NULL && m != NULL && dkim_mem_untrack(m, p) &&
 	    m->ed25519 && m->freeing && c->crypto_keysize == 8 * DKIM_ED25519_SIGLEN &&
 	    c->crypto_outlen == DKIM_ED25519_SIGLEN && c->crypto_key == NULL &&
 	    c->crypto_pkey != NULL && c->crypto_out != NULL &&
@@ -652,7 +651,6 @@ dkim_signer_new(struct dkim_keys *k, const struct cfg_domain *d, const char *fro
 			    b->selector, d->name);
 			goto fail;
 		}
-		s->mem[i].watch = true;
 		s->mem[i].ed25519 = e->algorithm == CFG_DKIM_ED25519_SHA256;
 		s->h[i] = dkim_sign(k->lib, s->jobid, &s->mem[i],
 		    (dkim_sigkey_t)k->keys[e->key].token,
