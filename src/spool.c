@@ -529,6 +529,13 @@ seg_cut(struct spool *sp, uint64_t size)
 		sp->seg_ready = size;
 }
 
+/* Where the current segment's written blocks end: records, or zeros ahead. */
+static uint64_t
+seg_written_end(const struct spool *sp)
+{
+	return sp->seg_ready > sp->segoff ? sp->seg_ready : sp->segoff;
+}
+
 /*
  * Whether the committer, idle, should write ahead in the current segment.
  *
@@ -545,7 +552,7 @@ seg_cut(struct spool *sp, uint64_t size)
 static bool
 seg_want_prepare(const struct spool *sp)
 {
-	uint64_t from = sp->seg_ready > sp->segoff ? sp->seg_ready : sp->segoff;
+	uint64_t from = seg_written_end(sp);
 	uint64_t want = sp->segoff + PREP_AHEAD;
 
 	if (sp->segfd < 0 || sp->seg_suspect || sp->seg_alloc == 0 || sp->segoff >= sp->seg_max)
@@ -561,7 +568,7 @@ static void
 seg_prepare(struct spool *sp)
 {
 	static char zeros[PREP_CHUNK];	/* .bss, never written */
-	uint64_t from = sp->seg_ready > sp->segoff ? sp->seg_ready : sp->segoff;
+	uint64_t from = seg_written_end(sp);
 	uint64_t n = sp->seg_alloc - from < PREP_CHUNK ? sp->seg_alloc - from : PREP_CHUNK;
 
 	if (pwrite_full(sp->segfd, zeros, (size_t)n, from) < 0 || fdatasync(sp->segfd) < 0) {
