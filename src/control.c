@@ -100,7 +100,7 @@ list_cb(void *arg, const struct spool_envelope *env, bool active, int64_t due)
 	static const char *const st[] = { "pending", "sent", "bounced" };
 
 	evbuffer_add_printf(out, "M\t%s\t%lld\t%llu\t", env->id, (long long)env->arrival,
-	    (unsigned long long)env->loc.len);
+	    (unsigned long long)spool_envelope_size(env));
 	put_field(out, env->sender);
 	evbuffer_add_printf(out, "\t%d\t%lld\n", active ? 1 : 0, (long long)due);
 	for (size_t i = 0; i < env->nrcpt; i++) {

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "qid.h"
 #include "queue.h"
+#include "resign.h"
 #include "router.h"
 #include "smtp_client.h"
 #include "util.h"
@@ -50,6 +51,7 @@ struct qmsg {
 	size_t			*ridx;		/* their indexes in env->rcpts */
 	size_t			 nr;
 	struct smtp_client_msg	 cm;
+	struct buf		 head;		/* cm.head: its signature fields */
 	bool			 dropped;	/* retired while a DSN commit was pending */
 	bool			 relocating;	/* spool_relocate() under way */
 	bool			 ready_after;	/* came due meanwhile */
@@ -103,6 +105,7 @@ struct queue {
 	size_t			 outcome_next;
 	struct config		*cfg;		/* the current generation's */
 	struct spool		*spool;
+	struct sigstore		*sigstores;	/* SIG records on their way */
 	struct idmap		*msgs;		/* qid value -> struct qmsg */
 	struct qmsg		**heap;
 	size_t			 nheap, heapcap;
@@ -333,6 +336,97 @@ client_closed(void *arg, struct smtp_client *c)
 		queue_dispatch(u);
 }
 
+static struct qmsg *msg_find(const struct queue *q, const char *id);
+
+/* Where a SIG record's durability is reported; listed in the queue so
+ * that none is left behind at exit (the spool drops callbacks then). */
+struct sigstore {
+	struct sigstore	*next, *prev;
+	struct queue	*q;
+	char		 id[QID_SIZE];
+};
+
+static void
+sigs_stored(void *arg, int error, const struct spool_loc *loc)
+{
+	struct sigstore *ss = arg;
+	struct queue *q = ss->q;
+	struct qmsg *m = msg_find(q, ss->id);
+
+	if (ss->prev)
+		ss->prev->next = ss->next;
+	else
+		q->sigstores = ss->next;
+	if (ss->next)
+		ss->next->prev = ss->prev;
+	/* on disk now: memory need not hold them any longer (on a failed
+	 * write they stay in memory, and a crash means signing again) */
+	if (error == 0 && m != NULL && (m->env->flags & SPOOL_F_SIGPEND) && m->env->sigs) {
+		m->env->sigloc = *loc;
+		free(m->env->sigs);
+		m->env->sigs = NULL;
+		m->env->siglen = 0;
+	}
+	free(ss);
+}
+
+/* Writes env->sigs, kept apart from the text (SPOOL_F_SIGPEND), to the spool. */
+static void
+sigs_store(struct queue *q, const struct spool_envelope *env)
+{
+	struct sigstore *ss = xcalloc(1, sizeof(*ss));
+
+	ss->q = q;
+	memcpy(ss->id, env->id, QID_SIZE);
+	ss->next = q->sigstores;
+	if (ss->next)
+		ss->next->prev = ss;
+	q->sigstores = ss;
+	spool_commit_sigs(q->spool, env, env->sigs, env->siglen, sigs_stored, ss);
+}
+
+/*
+ * The signature fields of a message signed while it was committed
+ * (SPOOL_F_SIGPEND) into m->head: from memory or their SIG record, or,
+ * when a crash came before that record was durable, made again now from
+ * the text (rare: synchronously, on the loop).
+ */
+static int
+msg_signatures(struct queue *q, struct qmsg *m, int fd, char *why, size_t whylen)
+{
+	struct spool_envelope *env = m->env;
+	int got = spool_read_sigs(q->spool, env, &m->head);
+
+	if (got > 0)
+		return 0;
+	if (got < 0) {
+		snprintf(why, whylen, "cannot read its DKIM signatures from the spool: %s",
+		    strerror(errno));
+		return -1;
+	}
+	char err[384];
+
+	got = resign_text(q->cfg, fd, env->loc.off, env->loc.len, env->id, &m->head, err,
+	    sizeof(err));
+	if (got < 0) {
+		snprintf(why, whylen, "DKIM signing failed: %s", err);
+		return -1;
+	}
+	if (got == 0) {
+		/* its From: domain has no keys any more */
+		log_warn("%s: signatures lost at the last stop, and its From: domain has no DKIM "
+		    "keys in the configuration now: sent unsigned", env->id);
+		env->flags &= ~SPOOL_F_SIGPEND;
+		return 0;
+	}
+	log_info("%s: signed again: its signatures had not reached the disk at the last stop",
+	    env->id);
+	env->sigs = xstrndup(m->head.p, m->head.len);
+	env->siglen = m->head.len;
+	sigs_store(q, env);
+	return 0;
+}
+
 /* Starts delivering m over uc. */
 static void
 msg_start(struct upclient *uc, struct qmsg *m)
@@ -375,6 +469,24 @@ msg_start(struct upclient *uc, struct qmsg *m)
 	m->cm.len = env->loc.len;
 	m->cm.eightbit = (env->flags & SPOOL_F_8BIT) != 0;
 	m->cm.smtputf8 = (env->flags & SPOOL_F_SMTPUTF8) != 0;
+	buf_free(&m->head);
+	if (m->cm.fd >= 0 && (env->flags & SPOOL_F_SIGPEND)) {
+		char why[512];
+
+		if (msg_signatures(q, m, m->cm.fd, why, sizeof(why)) < 0) {
+			struct dlv_status *res = xcalloc(n, sizeof(*res));
+
+			for (size_t i = 0; i < n; i++)
+				dlv_local(DLV_DEFER, "4.7.0", why, &res[i]);
+			log_err("%s: not sent: %s (mail from a domain with keys is never relayed "
+			    "unsigned)", env->id, why);
+			deliver_result(uc, uc->c, res, n);
+			free(res);
+			return;
+		}
+		m->cm.head = m->head.p;
+		m->cm.headlen = m->head.len;
+	}
 	if (m->cm.fd < 0) {
 		struct dlv_status *res = xcalloc(n, sizeof(*res));
 
@@ -445,6 +557,7 @@ msg_free(struct qmsg *m)
 {
 	free(m->rcpts);
 	free(m->ridx);
+	buf_free(&m->head);
 	spool_envelope_free(m->env);
 	free(m);
 }
@@ -518,6 +631,8 @@ read_headers(struct queue *q, const struct spool_envelope *env, struct buf *out)
 
 	if (fd < 0 || want == 0)
 		return;
+	/* signatures kept apart come first, as they were sent */
+	(void)spool_read_sigs(q->spool, env, out);
 	p = xmalloc(want + 1);
 	n = pread(fd, p, want, (off_t)env->loc.off);
 	if (n > 0) {
@@ -842,6 +957,9 @@ queue_add(struct queue *q, struct spool_envelope *env)
 	m->q = q;
 	m->env = env;
 	idmap_put(q->msgs, v, m);
+	/* a new message signed while it was committed: its signatures' record */
+	if ((env->flags & SPOOL_F_SIGPEND) && env->sigs != NULL && q->spool != NULL)
+		sigs_store(q, env);
 	for (size_t i = 0; i < env->nrcpt; i++)
 		pending |= env->rcpts[i].status == SPOOL_RCPT_PENDING;
 	if (!pending && q->spool != NULL) {
@@ -1172,7 +1290,7 @@ relocated(void *arg, int error, const struct spool_loc *loc)
 
 	m->relocating = false;
 	if (error == 0)
-		m->env->loc = *loc;
+		spool_envelope_moved(m->env, loc);
 	else
 		log_warn("%s: cannot move it to a newer spool segment: %s", m->env->id,
 		    strerror(error));
@@ -1299,6 +1417,12 @@ queue_free(struct queue *q)
 
 		q->watches = w->next;
 		free(w);
+	}
+	while (q->sigstores) {
+		struct sigstore *ss = q->sigstores;
+
+		q->sigstores = ss->next;
+		free(ss);
 	}
 	idmap_foreach(q->msgs, free_entry, NULL);
 	idmap_free(q->msgs);

@@ -978,11 +978,13 @@ client_start_message(struct smtp_client *c)
 		transaction_end(c);
 		return;
 	}
-	if (c->size_limit > 0 && m->len > c->size_limit) {
+	uint64_t size = m->headlen + m->len;
+
+	if (c->size_limit > 0 && size > c->size_limit) {
 		dlv_local(DLV_BOUNCE, "5.3.4", "", &st);
 		snprintf(st.reason, sizeof(st.reason),
 		    "message size %llu exceeds the limit of %llu octets that %s announces",
-		    (unsigned long long)m->len, (unsigned long long)c->size_limit, c->peer);
+		    (unsigned long long)size, (unsigned long long)c->size_limit, c->peer);
 		settle_rest(c, &st);
 		transaction_end(c);
 		return;
@@ -992,7 +994,7 @@ client_start_message(struct smtp_client *c)
 
 	if (c->x_size)
 		snprintf(params + strlen(params), sizeof(params) - strlen(params), " SIZE=%llu",
-		    (unsigned long long)m->len);
+		    (unsigned long long)size);
 	if (m->eightbit && c->x_8bitmime)
 		strcat(params, " BODY=8BITMIME");
 	if (m->smtputf8)
@@ -1074,7 +1076,7 @@ text_push(struct smtp_client *c)
 	c->state = C_DIALOGUE;
 	if (log_debug_enabled())
 		log_debug("%s: %s > (%llu octets of text) .", m->id, c->peer,
-		    (unsigned long long)m->len);
+		    (unsigned long long)(m->headlen + m->len));
 	evbuffer_add(out, ".\r\n", 3);
 	x_push(c, X_DOT, 0);
 }
@@ -1088,6 +1090,9 @@ start_text(struct smtp_client *c)
 	c->text_last = '\n';
 	bufferevent_setwatermark(c->bev, EV_WRITE, OUT_LOW, 0);
 	bufferevent_setcb(c->bev, client_read_cb, text_write_cb, client_event_cb, c);
+	/* header fields relayd made: no line of them starts with a dot */
+	if (c->m->headlen > 0)
+		evbuffer_add(bufferevent_get_output(c->bev), c->m->head, c->m->headlen);
 	text_push(c);
 }
 

@@ -48,6 +48,10 @@ struct smtp_client_msg {
 	const char	 *sender;	/* "" for <> */
 	const char	**rcpts;
 	size_t		  nrcpt;
+	const char	 *head;		/* sent before the text, NULL if nothing: the
+					 * DKIM-Signature fields of a message that
+					 * keeps them apart (SPOOL_F_SIGPEND) */
+	size_t		  headlen;
 	int		  fd;		/* the text: pread(fd, .., len, off) */
 	uint64_t	  off;
 	uint64_t	  len;

@@ -22,10 +22,14 @@
  *     RCPT  u64 qid | u32 index | u8 status | u16 attempts | i64 next |
  *           str last_error | str dsn
  *     DONE  u64 qid
+ *     SIG   u64 qid | text (the DKIM-Signature fields of a message whose
+ *           MSG record has SPOOL_F_SIGPEND: they go before its text)
  *   str = u32 length (0xffffffff for NULL) | bytes
  *
  * Recovery reads segments in order: a MSG creates (or, when a message was
- * relocated, replaces) a message, RCPT records update it, DONE retires it.
+ * relocated, replaces) a message, RCPT records update it, SIG gives it its
+ * signatures, DONE retires it.  A SIG record can lie in a later segment
+ * than its MSG; that is safe because segments go oldest first.
  * Segments are deleted oldest first only, and only when no live message
  * starts in them, so a retiring or state record never outlives the message
  * record it refers to, and never vanishes while that message is live.
@@ -59,6 +63,7 @@
 #define REC_MSG		1
 #define REC_RCPT	2
 #define REC_DONE	3
+#define REC_SIG		4
 #define REC_MAX_PAYLOAD	(1ULL << 32)	/* u32 length: > 4 GiB messages cannot exist */
 
 #define SEG_MAX_SIZE	(64ULL << 20)	/* rotate once a segment passes this */
@@ -90,6 +95,7 @@ struct spool_req {
 	enum spool_req_kind	 kind;
 	uint64_t		 reclaim_below;
 	int64_t			 done_seg;	/* DONE: the retired message's segment, else -1 */
+	bool			 waited;	/* someone waits for it: commit now */
 	struct buf		 head;	/* record header + MSG payload up to the text */
 	char			*prefix;
 	size_t			 prefixlen;
@@ -287,12 +293,13 @@ spool_envelope_free(struct spool_envelope *env)
 	free(env->rcpts);
 	free(env->sender);
 	free(env->route);
+	free(env->sigs);
 	free(env);
 }
 
 static void
 encode_msg_head(struct buf *b, const struct spool_envelope *env, uint64_t qid,
-    uint64_t textlen)
+    uint32_t flags, uint64_t textlen)
 {
 	/* header, CRC and length filled in by the committer */
 	put_u32(b, REC_MAGIC);
@@ -303,7 +310,7 @@ encode_msg_head(struct buf *b, const struct spool_envelope *env, uint64_t qid,
 	put_u32(b, 0);
 	put_u64(b, qid);
 	put_u64(b, (uint64_t)env->arrival);
-	put_u32(b, env->flags);
+	put_u32(b, flags);
 	put_u32(b, (uint32_t)env->nrcpt);
 	put_str(b, env->sender);
 	put_str(b, env->route);
@@ -897,7 +904,7 @@ spool_enqueue(struct spool *sp, struct spool_req *r)
 	bool wake = true;
 
 	pthread_mutex_lock(&sp->mu);
-	if (r->done != NULL)
+	if (r->waited)
 		sp->pend_waited++;
 	else if (sp->pend != NULL)
 		wake = false;	/* a commit or a deadline is already due */
@@ -1016,6 +1023,7 @@ rec_req(int type, const struct buf *p, spool_done_fn done, void *arg)
 	r->done_seg = -1;
 	r->done = done;
 	r->arg = arg;
+	r->waited = done != NULL;
 	buf_init(&r->head);
 	put_u32(&r->head, REC_MAGIC);
 	put_u8(&r->head, (uint8_t)type);
@@ -1074,6 +1082,62 @@ spool_commit_done(struct spool *sp, const struct spool_envelope *env,
 	buf_free(&p);
 }
 
+void
+spool_commit_sigs(struct spool *sp, const struct spool_envelope *env, const char *sigs,
+    size_t len, spool_done_fn done, void *arg)
+{
+	struct buf p;
+	struct spool_req *r;
+
+	buf_init(&p);
+	put_u64(&p, env_qid(env));
+	buf_add(&p, sigs, len);
+	r = rec_req(REC_SIG, &p, done, arg);
+	r->waited = false;	/* lazy, but told when durable */
+	spool_enqueue(sp, r);
+	buf_free(&p);
+}
+
+int
+spool_read_sigs(struct spool *sp, const struct spool_envelope *env, struct buf *out)
+{
+	if (!(env->flags & SPOOL_F_SIGPEND))
+		return 0;
+	if (env->sigs != NULL) {
+		buf_add(out, env->sigs, env->siglen);
+		return 1;
+	}
+	if (env->sigloc.len == 0)
+		return 0;
+
+	int fd = spool_text_fd(sp, &env->sigloc);
+	size_t n = (size_t)env->sigloc.len;
+
+	if (fd < 0)
+		return -1;
+	char *p = xmalloc(n);
+	ssize_t k = pread(fd, p, n, (off_t)env->sigloc.off);
+	if (k != (ssize_t)n) {
+		free(p);
+		if (k >= 0)
+			errno = EIO;
+		return -1;
+	}
+	buf_add(out, p, n);
+	free(p);
+	return 1;
+}
+
+uint64_t
+spool_envelope_size(const struct spool_envelope *env)
+{
+	uint64_t n = env->loc.len;
+
+	if (env->flags & SPOOL_F_SIGPEND)
+		n += env->sigs ? env->siglen : env->sigloc.len;
+	return n;
+}
+
 static struct spool_req *
 msg_req(const struct spool_envelope *env, const char *prefix, size_t prefixlen,
     struct spool_body *body, spool_done_fn done, void *arg)
@@ -1083,12 +1147,13 @@ msg_req(const struct spool_envelope *env, const char *prefix, size_t prefixlen,
 	r->kind = REQ_MSG;
 	r->done_seg = -1;
 	buf_init(&r->head);
-	encode_msg_head(&r->head, env, env_qid(env), prefixlen + body->size);
+	encode_msg_head(&r->head, env, env_qid(env), env->flags, prefixlen + body->size);
 	r->prefix = xstrndup(prefix, prefixlen);
 	r->prefixlen = prefixlen;
 	r->body = body;
 	r->done = done;
 	r->arg = arg;
+	r->waited = true;
 	return r;
 }
 
@@ -1154,24 +1219,50 @@ spool_relocate(struct spool *sp, const struct spool_envelope *env, spool_done_fn
 	struct spool_body *b = spool_body_new(sp);
 	int fd = spool_text_fd(sp, &env->loc);
 	struct spool_req *r;
+	struct buf sigs;
+	uint32_t flags = env->flags;
+
+	/* signatures kept apart join the head of the text again */
+	buf_init(&sigs);
+	int got = spool_read_sigs(sp, env, &sigs);
+	if (got > 0)
+		flags &= ~SPOOL_F_SIGPEND;
+	else if (got < 0)
+		b->err = errno ? errno : EIO;
 
 	/* the text is copied by the committer, straight from its segment */
 	b->fd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
 	b->base = env->loc.off;
 	b->size = env->loc.len;
-	if (b->fd < 0)
+	if (b->fd < 0 && b->err == 0)
 		b->err = errno ? errno : EIO;
 	r = xcalloc(1, sizeof(*r));
 	r->kind = REQ_MSG;
 	r->done_seg = (int64_t)env->loc.seg;	/* the old copy stops counting */
 	buf_init(&r->head);
-	encode_msg_head(&r->head, env, env_qid(env), env->loc.len);
-	r->prefix = xstrdup("");
-	r->prefixlen = 0;
+	encode_msg_head(&r->head, env, env_qid(env), flags, sigs.len + env->loc.len);
+	r->prefix = xstrndup(sigs.len ? sigs.p : "", sigs.len);
+	r->prefixlen = sigs.len;
 	r->body = b;
 	r->done = done;
 	r->arg = arg;
+	r->waited = true;
 	spool_enqueue(sp, r);
+	buf_free(&sigs);
+}
+
+void
+spool_envelope_moved(struct spool_envelope *env, const struct spool_loc *loc)
+{
+	env->loc = *loc;
+	if ((env->flags & SPOOL_F_SIGPEND) && (env->sigs != NULL || env->sigloc.len > 0)) {
+		/* spool_relocate() joined them to the text */
+		env->flags &= ~SPOOL_F_SIGPEND;
+		free(env->sigs);
+		env->sigs = NULL;
+		env->siglen = 0;
+		memset(&env->sigloc, 0, sizeof(env->sigloc));
+	}
 }
 
 void
@@ -1263,6 +1354,18 @@ recover_record(struct recovery *rc, int type, const unsigned char *p, size_t n,
 		if (!r.bad)
 			spool_envelope_free(idmap_del(rc->msgs, qid));
 		return;
+	case REC_SIG: {
+		qid = rd_uint(&r, 8);
+		struct spool_envelope *env = r.bad ? NULL : idmap_get(rc->msgs, qid);
+
+		/* (a relocated copy has them in its text: no SIGPEND) */
+		if (env != NULL && (env->flags & SPOOL_F_SIGPEND)) {
+			env->sigloc.seg = seg;
+			env->sigloc.off = payload_off + 8;
+			env->sigloc.len = n - 8;
+		}
+		return;
+	}
 	default:
 		log_warn("spool: %016" PRIx64 ".seg: unknown record type %d skipped", seg, type);
 	}

@@ -37,6 +37,7 @@
 #include <event2/event.h>
 
 #include "qid.h"
+#include "util.h"
 
 enum spool_rcpt_status {
 	SPOOL_RCPT_PENDING = 0,
@@ -46,6 +47,15 @@ enum spool_rcpt_status {
 
 #define SPOOL_F_8BIT	 0x1u	/* BODY=8BITMIME, or 8-bit octets seen */
 #define SPOOL_F_SMTPUTF8 0x2u	/* SMTPUTF8 given on MAIL */
+/*
+ * The message was signed while its MSG record was being made durable, so
+ * its DKIM-Signature fields are not at the head of its text: they are in a
+ * SIG record of their own (sigloc), written lazily after the 250, or, until
+ * that is durable, in memory (sigs).  With neither (a crash came between
+ * the 250 and the SIG record) the message must be signed again before it
+ * is sent: it is never relayed without them.
+ */
+#define SPOOL_F_SIGPEND	 0x4u
 
 struct spool_rcpt {
 	char		*addr;
@@ -76,6 +86,11 @@ struct spool_envelope {
 	size_t			 nrcpt;
 	struct spool_rcpt	*rcpts;
 	struct spool_loc	 loc;		/* set once committed / when loaded */
+	/* with SPOOL_F_SIGPEND: the signature fields (each ending in CRLF),
+	 * sent before the text */
+	struct spool_loc	 sigloc;	/* on disk (SIG record); len 0: not */
+	char			*sigs;		/* in memory (NULL: not); owned */
+	size_t			 siglen;
 };
 
 /* Deep free of an envelope allocated by spool_envelope_new or the loader. */
@@ -150,6 +165,29 @@ void spool_commit_message_lead(struct spool *sp, const struct spool_envelope *en
     spool_done_fn done, void *arg);
 
 /*
+ * Records the signature fields of a SPOOL_F_SIGPEND message (sigs, len
+ * octets, each field ending in CRLF) in a SIG record.  Lazy, like a
+ * recipient's state: written with the next commit someone waits for, or
+ * within 0.1 s; a crash before then only means the message is signed
+ * again.  done (required) runs on the loop once the record is durable,
+ * with loc saying where the fields are (or with an error).
+ */
+void spool_commit_sigs(struct spool *sp, const struct spool_envelope *env, const char *sigs,
+    size_t len, spool_done_fn done, void *arg);
+
+/*
+ * The signature fields of a SPOOL_F_SIGPEND message into out (appended):
+ * from memory, else from its SIG record.  Returns 1 if there were some,
+ * 0 if there are none yet (the message must be signed again), -1 with
+ * errno if the spool cannot be read.
+ */
+int spool_read_sigs(struct spool *sp, const struct spool_envelope *env, struct buf *out);
+
+/* The length the text will have when sent: the signature fields (if kept
+ * apart and known) and the text. */
+uint64_t spool_envelope_size(const struct spool_envelope *env);
+
+/*
  * Records recipient idx's state as it now is in env (after an attempt).
  * done may be NULL: the record is then lazy, written with the next commit
  * that someone waits for and durable within 0.1 s at the latest (so that a
@@ -178,15 +216,17 @@ int spool_text_fd(struct spool *sp, const struct spool_loc *loc);
 /*
  * Relocation: the oldest segment holding live messages, if it is worth
  * emptying (see spool.c), else 0.  spool_relocate() writes a message again,
- * with its recipients' state as they are in env, into the current segment;
- * done reports its new place (the caller updates env->loc; until then the
- * old place stays valid).  No other record of the message may be committed
+ * with its recipients' state as they are in env, into the current segment,
+ * with signature fields kept apart (SPOOL_F_SIGPEND) joined to the head of
+ * its text; done reports its new place, and the caller then hands it to
+ * spool_envelope_moved() (until then the old place stays valid).  No other record of the message may be committed
  * while its relocation is under way, or recovery could see them in the
  * wrong order.
  */
 uint64_t spool_compact_candidate(const struct spool *sp);
 void spool_relocate(struct spool *sp, const struct spool_envelope *env, spool_done_fn done,
     void *arg);
+void spool_envelope_moved(struct spool_envelope *env, const struct spool_loc *loc);
 
 /* Segment size before rotation (default 64 MiB); for tests and tuning. */
 void spool_set_segment_max(struct spool *sp, uint64_t bytes);

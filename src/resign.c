@@ -1,0 +1,169 @@
+/*
+ * resign — signs a queued message again, from its text in the spool (see
+ * resign.h for when and why).
+ *
+ * The text is read in chunks and split by msghdr as smtp_server splits what
+ * a client sends; the header fields are kept until the end of the header,
+ * since only then is it known whose keys sign (the From: domain's), then
+ * fed to the signer in their order, and the body follows as it is read.
+ * The text starts with relayd's own Received: field, which the signer
+ * never signs (it is not in the list of signed fields), so it makes no
+ * difference to the signature.
+ */
+#include "acconfig.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dkim.h"
+#include "msghdr.h"
+#include "resign.h"
+#include "router.h"
+
+#define RESIGN_CHUNK	 (64u << 10)
+#define RESIGN_HDR_MAX	 (1u << 20)	/* as smtp_server: a larger header is never signed */
+
+struct resign {
+	const struct config	*cfg;
+	const char		*jobid;
+	struct buf		 hdrs;		/* the header fields, back to back */
+	size_t			*flen;		/* their lengths */
+	size_t			 nf;
+	unsigned		 nfrom;
+	char			 from_domain[256];
+	struct dkim_signer	*signer;
+	bool			 nokeys;
+	int			 failed;
+	char			*err;
+	size_t			 errlen;
+};
+
+static void rs_fail(struct resign *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+rs_fail(struct resign *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (r->failed)
+		return;
+	r->failed = 1;
+	va_start(ap, fmt);
+	vsnprintf(r->err, r->errlen, fmt, ap);
+	va_end(ap);
+}
+
+static void
+rs_field(void *ctx, const char *p, size_t n)
+{
+	struct resign *r = ctx;
+
+	if (msghdr_is(p, n, "From") && r->nfrom++ == 0 &&
+	    !msghdr_addr_domain(p, n, r->from_domain, sizeof(r->from_domain)))
+		r->from_domain[0] = '\0';
+	if (r->hdrs.len + n > RESIGN_HDR_MAX) {
+		rs_fail(r, "%s", "header section too large to sign (over 1 MB)");
+		return;
+	}
+	buf_add(&r->hdrs, p, n);
+	r->flen = xrealloc(r->flen, (r->nf + 1) * sizeof(*r->flen));
+	r->flen[r->nf++] = n;
+}
+
+static void
+rs_eoh(void *ctx, const char *p, size_t n)
+{
+	struct resign *r = ctx;
+	const struct cfg_domain *d;
+	char err[256];
+
+	(void)p;
+	(void)n;
+	if (r->failed)
+		return;
+	if (r->nfrom != 1) {
+		rs_fail(r, "%s", r->nfrom == 0 ? "the message has no From: field" :
+		    "the message has more than one From: field");
+		return;
+	}
+	d = r->from_domain[0] ? router_lookup(r->cfg, r->from_domain) : NULL;
+	if (d == NULL || d->ndkim == 0) {
+		r->nokeys = true;
+		return;
+	}
+	r->signer = dkim_signer_new(r->cfg->dkim, d, r->from_domain, r->jobid, err, sizeof(err));
+	if (r->signer == NULL) {
+		rs_fail(r, "%s", err);
+		return;
+	}
+	const char *f = r->hdrs.p;
+	for (size_t i = 0; i < r->nf; i++) {
+		(void)dkim_signer_header(r->signer, f, r->flen[i]);
+		f += r->flen[i];
+	}
+	(void)dkim_signer_eoh(r->signer);
+}
+
+static void
+rs_body(void *ctx, const char *p, size_t n)
+{
+	struct resign *r = ctx;
+
+	if (r->signer != NULL && !r->failed)
+		(void)dkim_signer_body(r->signer, p, n);
+}
+
+int
+resign_text(const struct config *cfg, int fd, uint64_t off, uint64_t len,
+    const char *jobid, struct buf *out, char *err, size_t errlen)
+{
+	struct resign r = { .cfg = cfg, .jobid = jobid, .err = err, .errlen = errlen };
+	struct msghdr_cb cb = { rs_field, rs_eoh, rs_body, &r };
+	struct hdrsplit h;
+	char *chunk = xmalloc(RESIGN_CHUNK);
+	uint64_t done = 0;
+	int rc = -1;
+
+	buf_init(&r.hdrs);
+	msghdr_init(&h, &cb);
+	while (done < len && !r.failed) {
+		size_t want = len - done < RESIGN_CHUNK ? (size_t)(len - done) : RESIGN_CHUNK;
+		ssize_t k = pread(fd, chunk, want, (off_t)(off + done));
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			rs_fail(&r, "cannot read the message from the spool: %s",
+			    k < 0 ? strerror(errno) : "unexpected end of file");
+			break;
+		}
+		msghdr_feed(&h, chunk, (size_t)k);
+		done += (uint64_t)k;
+	}
+	if (!r.failed)
+		msghdr_finish(&h);
+	if (r.failed)
+		goto out;
+	if (r.nokeys) {
+		rc = 0;
+		goto out;
+	}
+	if (r.signer == NULL) {
+		snprintf(err, errlen, "the message has no header section to sign");
+		goto out;
+	}
+	if (dkim_signer_finish(r.signer, out, err, errlen) == 0)
+		rc = 1;
+out:
+	dkim_signer_free(r.signer);
+	msghdr_free(&h);
+	buf_free(&r.hdrs);
+	free(r.flen);
+	free(chunk);
+	return rc;
+}
