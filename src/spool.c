@@ -96,6 +96,7 @@ struct spool_req {
 	uint64_t		 reclaim_below;
 	int64_t			 done_seg;	/* DONE: the retired message's segment, else -1 */
 	bool			 waited;	/* someone waits for it: commit now */
+	size_t			 loc_skip;	/* REQ_REC: loc is the payload past this */
 	struct buf		 head;	/* record header + MSG payload up to the text */
 	char			*prefix;
 	size_t			 prefixlen;
@@ -678,6 +679,9 @@ commit_write_rec(struct spool *sp, struct spool_req *r)
 		seg_cut(sp, sp->segoff);
 		return -1;
 	}
+	r->loc.seg = sp->segseq;
+	r->loc.off = sp->segoff + REC_HDR_LEN + r->loc_skip;
+	r->loc.len = r->head.len - REC_HDR_LEN - r->loc_skip;
 	sp->segoff += r->head.len;
 	return 0;
 }
@@ -1094,6 +1098,7 @@ spool_commit_sigs(struct spool *sp, const struct spool_envelope *env, const char
 	buf_add(&p, sigs, len);
 	r = rec_req(REC_SIG, &p, done, arg);
 	r->waited = false;	/* lazy, but told when durable */
+	r->loc_skip = 8;	/* the qid */
 	spool_enqueue(sp, r);
 	buf_free(&p);
 }

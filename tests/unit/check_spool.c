@@ -89,9 +89,9 @@ rm_rf(const char *spooldir)
 	free(parent);
 }
 
-/* Commits one message and waits (bounded) for its callback. */
+/* Commits one message with these flags and waits (bounded) for its callback. */
 static struct done
-commit_one(struct event_base *base, struct spool *sp, const char *sender,
+commit_flags(struct event_base *base, struct spool *sp, uint32_t flags, const char *sender,
     const char *rcpt, const char *prefix, const char *body, size_t bodylen, char id[QID_SIZE])
 {
 	struct spool_envelope env;
@@ -104,6 +104,7 @@ commit_one(struct event_base *base, struct spool *sp, const char *sender,
 	qid_next(env.id);
 	memcpy(id, env.id, QID_SIZE);
 	env.arrival = now_us();
+	env.flags = flags;
 	env.sender = (char *)sender;
 	env.nrcpt = 1;
 	rc.addr = (char *)rcpt;
@@ -120,6 +121,13 @@ commit_one(struct event_base *base, struct spool *sp, const char *sender,
 	}
 	ck_assert_int_eq(d.calls, 1);
 	return d;
+}
+
+static struct done
+commit_one(struct event_base *base, struct spool *sp, const char *sender,
+    const char *rcpt, const char *prefix, const char *body, size_t bodylen, char id[QID_SIZE])
+{
+	return commit_flags(base, sp, 0, sender, rcpt, prefix, body, bodylen, id);
 }
 
 static char *
@@ -924,6 +932,131 @@ START_TEST(relocation_frees_old_segments)
 }
 END_TEST
 
+/*
+ * SPOOL_F_SIGPEND: a message committed while it was being signed, its
+ * signatures in a SIG record of their own (in a later segment here), or
+ * lost to a crash before that record; a relocation joins them to the text.
+ */
+START_TEST(signatures_kept_apart)
+{
+	static const char text[] = "From: a@example.com\r\n\r\nbody\r\n";
+	static const char sig1[] = "DKIM-Signature: v=1; a=rsa-sha256; d=example.com;\r\n"
+	    "\tb=c2lnbmF0dXJl\r\n";
+	static const char sig3[] = "DKIM-Signature: v=1; b=aW4gbWVtb3J5\r\n";
+	struct event_base *base = event_base_new();
+	char *dir = mktmpdir();
+	char err[256];
+	struct loaded l = { { NULL }, 0 };
+	char id[3][QID_SIZE];
+	struct done d[3];
+	struct spool_rcpt rc[3];
+	struct spool_envelope env[3];
+	size_t tl = strlen(text);
+
+	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	spool_set_segment_max(sp, 1);	/* a segment per commit */
+	for (int i = 0; i < 3; i++) {
+		d[i] = commit_flags(base, sp, SPOOL_F_SIGPEND, "a@example.com", "x@example.net",
+		    "Received: by test\r\n", text, tl, id[i]);
+		ck_assert_int_eq(d[i].error, 0);
+		memset(&env[i], 0, sizeof(env[i]));
+		memset(&rc[i], 0, sizeof(rc[i]));
+		memcpy(env[i].id, id[i], QID_SIZE);
+		env[i].flags = SPOOL_F_SIGPEND;
+		env[i].sender = "a@example.com";
+		env[i].nrcpt = 1;
+		env[i].rcpts = &rc[i];
+		rc[i].addr = "x@example.net";
+		env[i].loc = d[i].loc;
+	}
+	/* the first one's signatures: lazy, yet reported once durable */
+	struct done ds = { 0, -1, { 0, 0, 0 } };
+	spool_commit_sigs(sp, &env[0], sig1, strlen(sig1), done_cb, &ds);
+	wait_calls(base, &ds.calls, 1);
+	ck_assert_int_eq(ds.error, 0);
+	ck_assert_uint_gt(ds.loc.seg, d[0].loc.seg);
+	ck_assert_uint_eq(ds.loc.len, strlen(sig1));
+	/* the second's never come (a crash); the third's are in memory only */
+	spool_close(sp);
+
+	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	spool_set_segment_max(sp, 1);
+	ck_assert_uint_eq(l.n, 3);
+	struct buf b;
+	buf_init(&b);
+	ck_assert_str_eq(l.env[0]->id, id[0]);
+	ck_assert_uint_ne(l.env[0]->flags & SPOOL_F_SIGPEND, 0);
+	ck_assert_uint_eq(l.env[0]->sigloc.seg, ds.loc.seg);
+	ck_assert_uint_eq(l.env[0]->sigloc.len, strlen(sig1));
+	ck_assert_int_eq(spool_read_sigs(sp, l.env[0], &b), 1);
+	ck_assert_str_eq(b.p, sig1);
+	ck_assert_uint_eq(spool_envelope_size(l.env[0]), d[0].loc.len + strlen(sig1));
+	ck_assert_str_eq(l.env[1]->id, id[1]);
+	ck_assert_uint_ne(l.env[1]->flags & SPOOL_F_SIGPEND, 0);
+	ck_assert_uint_eq(l.env[1]->sigloc.len, 0);
+	buf_reset(&b);
+	ck_assert_int_eq(spool_read_sigs(sp, l.env[1], &b), 0);
+	ck_assert_uint_eq(b.len, 0);
+	ck_assert_uint_eq(spool_envelope_size(l.env[1]), d[1].loc.len);
+	l.env[2]->sigs = xstrdup(sig3);
+	l.env[2]->siglen = strlen(sig3);
+	ck_assert_uint_eq(spool_envelope_size(l.env[2]), d[2].loc.len + strlen(sig3));
+
+	/* relocation: the signatures, from disk or memory, join the text;
+	 * without any the message stays one to sign again */
+	struct done rel[3];
+	for (int i = 0; i < 3; i++) {
+		rel[i] = (struct done){ 0, -1, { 0, 0, 0 } };
+		spool_relocate(sp, l.env[i], done_cb, &rel[i]);
+	}
+	for (int i = 0; i < 3; i++) {
+		wait_calls(base, &rel[i].calls, 1);
+		ck_assert_int_eq(rel[i].error, 0);
+		spool_envelope_moved(l.env[i], &rel[i].loc);
+	}
+	const char *want[3] = { sig1, "", sig3 };
+	for (int i = 0; i < 3; i++) {
+		char *t = read_text(dir, &rel[i].loc);
+		char *w = xasprintf("%sReceived: by test\r\n%s", want[i], text);
+
+		ck_assert_str_eq(t, w);
+		free(t);
+		free(w);
+	}
+	ck_assert_uint_eq(l.env[0]->flags & SPOOL_F_SIGPEND, 0);
+	ck_assert_uint_eq(l.env[0]->sigloc.len, 0);
+	ck_assert_uint_ne(l.env[1]->flags & SPOOL_F_SIGPEND, 0);
+	ck_assert_uint_eq(l.env[2]->flags & SPOOL_F_SIGPEND, 0);
+	ck_assert_ptr_null(l.env[2]->sigs);
+	spool_close(sp);
+	loaded_free(&l);
+
+	/* and so they come back, the SIG record of the old copy ignored */
+	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	ck_assert_uint_eq(l.n, 3);
+	for (int i = 0; i < 3; i++) {
+		char *t = read_text(dir, &l.env[i]->loc);
+		char *w = xasprintf("%sReceived: by test\r\n%s", want[i], text);
+
+		ck_assert_str_eq(t, w);
+		ck_assert_uint_eq(l.env[i]->flags & SPOOL_F_SIGPEND,
+		    i == 1 ? SPOOL_F_SIGPEND : 0);
+		ck_assert_uint_eq(l.env[i]->sigloc.len, 0);
+		free(t);
+		free(w);
+	}
+	buf_free(&b);
+	spool_close(sp);
+	loaded_free(&l);
+	rm_rf(dir);
+	free(dir);
+	event_base_free(base);
+}
+END_TEST
+
 Suite *
 spool_suite(void)
 {
@@ -942,6 +1075,7 @@ spool_suite(void)
 	tcase_add_test(tc, state_records_survive_restart);
 	tcase_add_test(tc, retired_segments_are_reclaimed_oldest_first);
 	tcase_add_test(tc, relocation_frees_old_segments);
+	tcase_add_test(tc, signatures_kept_apart);
 	tcase_add_test(tc, lazy_records_ride_along_or_wait_their_bound);
 	tcase_add_test(tc, idle_committer_writes_ahead);
 	tcase_add_test(tc, workers_lead_commits);
