@@ -33,6 +33,7 @@
 
 #include "config.h"
 #include "dkim.h"
+#include "resign.h"
 #include "suites.h"
 #include "util.h"
 
@@ -477,6 +478,74 @@ START_TEST(test_both_algorithms)
 	dkim_signer_free(s);
 
 	dkim_keys_free(k);
+	config_free(cfg);
+}
+END_TEST
+
+/*
+ * resign_text(): the golden message as the spool keeps it (relayd's
+ * Received: first, at an offset in a file, read in chunks), signed again:
+ * exactly the fields the streaming signer made (the Received: field is
+ * not signed), and the clear answers for a domain without keys now, no
+ * From:, and a text the file does not hold.
+ */
+START_TEST(test_resign_text)
+{
+	struct config *cfg = conf_load(base_conf);
+	struct dkim_keys *k = keys_load_ok(cfg);
+	struct buf text, out;
+	char path[PATH_MAX + 16], err[256];
+	static const char junk[100] = "segment bytes before the text";
+
+	cfg->dkim = k;		/* freed with cfg */
+	buf_init(&text);
+	for (size_t i = 0; golden_hdrs[i] != NULL; i++)
+		buf_addstr(&text, golden_hdrs[i]);
+	buf_addstr(&text, "\r\n");
+	/* a body over the reader's 64 KiB chunk */
+	for (int i = 0; i < 2000; i++)
+		buf_addstr(&text, "Forty octets of body text, line after li\r\n");
+	buf_addstr(&text, golden_body);
+	snprintf(path, sizeof(path), "%s/text", tmpdir);
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0600);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, junk, sizeof(junk)), (ssize_t)sizeof(junk));
+	ck_assert_int_eq(write(fd, text.p, text.len), (ssize_t)text.len);
+
+	const char *body = strstr(text.p, "\r\n\r\n") + 4;
+	char *want = sign_msg(k, find_domain(cfg, "example.com"), "example.com", golden_hdrs,
+	    body, 0);
+	buf_init(&out);
+	buf_addstr(&out, "");
+	ck_assert_int_eq(resign_text(cfg, fd, sizeof(junk), text.len, "RESIGN1", &out, err,
+	    sizeof(err)), 1);
+	ck_assert_str_eq(out.p, want);
+	ck_assert_int_eq(check_fields(out.p), 2);
+	free(want);
+
+	/* a From: domain whose section has no keys: nothing to sign with */
+	static const char plain[] = "From: a@plain.example\r\nSubject: x\r\n\r\nbody\r\n";
+	ck_assert_int_eq(pwrite(fd, plain, strlen(plain), 0), (ssize_t)strlen(plain));
+	buf_reset(&out);
+	ck_assert_int_eq(resign_text(cfg, fd, 0, strlen(plain), "RESIGN2", &out, err,
+	    sizeof(err)), 0);
+	ck_assert_uint_eq(out.len, 0);
+
+	static const char nofrom[] = "Subject: no From here\r\n\r\nbody\r\n";
+	ck_assert_int_eq(pwrite(fd, nofrom, strlen(nofrom), 0), (ssize_t)strlen(nofrom));
+	ck_assert_int_eq(resign_text(cfg, fd, 0, strlen(nofrom), "RESIGN3", &out, err,
+	    sizeof(err)), -1);
+	ck_assert_str_eq(err, "the message has no From: field");
+	ck_assert_uint_eq(out.len, 0);
+
+	ck_assert_int_eq(resign_text(cfg, fd, sizeof(junk), text.len + 10, "RESIGN4", &out, err,
+	    sizeof(err)), -1);
+	ck_assert_str_eq(err, "cannot read the message from the spool: unexpected end of file");
+	ck_assert_uint_eq(out.len, 0);
+
+	close(fd);
+	buf_free(&out);
+	buf_free(&text);
 	config_free(cfg);
 }
 END_TEST
@@ -1024,6 +1093,7 @@ dkim_suite(void)
 	tcase_add_test(tc, test_golden_rsa_pkcs1);
 	tcase_add_test(tc, test_both_algorithms);
 	tcase_add_test(tc, test_finish_appends);
+	tcase_add_test(tc, test_resign_text);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fields");
