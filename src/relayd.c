@@ -453,6 +453,11 @@ main(int argc, char **argv)
 		goto out;
 	}
 	qid_init(spool_max_qid(r.spool));
+	/* Tests only: how long a record nobody waits for may wait for a commit
+	 * (default 100 ms), stretched to stop relayd with one still in memory. */
+	const char *lazy = getenv("RELAYD_TEST_LAZY_MS");
+	if (lazy != NULL && *lazy != '\0')
+		spool_set_lazy_max(r.spool, strtol(lazy, NULL, 10));
 	log_info("queue: %zu messages loaded from the spool", queue_count(r.queue));
 	if (queue_start(r.queue, r.spool, err, sizeof(err)) < 0) {
 		log_err("%s", err);

@@ -421,6 +421,50 @@ def test_queued_signed(t):
 	assert_fails(alter_body(data), [k1, k2], what="queued message altered")
 
 
+def test_retry_sends_signatures_from_the_spool(t):
+	"""A message is signed while it is committed; its signatures reach the
+	disk in a record of their own after the 250, and memory lets them go
+	once that record is durable.  A retry long after (the first attempt
+	deferred) sends them from the spool: the message still verifies, with
+	the same signatures as the first attempt carried."""
+	k1, k2 = keys_both(t)
+	up = start_upstream(t, ext=UTF8_EXT, script={"rules": [
+	    {"cmd": "EOD", "times": 1, "reply": "451 4.3.0 Try again later"}]})
+	d = t.start(dkim_config(t, up, {"example.com": {"dkim": [k1, k2]}}, retry=(3, 2)))
+	qid = send_ok(d, SENDER, [RCPT], std_msg("retry"))
+	wait_delivery(d, qid, RCPT, "deferred")
+	wait_delivery(d, qid, RCPT, "sent", timeout=30)
+	msgs = [m for m in up.messages(accepted=None) if b"X-Case: retry\r\n" in m["data"]]
+	assert len(msgs) == 2, "expected the refused and the accepted copy, got %d" % len(msgs)
+	first, second = msgs[0]["data"], msgs[1]["data"]
+	assert first == second, "the retry sent other bytes than the first attempt"
+	assert_verifies(second, [k1, k2], ["s1", "s2"], what="retried message")
+
+
+def test_signatures_lost_in_a_crash_are_made_again(t):
+	"""relayd killed (SIGKILL) after the 250 but before the record with the
+	signatures was durable (RELAYD_TEST_LAZY_MS stretches that window) has
+	the message on disk without them: at the next start it signs it again
+	before sending (and says so), and never sends it unsigned."""
+	k1, k2 = keys_both(t)
+	busy = start_upstream(t, name="busy", ext=UTF8_EXT,
+	    script=[{"cmd": "MAIL", "reply": "451 4.3.0 Try again later"}])
+	d = t.start(dkim_config(t, busy, {"example.com": {"dkim": [k1, k2]}}, retry=(10, 1)),
+	    env={"RELAYD_TEST_LAZY_MS": "600000"})
+	qid = send_ok(d, SENDER, [RCPT], std_msg("crash"))
+	wait_delivery(d, qid, RCPT, "deferred")
+	d.kill9()
+	up = start_upstream(t, name="up", ext=UTF8_EXT)
+	d2 = t.start(dkim_config(t, up, {"example.com": {"dkim": [k1, k2]}}, retry=(10, 1)))
+	wait_delivery(d2, qid, RCPT, "sent", timeout=30)
+	d2.wait_log(r"%s: signed again: its signatures had not reached the disk at the last stop"
+	    % qid)
+	data = wait_upstream(up, b"X-Case: crash\r\n")[0]["data"]
+	assert data.count(b"DKIM-Signature:") == 2, "expected two signatures:\n%r" % data[:2000]
+	assert_verifies(data, [k1, k2], ["s1", "s2"], what="signed again after a crash")
+	assert_fails(alter_body(data), [k1, k2], what="signed again, then altered")
+
+
 # RSA_sign() and EVP_DigestSign() (Ed25519), as libopendkim calls them,
 # failing while a file exists: a real signing failure in the real daemon,
 # injected with LD_PRELOAD.
@@ -505,8 +549,16 @@ def signing_failure(t, selector, algorithm):
 	assert st == 0 and out.strip() == "[]", "queue after refused messages: %s %r %r" % (st, out, err)
 	time.sleep(0.3)
 	assert up.messages() == [], "the upstream received mail while signing failed"
-	# signing works again: the client's retry goes through, signed
+	# the refused messages had reached the disk (the commit runs while
+	# signing): they were retired before the 451, so a crash now and a
+	# start without the fault bring nothing back
+	d.kill9()
 	os.unlink(flag)
+	d = t.start(dkim_config(t, up, {"example.com": {"dkim": [k1]}}), env=env)
+	d.wait_log(r"queue: 0 messages loaded from the spool")
+	time.sleep(0.3)
+	assert up.messages() == [], "a refused message was relayed after a restart"
+	# signing works again: the client's retry goes through, signed
 	_, data = one_delivered(t, d, up, "signfault", msg)
 	assert_verifies(data, [k1], [selector], what="accepted once signing works again")
 
