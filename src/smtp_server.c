@@ -614,8 +614,9 @@ commit_message(struct smtp_session *s)
 	submit_message(s);
 }
 
-/* Worker thread: the private-key operations.  It touches only the signer,
- * s->sigs and the sign_* fields; the loop leaves those alone meanwhile. */
+/* A worker thread (or the loop, see sign_here): the private-key operations.
+ * It touches only the signer, s->sigs and the sign_* fields; the loop
+ * leaves those alone meanwhile. */
 static bool
 sign_work(void *arg)
 {
@@ -689,6 +690,22 @@ sign_joined(struct smtp_session *s)
 	commit_finished(s, s->commit_error, &s->commit_loc);
 }
 
+/*
+ * Whether to sign on the event loop itself: when this is the only client
+ * and no delivery is under way, the loop has nothing else to do while the
+ * signature is computed (0.25 ms for RSA-2048), and handing it to a worker
+ * only adds two thread wake-ups to the client's wait (0.05-0.08 ms each way
+ * on a 2-vCPU VM: 350 instead of 390-500 us from the end of DATA to the 250
+ * here).  Whatever arrives meanwhile (a new client, relayctl, a timer)
+ * waits that long.  With other sessions or deliveries under way the
+ * workers sign, on every core, and the loop stays free for them.
+ */
+static bool
+sign_here(const struct smtp_session *s)
+{
+	return s->srv->nsessions == 1 && queue_active(s->srv->queue) == 0;
+}
+
 static void
 data_end(struct smtp_session *s)
 {
@@ -751,6 +768,12 @@ data_end(struct smtp_session *s)
 		s->pending = 2;
 		s->commit_error = 0;
 		bufferevent_disable(s->bev, EV_READ);
+		if (sign_here(s)) {
+			submit_message(s);	/* the committer starts first */
+			(void)sign_work(s);
+			sign_done(s);		/* the commit reports later */
+			return;
+		}
 		workers_submit(s->srv->workers, sign_work, sign_done, s);
 		submit_message(s);
 		return;
@@ -890,6 +913,26 @@ session_line(struct smtp_session *s, struct evbuffer *in)
 	return true;
 }
 
+/*
+ * Sends the replies now, rather than on the event loop's next turn: the
+ * client hears them before anything else this turn writes (a delivery the
+ * 250 just started, say).  libevent still owns the buffer: what the socket
+ * does not take, it writes when it can.  Not while paused (its write
+ * callback resumes reading) nor closing (its write callback frees).
+ */
+static void
+session_flush(struct smtp_session *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	if (s->paused || s->state == SS_CLOSING || evbuffer_get_length(out) == 0)
+		return;
+	/* a socket bufferevent keeps its output's start frozen */
+	evbuffer_unfreeze(out, 1);
+	(void)evbuffer_write(out, bufferevent_getfd(s->bev));
+	evbuffer_freeze(out, 1);
+}
+
 static void
 session_process(struct smtp_session *s)
 {
@@ -914,7 +957,9 @@ session_process(struct smtp_session *s)
 		bufferevent_disable(s->bev, EV_READ);
 		if (evbuffer_get_length(out) == 0)
 			session_free(s);
+		return;
 	}
+	session_flush(s);
 }
 
 static void
@@ -1083,6 +1128,7 @@ smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd, const struct soc
 		reply(s, "220 %s ESMTP relayd", cfg->hostname);
 	}
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	session_flush(s);
 	(void)salen;
 }
 
