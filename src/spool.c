@@ -127,10 +127,6 @@ struct spool {
 	struct spool_req	*done, **done_tail;	/* guarded by mu */
 	bool			 notified;		/* guarded by mu */
 	bool			 stop;			/* guarded by mu */
-	bool			 busy;			/* guarded by mu: a thread writes to
-							 * the current segment (a commit, or
-							 * writing ahead); the segment state
-							 * below is that thread's */
 	struct spool_stats	 stats;			/* guarded by mu */
 
 	int			 notify_rd, notify_wr;
@@ -149,7 +145,7 @@ struct spool {
 	}			*rfds;
 	size_t			 nrfds;
 
-	/* the writer's (see busy): the committer's, or a leader's */
+	/* the committer thread's */
 	uint64_t		*files;		/* segment files on disk, ascending */
 	size_t			 nfiles;
 	int			 segfd;
@@ -555,7 +551,7 @@ seg_written_end(const struct spool *sp)
  * written blocks: 0.13 instead of 0.17 ms a commit on the reference
  * machine, 0.28 instead of 0.36-0.53 ms on ext4 with a journal.  The
  * zeros are what the preallocated tail already reads as, so recovery sees
- * no difference.  Called with mu held and no writer busy.
+ * no difference.  Called with mu held, by the committer.
  */
 static bool
 seg_want_prepare(const struct spool *sp)
@@ -571,7 +567,7 @@ seg_want_prepare(const struct spool *sp)
 }
 
 /* Writes and syncs one chunk of zeros past the tail (never over a record:
- * records are written only by the busy writer, and that is us). */
+ * records are written only by the committer, and that is us). */
 static void
 seg_prepare(struct spool *sp)
 {
@@ -778,8 +774,7 @@ reclaim:
 		seg_reclaim(sp, reclaim_below);
 }
 
-/* Takes every pending request as one batch; mu held.  The caller becomes
- * the writer (busy) until batch_done(). */
+/* Takes every pending request as one batch; mu held. */
 static struct spool_req *
 batch_take(struct spool *sp, uint64_t *seg_max)
 {
@@ -789,7 +784,6 @@ batch_take(struct spool *sp, uint64_t *seg_max)
 	sp->pend = NULL;
 	sp->pend_tail = &sp->pend;
 	sp->pend_waited = 0;
-	sp->busy = true;
 	return batch;
 }
 
@@ -808,7 +802,6 @@ batch_done(struct spool *sp, struct spool_req *batch)
 		char c = 1;
 		(void)!write(sp->notify_wr, &c, 1);
 	}
-	sp->busy = false;
 }
 
 static void *
@@ -821,24 +814,17 @@ committer_main(void *arg)
 		/* Lazy requests (nobody waits for them) wait for the next
 		 * request that someone does wait for, or for their deadline:
 		 * under load they ride along with a commit that happens
-		 * anyway instead of costing one of their own.  While another
-		 * thread commits (spool_commit_message_lead), wait for it. */
+		 * anyway instead of costing one of their own. */
 		bool due = false;
 
 		while (!sp->stop) {
-			if (sp->busy) {
-				pthread_cond_wait(&sp->cv, &sp->mu);
-				continue;
-			}
 			if (sp->pend != NULL && (sp->pend_waited > 0 || due))
 				break;
 			if (seg_want_prepare(sp)) {
 				/* idle: one chunk, then look again */
-				sp->busy = true;
 				pthread_mutex_unlock(&sp->mu);
 				seg_prepare(sp);
 				pthread_mutex_lock(&sp->mu);
-				sp->busy = false;
 				continue;
 			}
 			if (sp->pend == NULL)
@@ -847,8 +833,6 @@ committer_main(void *arg)
 			    &sp->lazy_deadline) == ETIMEDOUT)
 				due = true;
 		}
-		while (sp->busy)	/* stopping while a leader commits */
-			pthread_cond_wait(&sp->cv, &sp->mu);
 		if (sp->pend == NULL)	/* only when stopping */
 			break;
 		uint64_t seg_max;
@@ -1160,36 +1144,6 @@ msg_req(const struct spool_envelope *env, const char *prefix, size_t prefixlen,
 	r->arg = arg;
 	r->waited = true;
 	return r;
-}
-
-void
-spool_commit_message_lead(struct spool *sp, const struct spool_envelope *env,
-    const char *prefix, size_t prefixlen, struct spool_body *body,
-    spool_done_fn done, void *arg)
-{
-	struct spool_req *r = msg_req(env, prefix, prefixlen, body, done, arg);
-	uint64_t seg_max;
-
-	pthread_mutex_lock(&sp->mu);
-	if (sp->busy || sp->stop) {
-		pthread_mutex_unlock(&sp->mu);
-		spool_enqueue(sp, r);
-		return;
-	}
-	*sp->pend_tail = r;
-	sp->pend_tail = &r->next;
-	struct spool_req *batch = batch_take(sp, &seg_max);
-	pthread_mutex_unlock(&sp->mu);
-
-	commit_batch(sp, batch, seg_max);
-
-	pthread_mutex_lock(&sp->mu);
-	sp->stats.led++;
-	batch_done(sp, batch);
-	/* what came meanwhile, and writing ahead, are the committer's */
-	if (sp->pend != NULL || sp->stop || seg_want_prepare(sp))
-		pthread_cond_signal(&sp->cv);
-	pthread_mutex_unlock(&sp->mu);
 }
 
 void

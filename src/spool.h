@@ -20,12 +20,9 @@
  *    was acknowledged before.
  *  - Only one relayd uses a spool at a time (flock on "lock").
  *
- * Threading: every function here is called on the event-loop thread, but
- * for spool_commit_message() and spool_commit_message_lead(), which a
- * worker thread may call for a message it owns (the one that has just
- * signed it); the done callbacks always run on the loop.  The committer
- * thread, or a worker leading a commit, touches only the segment files and
- * the request lists.
+ * Threading: every function here is called on the event-loop thread; the
+ * done callbacks run on it too.  The committer thread touches only the
+ * segment files and the request lists.
  */
 #ifndef RELAYD_SPOOL_H
 #define RELAYD_SPOOL_H
@@ -153,18 +150,6 @@ void spool_commit_message(struct spool *sp, const struct spool_envelope *env,
     spool_done_fn done, void *arg);
 
 /*
- * The same, for a thread that may block (a worker, not the event loop):
- * when no commit or write-ahead is under way, the calling thread writes
- * and syncs the pending records itself instead of waking the committer
- * and waiting for it, saving a thread hand-off on the way to the 250.
- * Otherwise it queues like spool_commit_message().  done still runs on
- * the loop.
- */
-void spool_commit_message_lead(struct spool *sp, const struct spool_envelope *env,
-    const char *prefix, size_t prefixlen, struct spool_body *body,
-    spool_done_fn done, void *arg);
-
-/*
  * Records the signature fields of a SPOOL_F_SIGPEND message (sigs, len
  * octets, each field ending in CRLF) in a SIG record.  Lazy, like a
  * recipient's state: written with the next commit someone waits for, or
@@ -239,7 +224,6 @@ struct spool_stats {
 	uint64_t	records;	/* records made durable */
 	uint64_t	segments;	/* segment files now on disk */
 	uint64_t	prepared;	/* bytes written ahead of the tail while idle */
-	uint64_t	led;		/* commits written by a leader, not the committer */
 };
 void spool_get_stats(const struct spool *sp, struct spool_stats *st);
 

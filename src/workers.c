@@ -149,17 +149,6 @@ workers_submit(struct workers *w, bool (*work)(void *), void (*done)(void *), vo
 	pthread_mutex_unlock(&w->mu);
 }
 
-bool
-workers_backlog(struct workers *w)
-{
-	bool b;
-
-	pthread_mutex_lock(&w->mu);
-	b = w->todo != NULL;
-	pthread_mutex_unlock(&w->mu);
-	return b;
-}
-
 void
 workers_free(struct workers *w)
 {

@@ -23,8 +23,6 @@ struct workers;
 struct workers *workers_new(struct event_base *base, int nthreads);
 void workers_submit(struct workers *w, bool (*work)(void *arg), void (*done)(void *arg),
     void *arg);
-/* Whether jobs are waiting for a thread (callable from any thread). */
-bool workers_backlog(struct workers *w);
 void workers_free(struct workers *w);
 
 #endif

@@ -7,7 +7,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -718,136 +717,6 @@ START_TEST(idle_committer_writes_ahead)
 }
 END_TEST
 
-static void
-count_loaded(void *arg, struct spool_envelope *env)
-{
-	(*(int *)arg)++;
-	spool_envelope_free(env);
-}
-
-/* Threads that commit their own messages, as signing workers do. */
-struct leader_arg {
-	struct spool	*sp;
-	int		 n;
-	int		 base;
-	struct done	*d;		/* n of them */
-	char		(*ids)[QID_SIZE];
-};
-
-static void *
-leader_main(void *p)
-{
-	struct leader_arg *a = p;
-
-	for (int i = 0; i < a->n; i++) {
-		struct spool_envelope env;
-		struct spool_rcpt rc;
-		struct spool_body *b = spool_body_new(a->sp);
-		char text[64];
-		int len = snprintf(text, sizeof(text), "message %d\r\n", a->base + i);
-
-		memset(&env, 0, sizeof(env));
-		memset(&rc, 0, sizeof(rc));
-		memcpy(env.id, a->ids[i], QID_SIZE);
-		env.arrival = now_us();
-		env.sender = (char *)"w@example.com";
-		env.nrcpt = 1;
-		rc.addr = (char *)"x@example.net";
-		env.rcpts = &rc;
-		ck_assert_int_eq(spool_body_write(b, text, (size_t)len), 0);
-		spool_commit_message_lead(a->sp, &env, "", 0, b, done_cb, &a->d[i]);
-	}
-	return NULL;
-}
-
-/* A worker may write and sync its own commit when the committer is idle;
- * several at once, next to the loop's own commits, lose and mix up
- * nothing. */
-START_TEST(workers_lead_commits)
-{
-	enum { NT = 4, PER = 40 };
-	struct event_base *base = event_base_new();
-	char *dir = mktmpdir();
-	char err[256];
-	struct loaded l = { { NULL }, 0 };
-	struct spool_stats st;
-	static struct done d[NT * PER];
-	static char ids[NT * PER][QID_SIZE];
-	struct leader_arg a[NT];
-	pthread_t th[NT];
-
-	memset(d, 0, sizeof(d));
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
-	ck_assert_msg(sp != NULL, "%s", err);
-	ck_assert_uint_ge(wait_prepared(sp, 1u << 20), 1u << 20);
-
-	/* alone, with the committer idle: this thread commits it */
-	a[0] = (struct leader_arg){ sp, 1, 0, d, ids };
-	qid_next(ids[0]);
-	leader_main(&a[0]);
-	spool_get_stats(sp, &st);
-	ck_assert_uint_eq(st.led, 1);
-	ck_assert_uint_eq(st.commits, 1);
-	for (int i = 0; i < 500 && d[0].calls == 0; i++) {
-		struct timeval tv = { 0, 10000 };
-		event_base_loopexit(base, &tv);
-		event_base_dispatch(base);
-	}
-	ck_assert_int_eq(d[0].calls, 1);	/* the callback still comes on the loop */
-	ck_assert_int_eq(d[0].error, 0);
-	char *text = read_text(dir, &d[0].loc);
-	ck_assert_str_eq(text, "message 0\r\n");
-	free(text);
-
-	/* four at once, and the loop committing too */
-	memset(d, 0, sizeof(d));
-	for (int i = 0; i < NT * PER; i++)
-		qid_next(ids[i]);
-	for (int t = 0; t < NT; t++) {
-		a[t] = (struct leader_arg){ sp, PER, t * PER, d + t * PER, ids + t * PER };
-		ck_assert_int_eq(pthread_create(&th[t], NULL, leader_main, &a[t]), 0);
-	}
-	char lid[QID_SIZE];
-	struct done ld = commit_one(base, sp, "l@example.com", "y@example.net", "", "loop\r\n",
-	    6, lid);
-	ck_assert_int_eq(ld.error, 0);
-	for (int t = 0; t < NT; t++)
-		pthread_join(th[t], NULL);
-	int calls = 0;
-	for (int i = 0; i < 1000 && calls < NT * PER; i++) {
-		struct timeval tv = { 0, 10000 };
-		event_base_loopexit(base, &tv);
-		event_base_dispatch(base);
-		calls = 0;
-		for (int k = 0; k < NT * PER; k++)
-			calls += d[k].calls;
-	}
-	ck_assert_int_eq(calls, NT * PER);
-	for (int k = 0; k < NT * PER; k++) {
-		ck_assert_int_eq(d[k].calls, 1);
-		ck_assert_int_eq(d[k].error, 0);
-		char want[64];
-		snprintf(want, sizeof(want), "message %d\r\n", k);
-		text = read_text(dir, &d[k].loc);
-		ck_assert_str_eq(text, want);
-		free(text);
-	}
-	spool_get_stats(sp, &st);
-	ck_assert_uint_eq(st.records, 1 + NT * PER + 1);
-	spool_close(sp);
-
-	/* every one comes back (load_cb keeps 64 at most: count them) */
-	int n = 0;
-	struct spool *sp2 = spool_open(dir, base, count_loaded, &n, err, sizeof(err));
-	ck_assert_msg(sp2 != NULL, "%s", err);
-	ck_assert_int_eq(n, 1 + NT * PER + 1);
-	spool_close(sp2);
-	rm_rf(dir);
-	free(dir);
-	event_base_free(base);
-}
-END_TEST
-
 /* A message deferred long enough would pin its segment and all newer ones:
  * relocating it writes it again, with its current state, and the old
  * segments go. */
@@ -1078,7 +947,6 @@ spool_suite(void)
 	tcase_add_test(tc, signatures_kept_apart);
 	tcase_add_test(tc, lazy_records_ride_along_or_wait_their_bound);
 	tcase_add_test(tc, idle_committer_writes_ahead);
-	tcase_add_test(tc, workers_lead_commits);
 	suite_add_tcase(s, tc);
 	return s;
 }
