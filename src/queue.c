@@ -829,6 +829,11 @@ attempt_finish(struct qmsg *m, const struct dlv_status *res_in, const char *rela
 	bool single = m->ups == NULL;	/* unroutable: one status for all due */
 	struct dlv_status *res = xcalloc(m->nr ? m->nr : 1, sizeof(*res));
 
+	/* the attempt's copy of the signatures: not kept while it waits */
+	buf_free(&m->head);
+	m->cm.head = NULL;
+	m->cm.headlen = 0;
+
 	if (single) {
 		/* pick the recipients that were due */
 		m->rcpts = xcalloc(env->nrcpt, sizeof(*m->rcpts));

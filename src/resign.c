@@ -91,8 +91,8 @@ rs_eoh(void *ctx, const char *p, size_t n)
 		    "the message has more than one From: field");
 		return;
 	}
-	d = r->from_domain[0] ? router_lookup(r->cfg, r->from_domain) : NULL;
-	if (d == NULL || d->ndkim == 0) {
+	d = router_signing_section(r->cfg, r->from_domain);
+	if (d == NULL) {
 		r->nokeys = true;
 		return;
 	}

@@ -58,3 +58,14 @@ router_lookup(const struct config *cfg, const char *domain)
 	}
 	return router_find(cfg, "*", "", 0);
 }
+
+const struct cfg_domain *
+router_signing_section(const struct config *cfg, const char *from_domain)
+{
+	const struct cfg_domain *d;
+
+	if (from_domain[0] == '\0')
+		return NULL;
+	d = router_lookup(cfg, from_domain);
+	return d != NULL && d->ndkim > 0 ? d : NULL;
+}

@@ -15,4 +15,10 @@
 /* The section for domain, or NULL if none applies (550 5.7.1 at MAIL FROM). */
 const struct cfg_domain *router_lookup(const struct config *cfg, const char *domain);
 
+/* The section whose DKIM keys sign a message with this From: domain (the
+ * one DMARC checks): its own, if that has keys; NULL if none has or the
+ * domain is "". */
+const struct cfg_domain *router_signing_section(const struct config *cfg,
+    const char *from_domain);
+
 #endif

@@ -61,8 +61,8 @@ enum smtp_state {
 	SS_MAIL,	/* MAIL accepted */
 	SS_RCPT,	/* at least one RCPT accepted */
 	SS_DATA,	/* receiving message text */
-	SS_SIGNING,	/* a worker computes the DKIM signatures while the
-			 * spool makes the message durable (see data_end) */
+	SS_SIGNING,	/* the DKIM signatures are computed while the spool
+			 * makes the message durable (see data_end) */
 	SS_COMMIT,	/* waiting for the spool */
 	SS_CLOSING,	/* flushing the last reply, then closing */
 };
@@ -339,9 +339,7 @@ field_out(void *ctx, const char *p, size_t n)
 static const struct cfg_domain *
 signing_section(const struct smtp_session *s)
 {
-	const struct cfg_domain *d = router_lookup(s->cfg, s->from_domain);
-
-	return (d && d->ndkim > 0 && s->from_domain[0]) ? d : NULL;
+	return router_signing_section(s->cfg, s->from_domain);
 }
 
 /* Would this message be signed if its From: were right?  (The sender's
@@ -754,10 +752,11 @@ data_end(struct smtp_session *s)
 	}
 	if (s->signer) {
 		/*
-		 * Both at once: a worker computes the signatures (0.25 ms for
-		 * RSA-2048) while the spool makes the message durable without
-		 * them (an fdatasync, 0.1-0.3 ms), so the client waits for the
-		 * slower of the two instead of both.  The signatures follow in
+		 * Both at once: the signatures are computed (0.25 ms for
+		 * RSA-2048; on a worker, or see sign_here) while the spool
+		 * makes the message durable without them (an fdatasync,
+		 * 0.1-0.3 ms), so the client waits for the slower of the two
+		 * instead of both.  The signatures follow in
 		 * a SIG record of their own (SPOOL_F_SIGPEND), written with the
 		 * next commit; a crash before that means signing again, never
 		 * sending unsigned.  The 250 waits for both.

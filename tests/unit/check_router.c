@@ -105,6 +105,29 @@ START_TEST(test_no_match)
 }
 END_TEST
 
+/* The section that signs: the From: domain's own, only if it has keys
+ * (no fallback to a wider section that has some). */
+START_TEST(test_signing_section)
+{
+	struct cfg_dkim key = { 0 };
+	struct cfg_domain doms[] = {
+		{ .name = (char *)"example.com", .dkim = &key, .ndkim = 1 },	/* 0 */
+		{ .name = (char *)"plain.example.com" },			/* 1 */
+		{ .name = (char *)"*.example.com", .dkim = &key, .ndkim = 1 },	/* 2 */
+	};
+	struct config cfg;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.domains = doms;
+	cfg.ndomains = 3;
+	ck_assert_ptr_eq(router_signing_section(&cfg, "example.com"), &doms[0]);
+	ck_assert_ptr_eq(router_signing_section(&cfg, "a.example.com"), &doms[2]);
+	ck_assert_ptr_null(router_signing_section(&cfg, "plain.example.com"));
+	ck_assert_ptr_null(router_signing_section(&cfg, "example.net"));
+	ck_assert_ptr_null(router_signing_section(&cfg, ""));
+}
+END_TEST
+
 Suite *
 router_suite(void)
 {
@@ -117,6 +140,7 @@ router_suite(void)
 	tcase_add_test(tc, test_specificity);
 	tcase_add_test(tc, test_catch_all);
 	tcase_add_test(tc, test_no_match);
+	tcase_add_test(tc, test_signing_section);
 	suite_add_tcase(s, tc);
 	return s;
 }
