@@ -106,6 +106,7 @@ struct queue {
 	struct config		*cfg;		/* the current generation's */
 	struct spool		*spool;
 	struct sigstore		*sigstores;	/* SIG records on their way */
+	struct dsn_commit	*dsn_commits;	/* DSNs on their way to the spool */
 	struct idmap		*msgs;		/* qid value -> struct qmsg */
 	struct qmsg		**heap;
 	size_t			 nheap, heapcap;
@@ -652,7 +653,10 @@ read_headers(struct queue *q, const struct spool_envelope *env, struct buf *out)
 
 static void dsn_envelope_committed(void *arg, int error, const struct spool_loc *loc);
 
+/* A DSN on its way to the spool; listed in the queue so that none is left
+ * behind at exit (the spool drops callbacks then). */
 struct dsn_commit {
+	struct dsn_commit	*next, *prev;
 	struct qmsg		*m;
 	struct spool_envelope	*env;
 };
@@ -745,6 +749,10 @@ msg_send_dsn(struct qmsg *m, const struct dlv_status *res, const char *relay)
 	struct dsn_commit *dc = xcalloc(1, sizeof(*dc));
 	dc->m = m;
 	dc->env = dsn;
+	dc->next = q->dsn_commits;
+	if (dc->next)
+		dc->next->prev = dc;
+	q->dsn_commits = dc;
 	log_info("%s: sender non-delivery notification: %s", env->id, dsn->id);
 	m->st = QM_DSN;
 	spool_commit_message(q->spool, dsn, "", 0, b, dsn_envelope_committed, dc);
@@ -762,6 +770,12 @@ dsn_envelope_committed(void *arg, int error, const struct spool_loc *loc)
 	struct dsn_commit *dc = arg;
 	struct queue *q = dc->m->q;
 
+	if (dc->prev)
+		dc->prev->next = dc->next;
+	else
+		q->dsn_commits = dc->next;
+	if (dc->next)
+		dc->next->prev = dc->prev;
 	if (error == 0) {
 		dc->env->loc = *loc;
 		log_info("%s: from=<>, size=%llu, nrcpt=1, dkim=none", dc->env->id,
@@ -1428,6 +1442,13 @@ queue_free(struct queue *q)
 
 		q->sigstores = ss->next;
 		free(ss);
+	}
+	while (q->dsn_commits) {
+		struct dsn_commit *dc = q->dsn_commits;
+
+		q->dsn_commits = dc->next;
+		spool_envelope_free(dc->env);
+		free(dc);
 	}
 	idmap_foreach(q->msgs, free_entry, NULL);
 	idmap_free(q->msgs);
