@@ -105,8 +105,8 @@ struct queue {
 	size_t			 outcome_next;
 	struct config		*cfg;		/* the current generation's */
 	struct spool		*spool;
-	struct sigstore		*sigstores;	/* SIG records on their way */
-	struct dsn_commit	*dsn_commits;	/* DSNs on their way to the spool */
+	struct pendlink		*sigstores;	/* SIG records on their way */
+	struct pendlink		*dsn_commits;	/* DSNs on their way to the spool */
 	struct idmap		*msgs;		/* qid value -> struct qmsg */
 	struct qmsg		**heap;
 	size_t			 nheap, heapcap;
@@ -339,10 +339,39 @@ client_closed(void *arg, struct smtp_client *c)
 
 static struct qmsg *msg_find(const struct queue *q, const char *id);
 
-/* Where a SIG record's durability is reported; listed in the queue so
- * that none is left behind at exit (the spool drops callbacks then). */
+/*
+ * The contexts of spool callbacks still to come are listed in the queue, so
+ * that none is left behind at exit: the spool drops callbacks then.  A
+ * context starts with its link.
+ */
+struct pendlink {
+	struct pendlink	*next, *prev;
+};
+
+static void
+pend_add(struct pendlink **head, struct pendlink *l)
+{
+	l->prev = NULL;
+	l->next = *head;
+	if (l->next)
+		l->next->prev = l;
+	*head = l;
+}
+
+static void
+pend_del(struct pendlink **head, struct pendlink *l)
+{
+	if (l->prev)
+		l->prev->next = l->next;
+	else
+		*head = l->next;
+	if (l->next)
+		l->next->prev = l->prev;
+}
+
+/* Where a SIG record's durability is reported. */
 struct sigstore {
-	struct sigstore	*next, *prev;
+	struct pendlink	 link;
 	struct queue	*q;
 	char		 id[QID_SIZE];
 };
@@ -354,12 +383,7 @@ sigs_stored(void *arg, int error, const struct spool_loc *loc)
 	struct queue *q = ss->q;
 	struct qmsg *m = msg_find(q, ss->id);
 
-	if (ss->prev)
-		ss->prev->next = ss->next;
-	else
-		q->sigstores = ss->next;
-	if (ss->next)
-		ss->next->prev = ss->prev;
+	pend_del(&q->sigstores, &ss->link);
 	/* on disk now: memory need not hold them any longer (on a failed
 	 * write they stay in memory, and a crash means signing again) */
 	if (error == 0 && m != NULL && (m->env->flags & SPOOL_F_SIGPEND) && m->env->sigs) {
@@ -379,10 +403,7 @@ sigs_store(struct queue *q, const struct spool_envelope *env)
 
 	ss->q = q;
 	memcpy(ss->id, env->id, QID_SIZE);
-	ss->next = q->sigstores;
-	if (ss->next)
-		ss->next->prev = ss;
-	q->sigstores = ss;
+	pend_add(&q->sigstores, &ss->link);
 	spool_commit_sigs(q->spool, env, env->sigs, env->siglen, sigs_stored, ss);
 }
 
@@ -653,10 +674,9 @@ read_headers(struct queue *q, const struct spool_envelope *env, struct buf *out)
 
 static void dsn_envelope_committed(void *arg, int error, const struct spool_loc *loc);
 
-/* A DSN on its way to the spool; listed in the queue so that none is left
- * behind at exit (the spool drops callbacks then). */
+/* A DSN on its way to the spool (a pendlink context). */
 struct dsn_commit {
-	struct dsn_commit	*next, *prev;
+	struct pendlink		 link;
 	struct qmsg		*m;
 	struct spool_envelope	*env;
 };
@@ -749,10 +769,7 @@ msg_send_dsn(struct qmsg *m, const struct dlv_status *res, const char *relay)
 	struct dsn_commit *dc = xcalloc(1, sizeof(*dc));
 	dc->m = m;
 	dc->env = dsn;
-	dc->next = q->dsn_commits;
-	if (dc->next)
-		dc->next->prev = dc;
-	q->dsn_commits = dc;
+	pend_add(&q->dsn_commits, &dc->link);
 	log_info("%s: sender non-delivery notification: %s", env->id, dsn->id);
 	m->st = QM_DSN;
 	spool_commit_message(q->spool, dsn, "", 0, b, dsn_envelope_committed, dc);
@@ -770,12 +787,7 @@ dsn_envelope_committed(void *arg, int error, const struct spool_loc *loc)
 	struct dsn_commit *dc = arg;
 	struct queue *q = dc->m->q;
 
-	if (dc->prev)
-		dc->prev->next = dc->next;
-	else
-		q->dsn_commits = dc->next;
-	if (dc->next)
-		dc->next->prev = dc->prev;
+	pend_del(&q->dsn_commits, &dc->link);
 	if (error == 0) {
 		dc->env->loc = *loc;
 		log_info("%s: from=<>, size=%llu, nrcpt=1, dkim=none", dc->env->id,
@@ -1438,15 +1450,15 @@ queue_free(struct queue *q)
 		free(w);
 	}
 	while (q->sigstores) {
-		struct sigstore *ss = q->sigstores;
+		struct sigstore *ss = (struct sigstore *)q->sigstores;
 
-		q->sigstores = ss->next;
+		pend_del(&q->sigstores, &ss->link);
 		free(ss);
 	}
 	while (q->dsn_commits) {
-		struct dsn_commit *dc = q->dsn_commits;
+		struct dsn_commit *dc = (struct dsn_commit *)q->dsn_commits;
 
-		q->dsn_commits = dc->next;
+		pend_del(&q->dsn_commits, &dc->link);
 		spool_envelope_free(dc->env);
 		free(dc);
 	}
