@@ -462,3 +462,12 @@ msghdr_addr_domain(const char *field, size_t n, char *out, size_t outlen)
 	ascii_lower(out);
 	return true;
 }
+
+void
+msghdr_note_from(const char *field, size_t n, unsigned *nfrom, char *domain,
+    size_t domainlen)
+{
+	if (msghdr_is(field, n, "From") && (*nfrom)++ == 0 &&
+	    !msghdr_addr_domain(field, n, domain, domainlen))
+		domain[0] = '\0';
+}

@@ -61,4 +61,13 @@ bool msghdr_is(const char *field, size_t n, const char *name);
  */
 bool msghdr_addr_domain(const char *field, size_t n, char *out, size_t outlen);
 
+/*
+ * What signing needs of the From: fields (RFC 5322 3.6 wants exactly one):
+ * called for every header field, counts the From: fields in *nfrom and
+ * keeps the domain of the first one's mailbox in domain, as
+ * msghdr_addr_domain() gives it ("" if it holds none, or several).
+ */
+void msghdr_note_from(const char *field, size_t n, unsigned *nfrom, char *domain,
+    size_t domainlen);
+
 #endif

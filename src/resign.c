@@ -63,11 +63,9 @@ rs_field(void *ctx, const char *p, size_t n)
 {
 	struct resign *r = ctx;
 
-	if (msghdr_is(p, n, "From") && r->nfrom++ == 0 &&
-	    !msghdr_addr_domain(p, n, r->from_domain, sizeof(r->from_domain)))
-		r->from_domain[0] = '\0';
+	msghdr_note_from(p, n, &r->nfrom, r->from_domain, sizeof(r->from_domain));
 	if (r->hdrs.len + n > RESIGN_HDR_MAX) {
-		rs_fail(r, "%s", "header section too large to sign (over 1 MB)");
+		rs_fail(r, "header section too large to sign (over 1 MB)");
 		return;
 	}
 	buf_add(&r->hdrs, p, n);
@@ -87,8 +85,7 @@ rs_eoh(void *ctx, const char *p, size_t n)
 	if (r->failed)
 		return;
 	if (r->nfrom != 1) {
-		rs_fail(r, "%s", r->nfrom == 0 ? "the message has no From: field" :
-		    "the message has more than one From: field");
+		rs_fail(r, "the message has %s From: field", r->nfrom == 0 ? "no" : "more than one");
 		return;
 	}
 	d = router_signing_section(r->cfg, r->from_domain);

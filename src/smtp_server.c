@@ -318,9 +318,7 @@ field_out(void *ctx, const char *p, size_t n)
 {
 	struct smtp_session *s = ctx;
 
-	if (msghdr_is(p, n, "From") && s->nfrom++ == 0 &&
-	    !msghdr_addr_domain(p, n, s->from_domain, sizeof(s->from_domain)))
-		s->from_domain[0] = '\0';
+	msghdr_note_from(p, n, &s->nfrom, s->from_domain, sizeof(s->from_domain));
 	if (msghdr_is(p, n, "Date"))
 		s->has_date = true;
 	if (msghdr_is(p, n, "Message-ID"))
@@ -674,7 +672,6 @@ sign_joined(struct smtp_session *s)
 			spool_commit_done(s->srv->spool, s->env, sign_failed_retired, s);
 			return;
 		}
-		s->commit_error = 0;
 		sign_failed_retired(s, 0, NULL);
 		return;
 	}

@@ -495,6 +495,33 @@ START_TEST(test_together)
 }
 END_TEST
 
+/* msghdr_note_from(): From: fields counted, the first one's domain kept,
+ * other fields ignored, and "" for a first From: without a single mailbox. */
+START_TEST(test_note_from)
+{
+	static const char *const f[] = {
+		"To: b@example.net\r\n",
+		"FROM : Ann <ann@Example.COM>\r\n",
+		"Subject: From: x@y.z\r\n",
+		"From: other@example.org\r\n",
+	};
+	unsigned nfrom = 0;
+	char dom[64] = "";
+
+	for (size_t i = 0; i < 4; i++)
+		msghdr_note_from(f[i], strlen(f[i]), &nfrom, dom, sizeof(dom));
+	ck_assert_uint_eq(nfrom, 2);
+	ck_assert_str_eq(dom, "example.com");
+
+	static const char two[] = "From: a@example.com, b@example.net\r\n";
+	nfrom = 0;
+	snprintf(dom, sizeof(dom), "stale");
+	msghdr_note_from(two, strlen(two), &nfrom, dom, sizeof(dom));
+	ck_assert_uint_eq(nfrom, 1);
+	ck_assert_str_eq(dom, "");
+}
+END_TEST
+
 Suite *
 msghdr_suite(void)
 {
@@ -512,6 +539,7 @@ msghdr_suite(void)
 	tcase_add_loop_test(tc, test_addr_domain, 0, sizeof(dom_cases) / sizeof(dom_cases[0]));
 	tcase_add_test(tc, test_addr_domain_bounds);
 	tcase_add_test(tc, test_together);
+	tcase_add_test(tc, test_note_from);
 	suite_add_tcase(s, tc);
 	return s;
 }
