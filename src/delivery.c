@@ -5,7 +5,9 @@
  * no clock, no allocation.
  *
  * Promises, beyond delivery.h:
- *  - Precedence: a 2xx is always sent; then AUTH (any 4xx/5xx is a
+ *  - Precedence: a 2xx is sent, except in reply to DATA, where only 354
+ *    continues and a 2xx is a protocol error (deferred 4.5.0: the server
+ *    and relayd disagree about where the dialogue is); then AUTH (any 4xx/5xx is a
  *    configuration problem, 4.7.x, even a 421: the failure is reported
  *    where the admin must look); then 421 and any 4xx defer; then a 5xx
  *    bounces only when it answers MAIL, RCPT, DATA or the end of data, and
@@ -119,15 +121,33 @@ dsn_write(struct dlv_status *out, int cls, int subject, int detail)
 }
 
 const char *
+dlv_fate_name(enum dlv_fate fate)
+{
+	switch (fate) {
+	case DLV_SENT:
+		return "sent";
+	case DLV_DEFER:
+		return "deferred";
+	case DLV_BOUNCE:
+		return "bounced";
+	}
+	return "?";
+}
+
+const char *
 dlv_stage_command(enum dlv_stage st)
 {
 	switch (st) {
 	case DLV_STAGE_EHLO:
 		return "EHLO";
+	case DLV_STAGE_HELO:
+		return "HELO";
 	case DLV_STAGE_STARTTLS:
 		return "STARTTLS";
 	case DLV_STAGE_AUTH:
 		return "AUTH";
+	case DLV_STAGE_RSET:
+		return "RSET";
 	case DLV_STAGE_MAIL:
 		return "MAIL FROM";
 	case DLV_STAGE_RCPT:
@@ -136,11 +156,7 @@ dlv_stage_command(enum dlv_stage st)
 		return "DATA";
 	case DLV_STAGE_DOT:
 		return "end of DATA";
-	case DLV_STAGE_DNS:
-	case DLV_STAGE_CONNECT:
 	case DLV_STAGE_GREETING:
-	case DLV_STAGE_TLS:
-	case DLV_STAGE_LOCAL:
 		break;
 	}
 	return "";
@@ -171,7 +187,7 @@ dlv_classify_reply(enum dlv_stage st, int code, const char *enh, const char *tex
 	if (!have_enh)
 		subject = detail = 0;
 
-	if (code >= 200 && code <= 299) {
+	if (code >= 200 && code <= 299 && st != DLV_STAGE_DATA) {
 		out->fate = DLV_SENT;
 		dsn_write(out, 2, subject, detail);
 		reason_add(&w, text);
@@ -219,14 +235,39 @@ dlv_classify_reply(enum dlv_stage st, int code, const char *enh, const char *tex
 	reason_clean(out->reason);
 }
 
+/* What each trouble means; indexed by enum dlv_trouble. */
+static const struct trouble {
+	enum dlv_fate	fate;
+	const char	*dsn;
+	bool		config_problem;
+} troubles[] = {
+	[DLV_T_DNS]		= { DLV_DEFER, "4.4.3", false },
+	[DLV_T_CONNECT]		= { DLV_DEFER, "4.4.1", false },
+	[DLV_T_TLS]		= { DLV_DEFER, "4.7.5", false },
+	[DLV_T_NO_STARTTLS]	= { DLV_DEFER, "4.7.4", true },
+	[DLV_T_NO_AUTH]		= { DLV_DEFER, "4.7.0", true },
+	[DLV_T_TIMEOUT]		= { DLV_DEFER, "4.4.2", false },
+	[DLV_T_LOST]		= { DLV_DEFER, "4.4.2", false },
+	[DLV_T_PROTOCOL]	= { DLV_DEFER, "4.5.0", false },
+	[DLV_T_TOO_BIG]		= { DLV_BOUNCE, "5.3.4", false },
+	[DLV_T_NEEDS_SMTPUTF8]	= { DLV_BOUNCE, "5.6.7", false },
+	[DLV_T_SPOOL]		= { DLV_DEFER, "4.3.0", false },
+	[DLV_T_UNROUTABLE]	= { DLV_DEFER, "4.3.5", true },
+	[DLV_T_UNSIGNED]	= { DLV_DEFER, "4.7.0", true },
+};
+
 void
-dlv_local(enum dlv_fate fate, const char *dsn, const char *reason, struct dlv_status *out)
+dlv_trouble(enum dlv_trouble what, const char *reason, struct dlv_status *out)
 {
 	struct reason_w w = { out->reason, 0, sizeof(out->reason) };
+	const struct trouble *t = &troubles[DLV_T_PROTOCOL];
 
+	if ((size_t)what < sizeof(troubles) / sizeof(troubles[0]))
+		t = &troubles[what];
 	memset(out, 0, sizeof(*out));
-	out->fate = fate;
-	dsn_set(out, dsn);
+	out->fate = t->fate;
+	out->config_problem = t->config_problem;
+	dsn_set(out, t->dsn);
 	reason_add(&w, reason);
 	reason_clean(out->reason);
 }

@@ -30,20 +30,18 @@
 
 enum dlv_fate { DLV_SENT = 0, DLV_DEFER, DLV_BOUNCE };
 
-/* Where in the dialogue an answer or failure came. */
+/* What a reply answered: the greeting, or the command relayd sent. */
 enum dlv_stage {
-	DLV_STAGE_DNS = 0,
-	DLV_STAGE_CONNECT,
-	DLV_STAGE_GREETING,
+	DLV_STAGE_GREETING = 0,
 	DLV_STAGE_EHLO,
+	DLV_STAGE_HELO,
 	DLV_STAGE_STARTTLS,
-	DLV_STAGE_TLS,		/* handshake or certificate */
 	DLV_STAGE_AUTH,
+	DLV_STAGE_RSET,
 	DLV_STAGE_MAIL,
 	DLV_STAGE_RCPT,
 	DLV_STAGE_DATA,		/* the DATA command */
 	DLV_STAGE_DOT,		/* the end of the message text */
-	DLV_STAGE_LOCAL,	/* relayd's own check (SIZE, SMTPUTF8, spool read) */
 };
 
 #define DLV_REASON_MAX 512
@@ -54,6 +52,9 @@ struct dlv_status {
 	char		reason[DLV_REASON_MAX];	/* for logs and the DSN; never a secret */
 	bool		config_problem;		/* auth failure etc.: log loudly */
 };
+
+/* "sent", "deferred", "bounced": the status= of the log line. */
+const char *dlv_fate_name(enum dlv_fate fate);
 
 /* Name of the command a stage answers, for "(in reply to RCPT TO command)". */
 const char *dlv_stage_command(enum dlv_stage st);
@@ -67,14 +68,38 @@ const char *dlv_stage_command(enum dlv_stage st);
  * command)"; for AUTH, "authentication failed: <reply>"; for the greeting,
  * "host[ip]:port refused to talk to us: <reply>".
  * Without an enhanced code, one is derived from the code class (x.0.0).
- * A code other than 2xx/4xx/5xx is a protocol error: deferred, 4.5.0.
+ * A code other than 2xx/4xx/5xx is a protocol error: deferred, 4.5.0; so
+ * is a 2xx to DATA, where only 354 lets the text go (a 2xx there is not a
+ * delivery: no text was sent).
  */
 void dlv_classify_reply(enum dlv_stage st, int code, const char *enh, const char *text,
     const char *relay, struct dlv_status *out);
 
-/* A failure before or outside a reply (connect refused, DNS, timeout, TLS,
- * local checks): fate and dsn given by the caller, reason as written. */
-void dlv_local(enum dlv_fate fate, const char *dsn, const char *reason, struct dlv_status *out);
+/*
+ * What went wrong outside a reply, as the place that saw it names it; what
+ * it means for the recipients (fate, status code, whether it is the
+ * admin's to fix) is decided here alone, as Postfix's smtp_trouble.c does,
+ * never by the call site.  Which recipients it concerns (the session's,
+ * the message's) is the call site's to say.
+ */
+enum dlv_trouble {
+	DLV_T_DNS = 0,		/* the upstream's name does not resolve: 4.4.3 */
+	DLV_T_CONNECT,		/* no address took the connection: 4.4.1 */
+	DLV_T_TLS,		/* handshake or certificate failed: 4.7.5 */
+	DLV_T_NO_STARTTLS,	/* tls = "starttls", not offered: 4.7.4, config */
+	DLV_T_NO_AUTH,		/* the configured mechanism not offered: 4.7.0, config */
+	DLV_T_TIMEOUT,		/* no reply, or the text did not drain, in time: 4.4.2 */
+	DLV_T_LOST,		/* the upstream closed the connection: 4.4.2 */
+	DLV_T_PROTOCOL,		/* a reply that breaks the protocol: 4.5.0 */
+	DLV_T_TOO_BIG,		/* larger than the upstream's SIZE: bounced 5.3.4 */
+	DLV_T_NEEDS_SMTPUTF8,	/* the upstream lacks SMTPUTF8: bounced 5.6.7 */
+	DLV_T_SPOOL,		/* the message cannot be read from the spool: 4.3.0 */
+	DLV_T_UNROUTABLE,	/* no domain section for it (any more): 4.3.5, config */
+	DLV_T_UNSIGNED,		/* it cannot be signed again: 4.7.0, config */
+};
+
+/* reason: words an admin can act on, for the log and the DSN. */
+void dlv_trouble(enum dlv_trouble what, const char *reason, struct dlv_status *out);
 
 /* Seconds to wait after the attempts_made-th attempt failed:
  * delay * backoff^(attempts_made - 1), capped at max_delay. */

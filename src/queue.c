@@ -245,11 +245,12 @@ msg_make_ready(struct qmsg *m)
 		char relay[64];
 
 		snprintf(relay, sizeof(relay), "none");
-		dlv_local(DLV_DEFER, "4.3.5", "", &st);
-		snprintf(st.reason, sizeof(st.reason),
+		char why[DLV_REASON_MAX];
+
+		snprintf(why, sizeof(why),
 		    "sender domain %s matches no domain section of the configuration",
 		    dom[0] ? dom : "<>");
-		st.config_problem = true;
+		dlv_trouble(DLV_T_UNROUTABLE, why, &st);
 		log_err("%s: cannot route: %s", m->env->id, st.reason);
 		m->ups = NULL;
 		attempt_finish(m, &st, relay);
@@ -499,7 +500,7 @@ msg_start(struct upclient *uc, struct qmsg *m)
 			struct dlv_status *res = xcalloc(n, sizeof(*res));
 
 			for (size_t i = 0; i < n; i++)
-				dlv_local(DLV_DEFER, "4.7.0", why, &res[i]);
+				dlv_trouble(DLV_T_UNSIGNED, why, &res[i]);
 			log_err("%s: not sent: %s (mail from a domain with keys is never relayed "
 			    "unsigned)", env->id, why);
 			deliver_result(uc, uc->c, res, n);
@@ -513,7 +514,7 @@ msg_start(struct upclient *uc, struct qmsg *m)
 		struct dlv_status *res = xcalloc(n, sizeof(*res));
 
 		for (size_t i = 0; i < n; i++)
-			dlv_local(DLV_DEFER, "4.3.0", "cannot open the message in the spool", &res[i]);
+			dlv_trouble(DLV_T_SPOOL, "cannot open the message in the spool", &res[i]);
 		log_err("%s: cannot open its spool segment: %s", env->id, strerror(errno));
 		deliver_result(uc, uc->c, res, n);
 		free(res);
@@ -817,7 +818,6 @@ static void
 outcome_record(struct queue *q, const struct qmsg *m, const struct dlv_status *res)
 {
 	struct queue_outcome *o = &q->outcomes[q->outcome_next];
-	static const char *const names[] = { "sent", "deferred", "bounced" };
 
 	q->outcome_next = (q->outcome_next + 1) % OUTCOMES_KEPT;
 	outcome_clear(o);
@@ -826,7 +826,7 @@ outcome_record(struct queue *q, const struct qmsg *m, const struct dlv_status *r
 	o->r = xcalloc(m->nr ? m->nr : 1, sizeof(*o->r));
 	for (size_t k = 0; k < m->nr; k++) {
 		o->r[k].addr = xstrdup(m->env->rcpts[m->ridx[k]].addr);
-		o->r[k].status = xstrdup(names[res[k].fate]);
+		o->r[k].status = xstrdup(dlv_fate_name(res[k].fate));
 		snprintf(o->r[k].dsn, sizeof(o->r[k].dsn), "%s", res[k].dsn);
 		o->r[k].reason = xstrdup(res[k].reason);
 	}
@@ -841,6 +841,28 @@ outcome_record(struct queue *q, const struct qmsg *m, const struct dlv_status *r
 		w->fn(w->arg, o);
 		free(w);
 	}
+}
+
+/*
+ * The delivery line, the one every admin greps (interface.md, "Logs"),
+ * formatted here and nowhere else, in Postfix's shape:
+ *   ID: to=<rcpt>, relay=up[host]:port, attempt=k/n, delay=s, dsn=x.y.z,
+ *       status=sent|deferred|bounced (reason)[, next=Ns]
+ * A configuration problem (authentication, TLS the upstream refuses, a
+ * domain no section matches) is logged as an error, so that it stands out.
+ */
+static void
+log_delivery(const char *id, const struct spool_rcpt *r, const char *relay,
+    const struct cfg_retry *retry, double delay, const struct dlv_status *st, int64_t next)
+{
+	char tail[32] = "";
+
+	if (st->fate == DLV_DEFER)
+		snprintf(tail, sizeof(tail), ", next=%llds", (long long)next);
+	(st->config_problem && st->fate != DLV_SENT ? log_err : log_info)(
+	    "%s: to=<%s>, relay=%s, attempt=%u/%d, delay=%.2f, dsn=%s, status=%s (%s)%s", id,
+	    r->addr, relay, r->attempts, retry->attempts, delay, st->dsn, dlv_fate_name(st->fate),
+	    st->reason, tail);
 }
 
 /* Applies one attempt's outcome to the recipients attempted. */
@@ -889,40 +911,25 @@ attempt_finish(struct qmsg *m, const struct dlv_status *res_in, const char *rela
 		free(r->last_error);
 		r->last_error = st->fate == DLV_SENT ? NULL : xstrdup(st->reason);
 		snprintf(r->dsn, sizeof(r->dsn), "%s", st->dsn);
+		int64_t wait = 0;
+
 		switch (st->fate) {
 		case DLV_SENT:
 			r->status = SPOOL_RCPT_SENT;
 			r->next_attempt = 0;
-			log_info("%s: to=<%s>, relay=%s, attempt=%u/%d, delay=%.2f, dsn=%s, "
-			    "status=sent (%s)", env->id, r->addr, relay, r->attempts,
-			    retry->attempts, delay, st->dsn, st->reason);
 			break;
-		case DLV_DEFER: {
-			int64_t wait = dlv_retry_delay(retry, r->attempts);
-
+		case DLV_DEFER:
+			wait = dlv_retry_delay(retry, r->attempts);
 			/* due times are whole seconds: round up, so the wait is
 			 * never shorter than the schedule says */
 			r->next_attempt = (now_us() + 999999) / 1000000 + wait;
-			if (st->config_problem)
-				log_err("%s: to=<%s>, relay=%s, attempt=%u/%d, delay=%.2f, dsn=%s, "
-				    "status=deferred (%s), next=%llds", env->id, r->addr, relay,
-				    r->attempts, retry->attempts, delay, st->dsn, st->reason,
-				    (long long)wait);
-			else
-				log_info("%s: to=<%s>, relay=%s, attempt=%u/%d, delay=%.2f, dsn=%s, "
-				    "status=deferred (%s), next=%llds", env->id, r->addr, relay,
-				    r->attempts, retry->attempts, delay, st->dsn, st->reason,
-				    (long long)wait);
 			break;
-		}
 		case DLV_BOUNCE:
 			r->status = SPOOL_RCPT_BOUNCED;
 			r->next_attempt = 0;
-			log_info("%s: to=<%s>, relay=%s, attempt=%u/%d, delay=%.2f, dsn=%s, "
-			    "status=bounced (%s)", env->id, r->addr, relay, r->attempts,
-			    retry->attempts, delay, st->dsn, st->reason);
 			break;
 		}
+		log_delivery(env->id, r, relay, retry, delay, st, wait);
 	}
 	outcome_record(q, m, res);
 	if (!msg_send_dsn(m, res, relay))

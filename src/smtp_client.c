@@ -1,11 +1,22 @@
 /*
  * smtp_client — SMTP sessions to upstreams (see smtp_client.h).
  *
- * The dialogue is driven by a queue of expected replies: every command
- * sent pushes what its reply means (greeting, EHLO, MAIL, RCPT #i, ...),
- * every complete reply pops one.  With PIPELINING, MAIL, the RCPTs and
- * DATA go out together and their replies are matched in order; without
- * it, one at a time — the same code either way.
+ * How the dialogue is kept (Postfix's smtp_proto.c and OpenSMTPD's
+ * mta_session.c keep it the same way): every command sent pushes the step
+ * it starts onto a queue of expected replies, and every whole reply pops
+ * one.  The table `steps` says, for each step, the stage a reply answers
+ * (so a log line names the command that was really sent), which replies
+ * let the dialogue go on, whom a refusal concerns (the session, the
+ * message, one recipient), and the one function that decides what comes
+ * next.  With PIPELINING, MAIL, the RCPTs and DATA go out together and
+ * their replies are matched in order; without it, one at a time: the same
+ * steps either way.
+ *
+ * Failures without a reply (DNS, connect, TLS, a timeout, a lost or
+ * garbled connection, a missing extension) are named here by what
+ * happened (enum dlv_trouble); delivery.c alone decides what each means.
+ * Replies are read line by line (smtp_reply.c) and an EHLO reply keyword
+ * by keyword, never joined and split again.
  *
  * TLS traps handled here (from libevent's and OpenSSL's trackers):
  *  - STARTTLS: nothing is sent after the STARTTLS command until the
@@ -21,7 +32,6 @@
 #include "acconfig.h"
 
 #include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -40,13 +50,13 @@
 
 #include "log.h"
 #include "smtp_client.h"
+#include "smtp_reply.h"
 #include "util.h"
 
-#define REPLY_LINE_MAX	4096	/* octets; RFC 5321 says 512, be lenient */
-#define REPLY_MAX	65536	/* a whole multi-line reply */
 #define TEXT_CHUNK	(64u << 10)
 #define OUT_LOW		(64u << 10)
 #define QUIT_WAIT_SEC	5
+#define AUTH_ROUNDS_MAX	4	/* 334 challenges one AUTH may take */
 
 enum cstate {
 	C_NEW,		/* nothing yet */
@@ -59,20 +69,18 @@ enum cstate {
 	C_QUITTING,
 };
 
-enum expect {
-	X_GREETING,
-	X_EHLO,
-	X_HELO,
-	X_STARTTLS,
-	X_AUTH,		/* AUTH PLAIN <...> or AUTH LOGIN */
-	X_AUTH_USER,	/* LOGIN: the 334 after which the user goes */
-	X_AUTH_PASS,
-	X_RSET,
-	X_MAIL,
-	X_RCPT,
-	X_DATA,
-	X_DOT,
-	X_QUIT,
+/* What a reply answers: the command that was sent. */
+enum step {
+	S_GREETING,
+	S_EHLO,
+	S_HELO,
+	S_STARTTLS,
+	S_AUTH,		/* AUTH <mech> [initial response], and each answer to a 334 */
+	S_RSET,
+	S_MAIL,
+	S_RCPT,
+	S_DATA,
+	S_DOT,		/* the end of the message text */
 };
 
 struct smtp_client {
@@ -99,21 +107,12 @@ struct smtp_client {
 	bool				 tls_active;
 	bool				 used;		/* a transaction ran: RSET first */
 
-	/* what the upstream offered (EHLO) */
-	bool				 esmtp;
-	bool				 x_pipelining, x_starttls, x_8bitmime, x_smtputf8;
-	bool				 x_size;
-	uint64_t			 size_limit;	/* 0 = none */
-	bool				 auth_plain, auth_login;
-	char				 auth_offered[128];
+	struct smtp_ext			 ext;		/* what the upstream offered (EHLO) */
+	struct smtp_reply		 reply;		/* the reply being read */
+	unsigned			 auth_rounds;	/* 334s answered in this AUTH */
 
-	/* reply assembly */
-	struct buf			 reply;		/* joined text of the reply so far */
-	int				 reply_code;
-	bool				 secret_next;	/* next command is a secret: log *** */
-
-	/* expectations */
-	struct { enum expect what; size_t idx; } *xq;
+	/* the steps whose replies are due, oldest first (a ring) */
+	struct { enum step step; size_t idx; } *xq;
 	size_t				 xq_head, xq_len, xq_cap;
 
 	/* the message in progress */
@@ -122,8 +121,7 @@ struct smtp_client {
 	void				*done_arg;
 	struct dlv_status		*res;
 	bool				*final;		/* res[i] decided */
-	bool				*accepted;	/* RCPT got 2xx */
-	size_t				 naccepted;
+	size_t				 naccepted;	/* RCPTs that got a 2xx */
 	bool				 mail_failed;
 	struct dlv_status		 mail_status;
 	uint64_t			 text_sent;
@@ -131,8 +129,6 @@ struct smtp_client {
 	char				 text_last;	/* last octet sent */
 };
 
-static void client_fail(struct smtp_client *c, enum dlv_fate fate, const char *dsn,
-    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 static void client_start_message(struct smtp_client *c);
 static void client_close(struct smtp_client *c, bool notify);
 static void client_try_connect(struct smtp_client *c);
@@ -153,7 +149,7 @@ smtp_client_idle(const struct smtp_client *c)
 }
 
 static void
-x_push(struct smtp_client *c, enum expect what, size_t idx)
+x_push(struct smtp_client *c, enum step step, size_t idx)
 {
 	if (c->xq_len == c->xq_cap) {
 		size_t ncap = c->xq_cap ? c->xq_cap * 2 : 8;
@@ -168,17 +164,17 @@ x_push(struct smtp_client *c, enum expect what, size_t idx)
 		c->xq_head = 0;
 	}
 	size_t t = (c->xq_head + c->xq_len) % c->xq_cap;
-	c->xq[t].what = what;
+	c->xq[t].step = step;
 	c->xq[t].idx = idx;
 	c->xq_len++;
 }
 
 static bool
-x_pop(struct smtp_client *c, enum expect *what, size_t *idx)
+x_pop(struct smtp_client *c, enum step *step, size_t *idx)
 {
 	if (c->xq_len == 0)
 		return false;
-	*what = c->xq[c->xq_head].what;
+	*step = c->xq[c->xq_head].step;
 	*idx = c->xq[c->xq_head].idx;
 	c->xq_head = (c->xq_head + 1) % c->xq_cap;
 	c->xq_len--;
@@ -193,11 +189,11 @@ log_id(const struct smtp_client *c)
 
 /* Sends one command line; `shown` is what -v logs (NULL: the line itself). */
 static void
-send_cmd(struct smtp_client *c, enum expect what, size_t idx, const char *shown,
+send_cmd(struct smtp_client *c, enum step step, size_t idx, const char *shown,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 static void
-send_cmd(struct smtp_client *c, enum expect what, size_t idx, const char *shown,
+send_cmd(struct smtp_client *c, enum step step, size_t idx, const char *shown,
     const char *fmt, ...)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -211,8 +207,9 @@ send_cmd(struct smtp_client *c, enum expect what, size_t idx, const char *shown,
 		log_debug("%s: %s > %s", log_id(c), c->peer, shown ? shown : line);
 	evbuffer_add(out, line, strlen(line));
 	evbuffer_add(out, "\r\n", 2);
+	OPENSSL_cleanse(line, strlen(line));	/* it may have been a secret */
 	free(line);
-	x_push(c, what, idx);
+	x_push(c, step, idx);
 }
 
 static void
@@ -264,15 +261,13 @@ message_free(struct smtp_client *c)
 {
 	free(c->res);
 	free(c->final);
-	free(c->accepted);
 	c->res = NULL;
 	c->final = NULL;
-	c->accepted = NULL;
 	c->m = NULL;
 	c->done = NULL;
 }
 
-/* Reports the message's outcome (all recipients settled). */
+/* Hands the settled outcome to the owner; the message is forgotten. */
 static void
 report(struct smtp_client *c)
 {
@@ -310,12 +305,39 @@ transaction_end(struct smtp_client *c)
 	report(c);
 }
 
+/* The message, but not the session, failed: every open recipient gets st. */
+static void
+message_fail(struct smtp_client *c, const struct dlv_status *st)
+{
+	settle_rest(c, st);
+	transaction_end(c);
+}
+
 /*
- * A failure that ends the session: settle what is open, report if a
- * message was in progress, then close (and tell the owner).
+ * The session failed: every open recipient gets st, the owner hears of
+ * the message (if one was in progress), and the session closes (the owner
+ * is told, and may try another session from its callbacks).
  */
 static void
-client_fail(struct smtp_client *c, enum dlv_fate fate, const char *dsn, const char *fmt, ...)
+session_fail(struct smtp_client *c, const struct dlv_status *st)
+{
+	if (c->m) {
+		settle_rest(c, st);
+		c->state = C_QUITTING;	/* no deliver() on it from the callback */
+		report(c);
+	} else {
+		log_info("%s: %s", c->relay, st->reason);
+	}
+	client_close(c, true);
+}
+
+/* A failure without a reply (see enum dlv_trouble) that ends the session. */
+static void
+trouble(struct smtp_client *c, enum dlv_trouble what, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+trouble(struct smtp_client *c, enum dlv_trouble what, const char *fmt, ...)
 {
 	struct dlv_status st;
 	char reason[DLV_REASON_MAX];
@@ -324,46 +346,8 @@ client_fail(struct smtp_client *c, enum dlv_fate fate, const char *dsn, const ch
 	va_start(ap, fmt);
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
-	dlv_local(fate, dsn, reason, &st);
-	if (c->m) {
-		settle_rest(c, &st);
-		/* the owner may try another session; this one is gone */
-		smtp_client_result_fn done = c->done;
-		void *arg = c->done_arg;
-		struct dlv_status *res = c->res;
-		size_t n = c->m->nrcpt;
-
-		c->res = NULL;
-		message_free(c);
-		c->state = C_QUITTING;	/* no deliver() on it from the callback */
-		done(arg, c, res, n);
-		free(res);
-	} else {
-		log_info("%s: %s", c->relay, reason);
-	}
-	client_close(c, true);
-}
-
-/* Applies a reply-based status to every open recipient, then ends. */
-static void
-fail_with_reply(struct smtp_client *c, const struct dlv_status *st, bool close_after)
-{
-	settle_rest(c, st);
-	if (close_after) {
-		smtp_client_result_fn done = c->done;
-		void *arg = c->done_arg;
-		struct dlv_status *res = c->res;
-		size_t n = c->m->nrcpt;
-
-		c->res = NULL;
-		message_free(c);
-		c->state = C_QUITTING;
-		done(arg, c, res, n);
-		free(res);
-		client_close(c, true);
-		return;
-	}
-	transaction_end(c);
+	dlv_trouble(what, reason, &st);
+	session_fail(c, &st);
 }
 
 /* ---- closing ----------------------------------------------------------- */
@@ -392,7 +376,7 @@ client_free(struct smtp_client *c)
 		evutil_freeaddrinfo(c->ai);
 	if (c->idle_ev)
 		event_free(c->idle_ev);
-	buf_free(&c->reply);
+	smtp_reply_free(&c->reply);
 	free(c->xq);
 	message_free(c);
 	free(c);
@@ -572,42 +556,58 @@ tls_reason(struct smtp_client *c, char *out, size_t outlen)
 		snprintf(out, outlen, "TLS: handshake with %s failed: connection closed", c->peer);
 }
 
+
 /* ---- reply reading ----------------------------------------------------- */
 
-static void on_reply(struct smtp_client *c, int code, const char *text);
+static void on_reply(struct smtp_client *c, const struct smtp_reply *r);
 
-/* Parses "ddd-..." / "ddd ..." lines into whole replies. */
+/*
+ * Takes the next whole line out of in, if there is one: 1 (line set, len
+ * octets, its line end removed from in), 0 (not yet), -1 (a line longer
+ * than SMTP_REPLY_LINE_MAX: nothing is copied).  A line ends at LF, with
+ * or without CR before it.
+ */
+static int
+next_line(struct evbuffer *in, char *line, size_t *len)
+{
+	size_t eol_len = 0;
+	struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
+
+	if (eol.pos < 0) {
+		/* no end yet: a partial line (and a CR that may end it) */
+		return evbuffer_get_length(in) > SMTP_REPLY_LINE_MAX + 1 ? -1 : 0;
+	}
+	if ((size_t)eol.pos > SMTP_REPLY_LINE_MAX)
+		return -1;
+	*len = (size_t)eol.pos;
+	evbuffer_remove(in, line, *len);
+	evbuffer_drain(in, eol_len);
+	line[*len] = '\0';
+	return 1;
+}
+
+/* Reads whole replies and hands each to on_reply. */
 static void
 client_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct smtp_client *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	bool gone = false, *outer = c->gone;
+	char line[SMTP_REPLY_LINE_MAX + 1], err[256];
+	size_t len;
+	int got;
 
 	/* Several replies may have come in one read (PIPELINING): handle
 	 * them all, but stop if handling one ended the session. */
 	c->gone = &gone;
-	while (c->state == C_DIALOGUE || c->state == C_TEXT || c->state == C_IDLE) {
-		size_t eol_len = 0;
-		struct evbuffer_ptr eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
-
-		if (eol.pos < 0) {
-			if (evbuffer_get_length(in) > REPLY_LINE_MAX)
-				client_fail(c, DLV_DEFER, "4.5.0",
-				    "%s sent a reply line longer than %d octets", c->peer,
-				    REPLY_LINE_MAX);
+	while (!gone && (c->state == C_DIALOGUE || c->state == C_TEXT || c->state == C_IDLE)) {
+		if ((got = next_line(in, line, &len)) == 0)
+			break;
+		if (got < 0) {
+			trouble(c, DLV_T_PROTOCOL, "%s sent a reply line longer than %d octets",
+			    c->peer, SMTP_REPLY_LINE_MAX);
 			break;
 		}
-		if ((size_t)eol.pos > REPLY_LINE_MAX) {
-			client_fail(c, DLV_DEFER, "4.5.0",
-			    "%s sent a reply line longer than %d octets", c->peer, REPLY_LINE_MAX);
-			break;
-		}
-		char line[REPLY_LINE_MAX + 1];
-		size_t len = (size_t)eol.pos;
-
-		evbuffer_remove(in, line, len + eol_len);
-		line[len] = '\0';
 		if (c->state == C_IDLE) {
 			/* unsolicited: typically "421 idle timeout" before closing */
 			log_debug("%s: %s < %s", c->relay, c->peer, line);
@@ -615,45 +615,19 @@ client_read_cb(struct bufferevent *bev, void *arg)
 		}
 		if (log_debug_enabled())
 			log_debug("%s: %s < %s", log_id(c), c->peer, line);
-		if (len < 3 || !isdigit((unsigned char)line[0]) ||
-		    !isdigit((unsigned char)line[1]) || !isdigit((unsigned char)line[2]) ||
-		    (len > 3 && line[3] != ' ' && line[3] != '-')) {
-			client_fail(c, DLV_DEFER, "4.5.0", "%s sent a malformed reply: %.200s",
-			    c->peer, line);
-			break;
-		}
-		int code = atoi(line);
-		bool more = len > 3 && line[3] == '-';
-		const char *text = len > 4 ? line + 4 : "";
-
-		if (c->reply.len == 0) {
-			buf_printf(&c->reply, "%.3s", line);
-			c->reply_code = code;
-		}
-		if (c->reply.len + len + 1 > REPLY_MAX) {
-			client_fail(c, DLV_DEFER, "4.5.0", "%s sent an overlong reply", c->peer);
-			break;
-		}
-		/* Continuation lines repeat the enhanced code; keep it once. */
-		if (c->reply.len > 3) {
-			const char *t = text;
-			int a, b, d, n = 0;
-
-			if (sscanf(t, "%1d.%3d.%3d%n", &a, &b, &d, &n) == 3 && (t[n] == ' ' || !t[n]))
-				t += n + (t[n] == ' ');
-			if (*t)
-				buf_printf(&c->reply, " %s", t);
-		} else if (*text) {
-			buf_printf(&c->reply, " %s", text);
-		}
-		if (more)
+		switch (smtp_reply_add(&c->reply, line, len, err, sizeof(err))) {
+		case SMTP_REPLY_MORE:
 			continue;
-		char *full = xstrndup(c->reply.p, c->reply.len);
-		buf_reset(&c->reply);
-		on_reply(c, code, full);
-		free(full);
-		if (gone)
+		case SMTP_REPLY_BAD:
+			smtp_reply_reset(&c->reply);
+			trouble(c, DLV_T_PROTOCOL, "%s sent %s", c->peer, err);
 			break;
+		case SMTP_REPLY_DONE:
+			on_reply(c, &c->reply);
+			if (!gone)
+				smtp_reply_reset(&c->reply);
+			break;
+		}
 	}
 	if (gone) {
 		if (outer)
@@ -686,31 +660,36 @@ tls_failed(struct smtp_client *c, int sockerr)
 	return SSL_get_verify_result(ssl) != X509_V_OK || sockerr == 0;
 }
 
+/* The TCP connection (and, for implicit TLS, the handshake) is up. */
+static void
+connected(struct smtp_client *c)
+{
+	drain_ssl_errors(c, NULL, 0);
+	c->tls_active = c->up->tls == CFG_TLS_IMPLICIT;
+	c->state = C_DIALOGUE;
+	x_push(c, S_GREETING, 0);
+}
+
 static void
 client_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_client *c = arg;
-	bool implicit = c->up->tls == CFG_TLS_IMPLICIT;
+	char reason[DLV_REASON_MAX];
 
 	if (c->state == C_CONNECTING) {
 		if (what & BEV_EVENT_CONNECTED) {
 			/* for implicit TLS this comes after the handshake */
-			drain_ssl_errors(c, NULL, 0);
-			c->tls_active = implicit;
-			c->state = C_DIALOGUE;
-			x_push(c, X_GREETING, 0);
+			connected(c);
 			return;
 		}
 		int e = EVUTIL_SOCKET_ERROR();
 
-		if (implicit && !(what & BEV_EVENT_TIMEOUT) && tls_failed(c, e)) {
-			char reason[DLV_REASON_MAX];
-
+		if (c->up->tls == CFG_TLS_IMPLICIT && !(what & BEV_EVENT_TIMEOUT) &&
+		    tls_failed(c, e)) {
 			tls_reason(c, reason, sizeof(reason));
-			client_fail(c, DLV_DEFER, "4.7.5", "%s", reason);
+			trouble(c, DLV_T_TLS, "%s", reason);
 			return;
 		}
-
 		snprintf(c->last_connect_error, sizeof(c->last_connect_error),
 		    "connect to %s: %s", c->peer,
 		    (what & BEV_EVENT_TIMEOUT) ? "Connection timed out" :
@@ -724,14 +703,13 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (c->state == C_TLS) {
-		char reason[DLV_REASON_MAX];
-
 		if (what & BEV_EVENT_CONNECTED) {
 			drain_ssl_errors(c, NULL, 0);
 			c->tls_active = true;
 			c->state = C_DIALOGUE;
 			/* RFC 3207: forget what was said before, EHLO again */
-			send_cmd(c, X_EHLO, 0, NULL, "EHLO %s", c->env->helo);
+			memset(&c->ext, 0, sizeof(c->ext));
+			send_cmd(c, S_EHLO, 0, NULL, "EHLO %s", c->env->helo);
 			if (log_debug_enabled()) {
 				SSL *ssl = bufferevent_openssl_get_ssl(bev);
 				log_debug("%s: TLS with %s: %s, %s", log_id(c), c->peer,
@@ -743,7 +721,7 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 			snprintf(reason, sizeof(reason), "TLS: handshake with %s timed out", c->peer);
 		else
 			tls_reason(c, reason, sizeof(reason));
-		client_fail(c, DLV_DEFER, "4.7.5", "%s", reason);
+		trouble(c, DLV_T_TLS, "%s", reason);
 		return;
 	}
 	if (c->state == C_IDLE || c->state == C_QUITTING) {
@@ -753,21 +731,46 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 	}
 	/* In the dialogue or sending text. */
 	drain_ssl_errors(c, NULL, 0);
+	const char *doing = c->state == C_TEXT ? "sending the message text" : "waiting for a reply";
+
 	if (what & BEV_EVENT_TIMEOUT)
-		client_fail(c, DLV_DEFER, "4.4.2", "conversation with %s timed out while %s",
-		    c->peer, c->state == C_TEXT ? "sending the message text" : "waiting for a reply");
+		trouble(c, DLV_T_TIMEOUT, "conversation with %s timed out while %s", c->peer, doing);
 	else
-		client_fail(c, DLV_DEFER, "4.4.2", "lost connection with %s while %s", c->peer,
-		    c->state == C_TEXT ? "sending the message text" : "waiting for a reply");
+		trouble(c, DLV_T_LOST, "lost connection with %s while %s", c->peer, doing);
 }
 
 /* ---- connecting -------------------------------------------------------- */
 
+/* A bufferevent for fd (-1: a new socket), plain or implicit TLS. */
+static struct bufferevent *
+client_bev_new(struct smtp_client *c, evutil_socket_t fd)
+{
+	struct bufferevent *bev;
+
+	if (c->up->tls == CFG_TLS_IMPLICIT) {
+		bev = bufferevent_openssl_socket_new(c->env->base, fd, client_ssl_new(c),
+		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+		bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	} else {
+		bev = bufferevent_socket_new(c->env->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	}
+	return bev;
+}
+
 static void
-client_try_connect(struct smtp_client *c)
+client_bev_start(struct smtp_client *c)
 {
 	struct timeval tv = { c->up->timeout > 30 ? 30 : c->up->timeout, 0 };
 
+	bufferevent_setcb(c->bev, client_read_cb, NULL, client_event_cb, c);
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	c->state = C_CONNECTING;
+}
+
+static void
+client_try_connect(struct smtp_client *c)
+{
 	while (c->ai_next) {
 		struct evutil_addrinfo *ai = c->ai_next;
 		char ip[64] = "?";
@@ -781,20 +784,8 @@ client_try_connect(struct smtp_client *c)
 		else
 			continue;
 		snprintf(c->peer, sizeof(c->peer), "%s[%s]:%u", c->up->host, ip, c->up->port);
-
-		if (c->up->tls == CFG_TLS_IMPLICIT) {
-			SSL *ssl = client_ssl_new(c);
-
-			c->bev = bufferevent_openssl_socket_new(c->env->base, -1, ssl,
-			    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-			bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-		} else {
-			c->bev = bufferevent_socket_new(c->env->base, -1, BEV_OPT_CLOSE_ON_FREE);
-		}
-		bufferevent_setcb(c->bev, client_read_cb, NULL, client_event_cb, c);
-		bufferevent_set_timeouts(c->bev, &tv, &tv);
-		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-		c->state = C_CONNECTING;
+		c->bev = client_bev_new(c, -1);
+		client_bev_start(c);
 		if (bufferevent_socket_connect(c->bev, ai->ai_addr, (int)ai->ai_addrlen) == 0)
 			return;
 		int e = EVUTIL_SOCKET_ERROR();
@@ -806,7 +797,7 @@ client_try_connect(struct smtp_client *c)
 		bufferevent_free(c->bev);
 		c->bev = NULL;
 	}
-	client_fail(c, DLV_DEFER, "4.4.1", "%s", c->last_connect_error[0] ?
+	trouble(c, DLV_T_CONNECT, "%s", c->last_connect_error[0] ?
 	    c->last_connect_error : "no address to connect to");
 }
 
@@ -821,7 +812,7 @@ dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 	if (result != 0 || res == NULL) {
 		if (res)
 			evutil_freeaddrinfo(res);
-		client_fail(c, DLV_DEFER, "4.4.3", "DNS lookup of %s failed: %s", c->up->host,
+		trouble(c, DLV_T_DNS, "DNS lookup of %s failed: %s", c->up->host,
 		    evutil_gai_strerror(result));
 		return;
 	}
@@ -830,12 +821,34 @@ dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 	client_try_connect(c);
 }
 
+/* A connection handed over by env->connect (tests): as if TCP connected. */
+static void
+client_adopt(struct smtp_client *c)
+{
+	evutil_socket_t fd = c->env->connect(c->env->connect_arg, c->up);
+
+	snprintf(c->peer, sizeof(c->peer), "%s[test]:%u", c->up->host, c->up->port);
+	if (fd < 0) {
+		trouble(c, DLV_T_CONNECT, "connect to %s: %s", c->peer, strerror(errno));
+		return;
+	}
+	evutil_make_socket_nonblocking(fd);
+	c->bev = client_bev_new(c, fd);
+	client_bev_start(c);
+	if (c->up->tls != CFG_TLS_IMPLICIT)
+		connected(c);	/* with TLS, the handshake's end says so */
+}
+
 static void
 client_connect(struct smtp_client *c)
 {
 	struct evutil_addrinfo hints;
 	char port[8];
 
+	if (c->env->connect != NULL) {
+		client_adopt(c);
+		return;
+	}
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
@@ -853,112 +866,341 @@ client_connect(struct smtp_client *c)
 
 /* ---- the dialogue ------------------------------------------------------ */
 
-static void
-parse_ehlo(struct smtp_client *c, const char *text)
-{
-	/* text: "250 host greets Keyword Keyword ..." joined by spaces; the
-	 * keywords were separate lines, so scan word by word. */
-	char *dup = xstrdup(text + (strlen(text) > 4 ? 4 : strlen(text)));
-	char *save = NULL;
+/* Whom a refusal concerns when the step's own function does not decide. */
+enum scope {
+	SC_SESSION,	/* the session can go no further: every open recipient */
+	SC_STEP,	/* the step's function decides (message, recipient, fallback) */
+};
 
-	c->x_pipelining = c->x_starttls = c->x_8bitmime = c->x_smtputf8 = c->x_size = false;
-	c->size_limit = 0;
-	c->auth_plain = c->auth_login = false;
-	c->auth_offered[0] = '\0';
-	bool in_auth = false;
-	for (char *w = strtok_r(dup, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
-		if (in_auth) {
-			if (!ascii_strcasecmp(w, "PLAIN"))
-				c->auth_plain = true;
-			else if (!ascii_strcasecmp(w, "LOGIN"))
-				c->auth_login = true;
-			if (strlen(c->auth_offered) + strlen(w) + 2 < sizeof(c->auth_offered)) {
-				if (c->auth_offered[0])
-					strcat(c->auth_offered, " ");
-				strcat(c->auth_offered, w);
-			}
-		}
-		if (!ascii_strcasecmp(w, "PIPELINING"))
-			c->x_pipelining = true, in_auth = false;
-		else if (!ascii_strcasecmp(w, "STARTTLS"))
-			c->x_starttls = true, in_auth = false;
-		else if (!ascii_strcasecmp(w, "8BITMIME"))
-			c->x_8bitmime = true, in_auth = false;
-		else if (!ascii_strcasecmp(w, "SMTPUTF8"))
-			c->x_smtputf8 = true, in_auth = false;
-		else if (!ascii_strcasecmp(w, "AUTH") || !ascii_strncasecmp(w, "AUTH=", 5))
-			in_auth = true;
-		else if (!ascii_strcasecmp(w, "SIZE")) {
-			c->x_size = true;
-			in_auth = false;
-			char *n = strtok_r(NULL, " ", &save);
-			if (n && isdigit((unsigned char)*n))
-				c->size_limit = strtoull(n, NULL, 10);
-			else if (n && !ascii_strcasecmp(n, "PIPELINING"))
-				c->x_pipelining = true;
-		}
+typedef void (*step_fn)(struct smtp_client *c, const struct smtp_reply *r, size_t idx,
+    bool ok, const struct dlv_status *st);
+
+static void greeted(struct smtp_client *, const struct smtp_reply *, size_t, bool,
+    const struct dlv_status *);
+static void ehlo_done(struct smtp_client *, const struct smtp_reply *, size_t, bool,
+    const struct dlv_status *);
+static void helo_done(struct smtp_client *, const struct smtp_reply *, size_t, bool,
+    const struct dlv_status *);
+static void starttls_done(struct smtp_client *, const struct smtp_reply *, size_t, bool,
+    const struct dlv_status *);
+static void auth_done(struct smtp_client *, const struct smtp_reply *, size_t, bool,
+    const struct dlv_status *);
+static void rset_done(struct smtp_client *, const struct smtp_reply *, size_t, bool,
+    const struct dlv_status *);
+static void mail_done(struct smtp_client *, const struct smtp_reply *, size_t, bool,
+    const struct dlv_status *);
+static void rcpt_done(struct smtp_client *, const struct smtp_reply *, size_t, bool,
+    const struct dlv_status *);
+static void data_done(struct smtp_client *, const struct smtp_reply *, size_t, bool,
+    const struct dlv_status *);
+static void dot_done(struct smtp_client *, const struct smtp_reply *, size_t, bool,
+    const struct dlv_status *);
+
+/* The replies that let a step go on. */
+enum want {
+	W_2XX,		/* any 2xx */
+	W_354,		/* exactly 354: DATA (RFC 5321 4.2.2) */
+	W_2XX_334,	/* 2xx, or a 334 challenge: AUTH */
+};
+
+static const struct step_def {
+	enum dlv_stage	stage;		/* what the reply answers, for reasons and logs */
+	enum want	want;
+	enum scope	scope;
+	step_fn		next;		/* called with every reply but a session-ending one */
+} steps[] = {
+	[S_GREETING]	= { DLV_STAGE_GREETING,	W_2XX,		SC_SESSION,	greeted },
+	[S_EHLO]	= { DLV_STAGE_EHLO,	W_2XX,		SC_STEP,	ehlo_done },
+	[S_HELO]	= { DLV_STAGE_HELO,	W_2XX,		SC_SESSION,	helo_done },
+	[S_STARTTLS]	= { DLV_STAGE_STARTTLS,	W_2XX,		SC_SESSION,	starttls_done },
+	[S_AUTH]	= { DLV_STAGE_AUTH,	W_2XX_334,	SC_SESSION,	auth_done },
+	[S_RSET]	= { DLV_STAGE_RSET,	W_2XX,		SC_SESSION,	rset_done },
+	[S_MAIL]	= { DLV_STAGE_MAIL,	W_2XX,		SC_STEP,	mail_done },
+	[S_RCPT]	= { DLV_STAGE_RCPT,	W_2XX,		SC_STEP,	rcpt_done },
+	[S_DATA]	= { DLV_STAGE_DATA,	W_354,		SC_STEP,	data_done },
+	[S_DOT]		= { DLV_STAGE_DOT,	W_2XX,		SC_STEP,	dot_done },
+};
+
+static bool
+wanted(enum want w, int code)
+{
+	switch (w) {
+	case W_2XX:
+		return code / 100 == 2;
+	case W_354:
+		return code == 354;
+	case W_2XX_334:
+		return code / 100 == 2 || code == 334;
 	}
-	free(dup);
+	return false;
 }
 
-/* The EHLO lines arrive joined; re-read them from the raw keywords. */
+/*
+ * Every whole reply: what it answers comes from the queue of steps sent,
+ * never from a guess.  A 421 ends the session wherever it comes (the
+ * upstream is closing); a refusal of a session step ends it too; the
+ * rest is the step's to decide.
+ */
+static void
+on_reply(struct smtp_client *c, const struct smtp_reply *r)
+{
+	enum step step;
+	size_t idx;
+	struct dlv_status st;
+
+	if (!x_pop(c, &step, &idx)) {
+		trouble(c, DLV_T_PROTOCOL, "%s sent a reply nobody asked for: %.200s", c->peer,
+		    smtp_reply_str(r));
+		return;
+	}
+	const struct step_def *sd = &steps[step];
+	bool ok = wanted(sd->want, r->code);
+
+	dlv_classify_reply(sd->stage, r->code, r->enh[0] ? r->enh : NULL, smtp_reply_str(r),
+	    c->peer, &st);
+	if (!ok && (r->code == 421 || sd->scope == SC_SESSION)) {
+		if (st.config_problem)
+			log_err("%s: upstream %s: %s%s", log_id(c), c->up->name, st.reason,
+			    sd->stage == DLV_STAGE_AUTH ?
+			    " (check username and password for this upstream)" : "");
+		session_fail(c, &st);
+		return;
+	}
+	sd->next(c, r, idx, ok, &st);
+}
+
+static void
+greeted(struct smtp_client *c, const struct smtp_reply *r, size_t idx, bool ok,
+    const struct dlv_status *st)
+{
+	send_cmd(c, S_EHLO, 0, NULL, "EHLO %s", c->env->helo);
+}
+
+static void after_ehlo(struct smtp_client *c);
+
+/* EHLO or, when EHLO was refused, HELO. */
+static void
+ehlo_done(struct smtp_client *c, const struct smtp_reply *r, size_t idx, bool ok,
+    const struct dlv_status *st)
+{
+	if (!ok) {
+		/* a server that does not know EHLO (5xx) gets HELO; never
+		 * inside TLS, where EHLO is what STARTTLS was for */
+		if (r->code / 100 == 5 && !c->tls_active) {
+			send_cmd(c, S_HELO, 0, NULL, "HELO %s", c->env->helo);
+			return;
+		}
+		session_fail(c, st);
+		return;
+	}
+	smtp_reply_ehlo(r, &c->ext);
+	after_ehlo(c);
+}
+
+/* HELO: a server without extensions. */
+static void
+helo_done(struct smtp_client *c, const struct smtp_reply *r, size_t idx, bool ok,
+    const struct dlv_status *st)
+{
+	memset(&c->ext, 0, sizeof(c->ext));
+	after_ehlo(c);
+}
+
+/* -- STARTTLS and AUTH -- */
+
+/* An AUTH mechanism: how it starts, and its answer to the n-th 334. */
+struct auth_mech {
+	enum cfg_auth	 cfg;
+	unsigned	 offered;	/* the SMTP_AUTH_* bit EHLO must show */
+	const char	*name;
+	void		(*start)(struct smtp_client *c);
+	bool		(*challenge)(struct smtp_client *c, unsigned n);	/* false: none due */
+};
+
+/* Sends base64(p, n) as the argument of "prefix", showing "prefix***" to -v. */
+static void
+send_b64_secret(struct smtp_client *c, const char *prefix, const unsigned char *p, size_t n)
+{
+	char *b64 = xmalloc(4 * ((n + 2) / 3) + 1);
+	char *shown = xasprintf("%s***", prefix);
+
+	EVP_EncodeBlock((unsigned char *)b64, p, (int)n);
+	send_cmd(c, S_AUTH, 0, shown, "%s%s", prefix, b64);
+	OPENSSL_cleanse(b64, strlen(b64));
+	free(b64);
+	free(shown);
+}
+
+/* RFC 4616: "\0user\0password", base64, as AUTH PLAIN's argument or answer. */
+static void
+plain_send(struct smtp_client *c, const char *prefix)
+{
+	const char *u = c->up->username ? c->up->username : "";
+	const char *p = c->up->password ? c->up->password : "";
+	size_t ul = strlen(u), pl = strlen(p), n = ul + pl + 2;
+	unsigned char *raw = xmalloc(n);
+
+	raw[0] = '\0';
+	memcpy(raw + 1, u, ul);
+	raw[1 + ul] = '\0';
+	memcpy(raw + 2 + ul, p, pl);
+	send_b64_secret(c, prefix, raw, n);
+	OPENSSL_cleanse(raw, n);
+	free(raw);
+}
+
+static void
+plain_start(struct smtp_client *c)
+{
+	plain_send(c, "AUTH PLAIN ");	/* with the initial response (RFC 4954 4) */
+}
+
+static bool
+plain_challenge(struct smtp_client *c, unsigned n)
+{
+	/* a server that ignored the initial response asks for it */
+	if (n > 1)
+		return false;
+	plain_send(c, "");
+	return true;
+}
+
+static void
+login_start(struct smtp_client *c)
+{
+	send_cmd(c, S_AUTH, 0, NULL, "AUTH LOGIN");
+}
+
+static bool
+login_challenge(struct smtp_client *c, unsigned n)
+{
+	const char *s = n == 1 ? c->up->username : c->up->password;
+
+	if (n > 2)
+		return false;
+	s = s ? s : "";
+	send_b64_secret(c, "", (const unsigned char *)s, strlen(s));
+	return true;
+}
+
+static const struct auth_mech auth_mechs[] = {
+	{ CFG_AUTH_PLAIN, SMTP_AUTH_PLAIN, "PLAIN", plain_start, plain_challenge },
+	{ CFG_AUTH_LOGIN, SMTP_AUTH_LOGIN, "LOGIN", login_start, login_challenge },
+};
+
+static const struct auth_mech *
+auth_mech(enum cfg_auth a)
+{
+	for (size_t i = 0; i < sizeof(auth_mechs) / sizeof(auth_mechs[0]); i++)
+		if (auth_mechs[i].cfg == a)
+			return &auth_mechs[i];
+	return NULL;
+}
+
+/* Greeted and EHLO'd: STARTTLS, AUTH or the message, as configured. */
 static void
 after_ehlo(struct smtp_client *c)
 {
 	if (c->up->tls == CFG_TLS_STARTTLS && !c->tls_active) {
-		if (!c->x_starttls) {
-			client_fail(c, DLV_DEFER, "4.7.4",
-			    "%s does not offer STARTTLS, and upstream %s requires it (tls = \"starttls\"); "
-			    "not sending mail in plain text", c->peer, c->up->name);
+		if (!c->ext.starttls) {
+			trouble(c, DLV_T_NO_STARTTLS, "%s does not offer STARTTLS, and upstream %s "
+			    "requires it (tls = \"starttls\"); not sending mail in plain text", c->peer,
+			    c->up->name);
 			return;
 		}
-		send_cmd(c, X_STARTTLS, 0, NULL, "STARTTLS");
+		send_cmd(c, S_STARTTLS, 0, NULL, "STARTTLS");
 		return;
 	}
 	if (c->up->auth != CFG_AUTH_NONE) {
-		char *u = c->up->username ? c->up->username : "";
-		char *p = c->up->password ? c->up->password : "";
+		const struct auth_mech *am = auth_mech(c->up->auth);
 
-		if (c->up->auth == CFG_AUTH_PLAIN && c->auth_plain) {
-			size_t ul = strlen(u), pl = strlen(p);
-			unsigned char *raw = xmalloc(ul + pl + 2);
-			char *b64 = xmalloc(4 * ((ul + pl + 2 + 2) / 3) + 1);
-
-			raw[0] = '\0';
-			memcpy(raw + 1, u, ul);
-			raw[1 + ul] = '\0';
-			memcpy(raw + 2 + ul, p, pl);
-			EVP_EncodeBlock((unsigned char *)b64, raw, (int)(ul + pl + 2));
-			send_cmd(c, X_AUTH, 0, "AUTH PLAIN ***", "AUTH PLAIN %s", b64);
-			OPENSSL_cleanse(raw, ul + pl + 2);
-			OPENSSL_cleanse(b64, strlen(b64));
-			free(raw);
-			free(b64);
+		if (am == NULL || !(c->ext.auth & am->offered)) {
+			trouble(c, DLV_T_NO_AUTH,
+			    "authentication failed: %s does not offer AUTH %s (offers: %s)", c->peer,
+			    am ? am->name : "XOAUTH2",
+			    c->ext.auth_offered[0] ? c->ext.auth_offered : "no AUTH at all");
 			return;
 		}
-		if (c->up->auth == CFG_AUTH_LOGIN && c->auth_login) {
-			send_cmd(c, X_AUTH, 0, NULL, "AUTH LOGIN");
-			return;
-		}
-		client_fail(c, DLV_DEFER, "4.7.0",
-		    "authentication failed: %s does not offer AUTH %s (offers: %s)", c->peer,
-		    c->up->auth == CFG_AUTH_PLAIN ? "PLAIN" : "LOGIN",
-		    c->auth_offered[0] ? c->auth_offered : "no AUTH at all");
+		c->auth_rounds = 0;
+		am->start(c);
 		return;
 	}
 	client_start_message(c);
 }
 
 static void
-send_b64_secret(struct smtp_client *c, enum expect what, const char *s)
+starttls_done(struct smtp_client *c, const struct smtp_reply *r, size_t idx, bool ok,
+    const struct dlv_status *st)
 {
-	size_t n = strlen(s);
-	char *b64 = xmalloc(4 * ((n + 2) / 3) + 1);
+	/* Anything the server pipelined after its 220 is plaintext
+	 * injection; drop it before the handshake. */
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	SSL *ssl = client_ssl_new(c);
+	struct bufferevent *under = c->bev;
+	struct timeval tv = { c->up->timeout, 0 };
 
-	EVP_EncodeBlock((unsigned char *)b64, (const unsigned char *)s, (int)n);
-	send_cmd(c, what, 0, "***", "%s", b64);
-	OPENSSL_cleanse(b64, strlen(b64));
-	free(b64);
+	bufferevent_setcb(under, NULL, NULL, NULL, NULL);
+	c->bev = bufferevent_openssl_filter_new(c->env->base, under, ssl,
+	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		c->bev = under;
+		trouble(c, DLV_T_TLS, "TLS: cannot start with %s", c->peer);
+		return;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+	bufferevent_setcb(c->bev, client_read_cb, NULL, client_event_cb, c);
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	c->state = C_TLS;
+}
+
+/* A 235 (done) or a 334 (the mechanism's next answer is due). */
+static void
+auth_done(struct smtp_client *c, const struct smtp_reply *r, size_t idx, bool ok,
+    const struct dlv_status *st)
+{
+	if (r->code == 334) {
+		const struct auth_mech *am = auth_mech(c->up->auth);
+
+		if (++c->auth_rounds > AUTH_ROUNDS_MAX || !am->challenge(c, c->auth_rounds)) {
+			trouble(c, DLV_T_PROTOCOL, "authentication failed: %s sent an unexpected "
+			    "challenge: %.200s", c->peer, smtp_reply_str(r));
+		}
+		return;
+	}
+	client_start_message(c);
+}
+
+/* -- the transaction -- */
+
+/* The size announced with SIZE= and checked against the upstream's limit:
+ * what will be sent, the signature fields kept apart included. */
+static uint64_t
+msg_size(const struct smtp_client_msg *m)
+{
+	return m->headlen + m->len;
+}
+
+/* MAIL FROM with its parameters; with PIPELINING the RCPTs and DATA too. */
+static void
+send_mail(struct smtp_client *c)
+{
+	const struct smtp_client_msg *m = c->m;
+	char params[128] = "";
+
+	if (c->ext.size)
+		snprintf(params, sizeof(params), " SIZE=%llu", (unsigned long long)msg_size(m));
+	if (m->eightbit && c->ext.eightbitmime)
+		strcat(params, " BODY=8BITMIME");
+	if (m->smtputf8)
+		strcat(params, " SMTPUTF8");
+	send_cmd(c, S_MAIL, 0, NULL, "MAIL FROM:<%s>%s", m->sender, params);
+	if (!c->ext.pipelining)
+		return;
+	for (size_t i = 0; i < m->nrcpt; i++)
+		send_cmd(c, S_RCPT, i, NULL, "RCPT TO:<%s>", m->rcpts[i]);
+	send_cmd(c, S_DATA, 0, NULL, "DATA");
 }
 
 /* Starts MAIL/RCPT/DATA for c->m (connected, greeted, authenticated). */
@@ -967,64 +1209,137 @@ client_start_message(struct smtp_client *c)
 {
 	const struct smtp_client_msg *m = c->m;
 	struct dlv_status st;
+	char why[DLV_REASON_MAX];
 
 	c->state = C_DIALOGUE;
-	if (m->smtputf8 && !c->x_smtputf8) {
-		dlv_local(DLV_BOUNCE, "5.6.7", "", &st);
-		snprintf(st.reason, sizeof(st.reason),
-		    "message needs SMTPUTF8 (RFC 6531), which %s does not offer; not downgraded",
-		    c->peer);
-		settle_rest(c, &st);
-		transaction_end(c);
+	if (m->smtputf8 && !c->ext.smtputf8) {
+		snprintf(why, sizeof(why), "message needs SMTPUTF8 (RFC 6531), which %s does not "
+		    "offer; not downgraded", c->peer);
+		dlv_trouble(DLV_T_NEEDS_SMTPUTF8, why, &st);
+		message_fail(c, &st);
 		return;
 	}
-	uint64_t size = m->headlen + m->len;
-
-	if (c->size_limit > 0 && size > c->size_limit) {
-		dlv_local(DLV_BOUNCE, "5.3.4", "", &st);
-		snprintf(st.reason, sizeof(st.reason),
-		    "message size %llu exceeds the limit of %llu octets that %s announces",
-		    (unsigned long long)size, (unsigned long long)c->size_limit, c->peer);
-		settle_rest(c, &st);
-		transaction_end(c);
+	if (c->ext.size_limit > 0 && msg_size(m) > c->ext.size_limit) {
+		snprintf(why, sizeof(why), "message size %llu exceeds the limit of %llu octets "
+		    "that %s announces", (unsigned long long)msg_size(m),
+		    (unsigned long long)c->ext.size_limit, c->peer);
+		dlv_trouble(DLV_T_TOO_BIG, why, &st);
+		message_fail(c, &st);
 		return;
 	}
-	bool pipe = c->x_pipelining;
-	char params[128] = "";
-
-	if (c->x_size)
-		snprintf(params + strlen(params), sizeof(params) - strlen(params), " SIZE=%llu",
-		    (unsigned long long)size);
-	if (m->eightbit && c->x_8bitmime)
-		strcat(params, " BODY=8BITMIME");
-	if (m->smtputf8)
-		strcat(params, " SMTPUTF8");
-	if (c->used)
-		send_cmd(c, X_RSET, 0, NULL, "RSET");
-	if (c->used && !pipe)
-		return;	/* MAIL follows the RSET reply */
-	send_cmd(c, X_MAIL, 0, NULL, "MAIL FROM:<%s>%s", m->sender, params);
-	if (!pipe)
-		return;
-	for (size_t i = 0; i < m->nrcpt; i++)
-		send_cmd(c, X_RCPT, i, NULL, "RCPT TO:<%s>", m->rcpts[i]);
-	send_cmd(c, X_DATA, 0, NULL, "DATA");
+	if (c->used) {
+		send_cmd(c, S_RSET, 0, NULL, "RSET");
+		if (!c->ext.pipelining)
+			return;	/* MAIL follows the RSET reply */
+	}
+	send_mail(c);
 }
 
 static void
-send_mail_after_rset(struct smtp_client *c)
+rset_done(struct smtp_client *c, const struct smtp_reply *r, size_t idx, bool ok,
+    const struct dlv_status *st)
 {
-	const struct smtp_client_msg *m = c->m;
-	char params[128] = "";
-
-	if (c->x_size)
-		snprintf(params, sizeof(params), " SIZE=%llu", (unsigned long long)m->len);
-	if (m->eightbit && c->x_8bitmime)
-		strcat(params, " BODY=8BITMIME");
-	if (m->smtputf8)
-		strcat(params, " SMTPUTF8");
-	send_cmd(c, X_MAIL, 0, NULL, "MAIL FROM:<%s>%s", m->sender, params);
+	if (!c->ext.pipelining)
+		send_mail(c);
 }
+
+/* Without PIPELINING, after the last RCPT's reply: DATA, or the end. */
+static void
+after_rcpts(struct smtp_client *c)
+{
+	if (c->mail_failed) {
+		message_fail(c, &c->mail_status);
+		return;
+	}
+	if (c->naccepted == 0) {
+		/* every RCPT refused: each has its own status already */
+		transaction_end(c);
+		return;
+	}
+	send_cmd(c, S_DATA, 0, NULL, "DATA");
+}
+
+static void
+mail_done(struct smtp_client *c, const struct smtp_reply *r, size_t idx, bool ok,
+    const struct dlv_status *st)
+{
+	if (!ok) {
+		/* every recipient gets this; with PIPELINING the RCPT and
+		 * DATA replies still come and are read first */
+		c->mail_failed = true;
+		c->mail_status = *st;
+		if (!c->ext.pipelining)
+			after_rcpts(c);
+		return;
+	}
+	if (!c->ext.pipelining)
+		send_cmd(c, S_RCPT, 0, NULL, "RCPT TO:<%s>", c->m->rcpts[0]);
+}
+
+static void
+rcpt_done(struct smtp_client *c, const struct smtp_reply *r, size_t idx, bool ok,
+    const struct dlv_status *st)
+{
+	if (!c->mail_failed) {
+		if (ok) {
+			c->naccepted++;
+		} else {
+			c->res[idx] = *st;
+			c->final[idx] = true;
+		}
+	}
+	if (c->ext.pipelining)
+		return;	/* the next reply is already on its way */
+	if (idx + 1 < c->m->nrcpt) {
+		send_cmd(c, S_RCPT, idx + 1, NULL, "RCPT TO:<%s>", c->m->rcpts[idx + 1]);
+		return;
+	}
+	after_rcpts(c);
+}
+
+static void start_text(struct smtp_client *c);
+
+/* Only 354 lets the text go (RFC 5321 4.2.2, 4.3.2). */
+static void
+data_done(struct smtp_client *c, const struct smtp_reply *r, size_t idx, bool ok,
+    const struct dlv_status *st)
+{
+	if (c->mail_failed || c->naccepted == 0) {
+		/* pipelined, and nobody to deliver to */
+		if (c->mail_failed)
+			settle_rest(c, &c->mail_status);
+		if (ok) {
+			/* the server wants text anyway: an empty one ends it;
+			 * its reply changes nothing (dot_done) */
+			evbuffer_add(bufferevent_get_output(c->bev), ".\r\n", 3);
+			x_push(c, S_DOT, 0);
+			return;
+		}
+		transaction_end(c);
+		return;
+	}
+	if (!ok) {
+		/* A 2xx or 3xx other than 354: the server and relayd disagree
+		 * about where the dialogue is, so this session is not used
+		 * again; a 4xx or 5xx refuses the message, nothing more. */
+		if (r->code / 100 == 2 || r->code / 100 == 3)
+			session_fail(c, st);
+		else
+			message_fail(c, st);
+		return;
+	}
+	start_text(c);
+}
+
+/* The reply to the end of the text decides for every open recipient. */
+static void
+dot_done(struct smtp_client *c, const struct smtp_reply *r, size_t idx, bool ok,
+    const struct dlv_status *st)
+{
+	message_fail(c, st);
+}
+
+/* -- the text -- */
 
 static void
 text_write_cb(struct bufferevent *bev, void *arg)
@@ -1049,7 +1364,7 @@ text_push(struct smtp_client *c)
 		ssize_t n = pread(m->fd, chunk, want, (off_t)(m->off + c->text_sent));
 
 		if (n <= 0) {
-			client_fail(c, DLV_DEFER, "4.3.0", "cannot read the message from the spool: %s",
+			trouble(c, DLV_T_SPOOL, "cannot read the message from the spool: %s",
 			    n < 0 ? strerror(errno) : "unexpected end of file");
 			return;
 		}
@@ -1076,9 +1391,9 @@ text_push(struct smtp_client *c)
 	c->state = C_DIALOGUE;
 	if (log_debug_enabled())
 		log_debug("%s: %s > (%llu octets of text) .", m->id, c->peer,
-		    (unsigned long long)(m->headlen + m->len));
+		    (unsigned long long)msg_size(m));
 	evbuffer_add(out, ".\r\n", 3);
-	x_push(c, X_DOT, 0);
+	x_push(c, S_DOT, 0);
 }
 
 static void
@@ -1096,224 +1411,6 @@ start_text(struct smtp_client *c)
 	text_push(c);
 }
 
-/* All replies up to DATA are in: what next? */
-static void
-after_rcpts(struct smtp_client *c)
-{
-	if (c->mail_failed) {
-		settle_rest(c, &c->mail_status);
-		transaction_end(c);
-		return;
-	}
-	if (c->naccepted == 0) {
-		/* every RCPT refused: each has its own status already */
-		transaction_end(c);
-		return;
-	}
-	if (!c->x_pipelining)
-		send_cmd(c, X_DATA, 0, NULL, "DATA");
-}
-
-/* The upstream refused our credentials: a configuration problem, said
- * loudly, and every recipient deferred (delivery.c). */
-static void
-auth_failed(struct smtp_client *c, int code, const char *enh, const char *text)
-{
-	struct dlv_status st;
-
-	dlv_classify_reply(DLV_STAGE_AUTH, code, enh[0] ? enh : NULL, text, c->peer, &st);
-	log_err("%s: upstream %s: %s (check username and password for this upstream)",
-	    log_id(c), c->up->name, st.reason);
-	fail_with_reply(c, &st, true);
-}
-
-static void
-on_reply(struct smtp_client *c, int code, const char *text)
-{
-	enum expect what;
-	size_t idx;
-	struct dlv_status st;
-	char enh[16] = "";
-	int a, b, d, n = 0;
-
-	if (!x_pop(c, &what, &idx)) {
-		client_fail(c, DLV_DEFER, "4.5.0", "%s sent an unexpected reply: %.200s", c->peer, text);
-		return;
-	}
-	if (strlen(text) > 4 && sscanf(text + 4, "%1d.%3d.%3d%n", &a, &b, &d, &n) == 3 &&
-	    (text[4 + n] == ' ' || text[4 + n] == '\0'))
-		snprintf(enh, sizeof(enh), "%d.%d.%d", a, b, d);
-
-	/* 421 anywhere: the upstream is closing; everything open defers. */
-	if (code == 421 && what != X_QUIT) {
-		dlv_classify_reply(what == X_GREETING ? DLV_STAGE_GREETING : DLV_STAGE_MAIL, code,
-		    enh[0] ? enh : NULL, text, c->peer, &st);
-		st.fate = DLV_DEFER;
-		if (c->m) {
-			fail_with_reply(c, &st, true);
-		} else {
-			log_info("%s: %s", c->relay, st.reason);
-			client_close(c, true);
-		}
-		return;
-	}
-
-	switch (what) {
-	case X_GREETING:
-		if (code / 100 != 2) {
-			dlv_classify_reply(DLV_STAGE_GREETING, code, enh[0] ? enh : NULL, text, c->peer,
-			    &st);
-			fail_with_reply(c, &st, true);
-			return;
-		}
-		send_cmd(c, X_EHLO, 0, NULL, "EHLO %s", c->env->helo);
-		return;
-	case X_EHLO:
-		if (code / 100 == 2) {
-			c->esmtp = true;
-			parse_ehlo(c, text);
-			after_ehlo(c);
-			return;
-		}
-		if (code / 100 == 5 && !c->tls_active) {
-			c->esmtp = false;
-			send_cmd(c, X_HELO, 0, NULL, "HELO %s", c->env->helo);
-			return;
-		}
-		dlv_classify_reply(DLV_STAGE_EHLO, code, enh[0] ? enh : NULL, text, c->peer, &st);
-		fail_with_reply(c, &st, true);
-		return;
-	case X_HELO:
-		if (code / 100 != 2) {
-			dlv_classify_reply(DLV_STAGE_EHLO, code, enh[0] ? enh : NULL, text, c->peer, &st);
-			fail_with_reply(c, &st, true);
-			return;
-		}
-		parse_ehlo(c, "250 ");
-		after_ehlo(c);
-		return;
-	case X_STARTTLS: {
-		if (code != 220) {
-			dlv_classify_reply(DLV_STAGE_STARTTLS, code, enh[0] ? enh : NULL, text, c->peer,
-			    &st);
-			st.fate = DLV_DEFER;
-			fail_with_reply(c, &st, true);
-			return;
-		}
-		/* Anything the server pipelined after its 220 is plaintext
-		 * injection; drop it before the handshake. */
-		struct evbuffer *in = bufferevent_get_input(c->bev);
-		evbuffer_drain(in, evbuffer_get_length(in));
-		SSL *ssl = client_ssl_new(c);
-		struct bufferevent *under = c->bev;
-		struct timeval tv = { c->up->timeout, 0 };
-
-		bufferevent_setcb(under, NULL, NULL, NULL, NULL);
-		c->bev = bufferevent_openssl_filter_new(c->env->base, under, ssl,
-		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-		if (c->bev == NULL) {
-			c->bev = under;
-			client_fail(c, DLV_DEFER, "4.7.5", "TLS: cannot start with %s", c->peer);
-			return;
-		}
-		bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-		bufferevent_setcb(c->bev, client_read_cb, NULL, client_event_cb, c);
-		bufferevent_set_timeouts(c->bev, &tv, &tv);
-		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
-		c->state = C_TLS;
-		return;
-	}
-	case X_AUTH:
-		if (code == 334 && c->up->auth == CFG_AUTH_LOGIN) {
-			send_b64_secret(c, X_AUTH_USER, c->up->username ? c->up->username : "");
-			return;
-		}
-		/* FALLTHROUGH */
-	case X_AUTH_PASS:
-		if (code == 235) {
-			client_start_message(c);
-			return;
-		}
-		auth_failed(c, code, enh, text);
-		return;
-	case X_AUTH_USER:
-		if (code == 334) {
-			send_b64_secret(c, X_AUTH_PASS, c->up->password ? c->up->password : "");
-			return;
-		}
-		auth_failed(c, code, enh, text);
-		return;
-	case X_RSET:
-		if (code / 100 != 2) {
-			dlv_classify_reply(DLV_STAGE_MAIL, code, enh[0] ? enh : NULL, text, c->peer, &st);
-			st.fate = DLV_DEFER;
-			fail_with_reply(c, &st, true);
-			return;
-		}
-		if (!c->x_pipelining)
-			send_mail_after_rset(c);
-		return;
-	case X_MAIL:
-		if (code / 100 != 2) {
-			c->mail_failed = true;
-			dlv_classify_reply(DLV_STAGE_MAIL, code, enh[0] ? enh : NULL, text, c->peer,
-			    &c->mail_status);
-			if (!c->x_pipelining)
-				after_rcpts(c);
-			return;
-		}
-		if (!c->x_pipelining)
-			send_cmd(c, X_RCPT, 0, NULL, "RCPT TO:<%s>", c->m->rcpts[0]);
-		return;
-	case X_RCPT:
-		if (!c->mail_failed) {
-			if (code / 100 == 2) {
-				c->accepted[idx] = true;
-				c->naccepted++;
-			} else {
-				dlv_classify_reply(DLV_STAGE_RCPT, code, enh[0] ? enh : NULL, text, c->peer,
-				    &c->res[idx]);
-				c->final[idx] = true;
-			}
-		}
-		if (c->x_pipelining)
-			return;	/* DATA's reply comes next */
-		if (idx + 1 < c->m->nrcpt) {
-			send_cmd(c, X_RCPT, idx + 1, NULL, "RCPT TO:<%s>", c->m->rcpts[idx + 1]);
-			return;
-		}
-		after_rcpts(c);
-		return;
-	case X_DATA:
-		if (c->x_pipelining && (c->mail_failed || c->naccepted == 0)) {
-			if (code == 354) {
-				/* nobody to deliver to, but the server wants text */
-				x_push(c, X_DOT, 0);
-				evbuffer_add(bufferevent_get_output(c->bev), ".\r\n", 3);
-				settle_rest(c, c->mail_failed ? &c->mail_status : &st);
-				return;
-			}
-			after_rcpts(c);
-			return;
-		}
-		if (code != 354) {
-			dlv_classify_reply(DLV_STAGE_DATA, code, enh[0] ? enh : NULL, text, c->peer, &st);
-			settle_rest(c, &st);
-			transaction_end(c);
-			return;
-		}
-		start_text(c);
-		return;
-	case X_DOT:
-		dlv_classify_reply(DLV_STAGE_DOT, code, enh[0] ? enh : NULL, text, c->peer, &st);
-		settle_rest(c, &st);
-		transaction_end(c);
-		return;
-	case X_QUIT:
-		return;
-	}
-}
-
 /* ---- the API ----------------------------------------------------------- */
 
 struct smtp_client *
@@ -1328,7 +1425,7 @@ smtp_client_new(struct smtp_client_env *env, const struct cfg_upstream *up,
 	c->closed = closed;
 	c->closed_arg = arg;
 	c->state = C_NEW;
-	buf_init(&c->reply);
+	smtp_reply_init(&c->reply);
 	c->idle_ev = evtimer_new(env->base, idle_cb, c);
 	snprintf(c->relay, sizeof(c->relay), "%s[%s]:%u", up->name, up->host, up->port);
 	snprintf(c->peer, sizeof(c->peer), "%s[?]:%u", up->host, up->port);
@@ -1344,7 +1441,6 @@ smtp_client_deliver(struct smtp_client *c, const struct smtp_client_msg *m,
 	c->done_arg = arg;
 	c->res = xcalloc(m->nrcpt, sizeof(*c->res));
 	c->final = xcalloc(m->nrcpt, sizeof(*c->final));
-	c->accepted = xcalloc(m->nrcpt, sizeof(*c->accepted));
 	c->naccepted = 0;
 	c->mail_failed = false;
 	c->xq_head = c->xq_len = 0;

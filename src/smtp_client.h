@@ -3,14 +3,17 @@
  * a time; the queue decides what to send, and over which session.
  *
  * A session resolves the host (every A/AAAA address tried in turn),
- * connects, reads the greeting, says EHLO (HELO if EHLO is refused), starts
+ * connects, reads the greeting, says EHLO (HELO if EHLO is refused; the
+ * reply read line by line, one extension per line), starts
  * TLS as configured (STARTTLS through a bufferevent_openssl filter, or
  * implicit TLS; TLS 1.2 minimum; chain and host name verified with SNI
  * unless tls_verify = false; "starttls" never continues in plain text),
- * authenticates (PLAIN or LOGIN), then sends MAIL (with SIZE=, BODY=,
- * SMTPUTF8 as needed), one RCPT per recipient and DATA, pipelined when the
- * upstream offers PIPELINING, and the text dot-stuffed.  Each recipient
- * gets its own outcome (delivery.h decides what a reply means).  After a
+ * authenticates (PLAIN or LOGIN; also without TLS when tls = "none"),
+ * then sends MAIL (with SIZE=, BODY=, SMTPUTF8 as needed), one RCPT per
+ * recipient and DATA, pipelined when the upstream offers PIPELINING, and,
+ * only after a 354, the text dot-stuffed.  Each recipient gets its own
+ * outcome (delivery.h decides what a reply or a failure means; the reason
+ * names the command a reply answered).  After a
  * message the session stays open for the next one (RSET first), until it
  * has been idle for a short while; then QUIT.
  *
@@ -40,6 +43,14 @@ struct smtp_client_env {
 	const char		*helo;		/* our EHLO name (config hostname) */
 	int			 idle_sec;	/* keep an idle session this long */
 	struct smtp_client	*quitting;	/* sessions saying QUIT (private) */
+	/*
+	 * How to reach an upstream: NULL (relayd) resolves its host and
+	 * connects over TCP.  Tests set it to hand over one end of a
+	 * socketpair (a connected socket, or -1 with errno); the session then
+	 * starts as if TCP had just connected (with TLS: the handshake).
+	 */
+	evutil_socket_t		(*connect)(void *arg, const struct cfg_upstream *up);
+	void			*connect_arg;
 };
 
 /* One message to deliver.  Strings and fd stay valid until the result. */

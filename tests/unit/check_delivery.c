@@ -145,18 +145,16 @@ START_TEST(test_every_stage_5xx)
 		enum dlv_stage	st;
 		enum dlv_fate	fate;
 	} stages[] = {
-		{ DLV_STAGE_DNS, DLV_DEFER },
-		{ DLV_STAGE_CONNECT, DLV_DEFER },
 		{ DLV_STAGE_GREETING, DLV_DEFER },
 		{ DLV_STAGE_EHLO, DLV_DEFER },
+		{ DLV_STAGE_HELO, DLV_DEFER },
 		{ DLV_STAGE_STARTTLS, DLV_DEFER },
-		{ DLV_STAGE_TLS, DLV_DEFER },
 		{ DLV_STAGE_AUTH, DLV_DEFER },
+		{ DLV_STAGE_RSET, DLV_DEFER },
 		{ DLV_STAGE_MAIL, DLV_BOUNCE },
 		{ DLV_STAGE_RCPT, DLV_BOUNCE },
 		{ DLV_STAGE_DATA, DLV_BOUNCE },
 		{ DLV_STAGE_DOT, DLV_BOUNCE },
-		{ DLV_STAGE_LOCAL, DLV_DEFER },
 	};
 	struct dlv_status st;
 
@@ -166,19 +164,22 @@ START_TEST(test_every_stage_5xx)
 		    st.fate);
 		ck_assert_str_eq(st.dsn, stages[i].fate == DLV_BOUNCE ? "5.2.2" :
 		    stages[i].st == DLV_STAGE_AUTH ? "4.7.0" : "4.2.2");
-		/* and a 4xx always defers, a 2xx always sends */
+		/* and a 4xx always defers, a 2xx sends (but in reply to DATA) */
 		dlv_classify_reply(stages[i].st, 452, NULL, "452 x", RELAY, &st);
 		ck_assert_int_eq(st.fate, DLV_DEFER);
 		ck_assert_int_eq(st.dsn[0], '4');
 		dlv_classify_reply(stages[i].st, 220, NULL, "220 ok", RELAY, &st);
-		ck_assert_int_eq(st.fate, DLV_SENT);
-		ck_assert_str_eq(st.dsn, "2.0.0");
+		ck_assert_int_eq(st.fate, stages[i].st == DLV_STAGE_DATA ? DLV_DEFER : DLV_SENT);
+		ck_assert_str_eq(st.dsn, stages[i].st == DLV_STAGE_DATA ? "4.5.0" : "2.0.0");
 	}
 }
 END_TEST
 
 START_TEST(test_stage_command)
 {
+	ck_assert_str_eq(dlv_fate_name(DLV_SENT), "sent");
+	ck_assert_str_eq(dlv_fate_name(DLV_DEFER), "deferred");
+	ck_assert_str_eq(dlv_fate_name(DLV_BOUNCE), "bounced");
 	ck_assert_str_eq(dlv_stage_command(DLV_STAGE_MAIL), "MAIL FROM");
 	ck_assert_str_eq(dlv_stage_command(DLV_STAGE_RCPT), "RCPT TO");
 	ck_assert_str_eq(dlv_stage_command(DLV_STAGE_DATA), "DATA");
@@ -186,11 +187,9 @@ START_TEST(test_stage_command)
 	ck_assert_str_eq(dlv_stage_command(DLV_STAGE_EHLO), "EHLO");
 	ck_assert_str_eq(dlv_stage_command(DLV_STAGE_STARTTLS), "STARTTLS");
 	ck_assert_str_eq(dlv_stage_command(DLV_STAGE_AUTH), "AUTH");
+	ck_assert_str_eq(dlv_stage_command(DLV_STAGE_RSET), "RSET");
+	ck_assert_str_eq(dlv_stage_command(DLV_STAGE_HELO), "HELO");
 	ck_assert_str_eq(dlv_stage_command(DLV_STAGE_GREETING), "");
-	ck_assert_str_eq(dlv_stage_command(DLV_STAGE_DNS), "");
-	ck_assert_str_eq(dlv_stage_command(DLV_STAGE_CONNECT), "");
-	ck_assert_str_eq(dlv_stage_command(DLV_STAGE_TLS), "");
-	ck_assert_str_eq(dlv_stage_command(DLV_STAGE_LOCAL), "");
 	ck_assert_str_eq(dlv_stage_command((enum dlv_stage)99), "");
 }
 END_TEST
@@ -239,7 +238,7 @@ START_TEST(test_reason_truncated)
 	dlv_classify_reply(DLV_STAGE_AUTH, 535, NULL, text, RELAY, &st);
 	ck_assert_uint_eq(strlen(st.reason), DLV_REASON_MAX - 1);
 
-	dlv_local(DLV_DEFER, "4.4.1", text, &st);
+	dlv_trouble(DLV_T_CONNECT, text, &st);
 	ck_assert_uint_eq(strlen(st.reason), DLV_REASON_MAX - 1);
 
 	/* Exactly DLV_REASON_MAX - 1 octets fits whole. */
@@ -249,32 +248,71 @@ START_TEST(test_reason_truncated)
 }
 END_TEST
 
-START_TEST(test_local)
+START_TEST(test_trouble)
+{
+	/* every kind of trouble, and what it means: one table, in delivery.c */
+	static const struct {
+		enum dlv_trouble what;
+		enum dlv_fate	 fate;
+		const char	*dsn;
+		bool		 config;
+	} want[] = {
+		{ DLV_T_DNS, DLV_DEFER, "4.4.3", false },
+		{ DLV_T_CONNECT, DLV_DEFER, "4.4.1", false },
+		{ DLV_T_TLS, DLV_DEFER, "4.7.5", false },
+		{ DLV_T_NO_STARTTLS, DLV_DEFER, "4.7.4", true },
+		{ DLV_T_NO_AUTH, DLV_DEFER, "4.7.0", true },
+		{ DLV_T_TIMEOUT, DLV_DEFER, "4.4.2", false },
+		{ DLV_T_LOST, DLV_DEFER, "4.4.2", false },
+		{ DLV_T_PROTOCOL, DLV_DEFER, "4.5.0", false },
+		{ DLV_T_TOO_BIG, DLV_BOUNCE, "5.3.4", false },
+		{ DLV_T_NEEDS_SMTPUTF8, DLV_BOUNCE, "5.6.7", false },
+		{ DLV_T_SPOOL, DLV_DEFER, "4.3.0", false },
+		{ DLV_T_UNROUTABLE, DLV_DEFER, "4.3.5", true },
+		{ DLV_T_UNSIGNED, DLV_DEFER, "4.7.0", true },
+	};
+	struct dlv_status st;
+
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		memset(&st, 0x5a, sizeof(st));
+		dlv_trouble(want[i].what, "why", &st);
+		ck_assert_int_eq(st.fate, want[i].fate);
+		ck_assert_str_eq(st.dsn, want[i].dsn);
+		ck_assert_int_eq(st.config_problem, want[i].config);
+		ck_assert_str_eq(st.reason, "why");
+	}
+	dlv_trouble(DLV_T_CONNECT, "connect to mx.example.net[192.0.2.7]:25: Connection refused",
+	    &st);
+	ck_assert_str_eq(st.reason, "connect to mx.example.net[192.0.2.7]:25: Connection refused");
+	/* reasons are one line */
+	dlv_trouble(DLV_T_NEEDS_SMTPUTF8, "SMTPUTF8 is required,\r\nbut was not offered", &st);
+	ck_assert_str_eq(st.reason, "SMTPUTF8 is required,  but was not offered");
+	dlv_trouble(DLV_T_LOST, NULL, &st);
+	ck_assert_str_eq(st.reason, "");
+	/* an unknown kind is a protocol error, never read past the table */
+	dlv_trouble((enum dlv_trouble)1000, "x", &st);
+	ck_assert_str_eq(st.dsn, "4.5.0");
+}
+END_TEST
+
+START_TEST(test_2xx_to_data)
 {
 	struct dlv_status st;
 
-	memset(&st, 0x5a, sizeof(st));
-	dlv_local(DLV_DEFER, "4.4.1", "connect to mx.example.net[192.0.2.7]:25: Connection refused",
-	    &st);
+	/* only 354 lets the text go: a 2xx to DATA delivers nothing */
+	dlv_classify_reply(DLV_STAGE_DATA, 250, "2.0.0", "250 2.0.0 Ok", RELAY, &st);
 	ck_assert_int_eq(st.fate, DLV_DEFER);
-	ck_assert_str_eq(st.dsn, "4.4.1");
-	ck_assert_str_eq(st.reason, "connect to mx.example.net[192.0.2.7]:25: Connection refused");
-	ck_assert(!st.config_problem);
-
-	dlv_local(DLV_BOUNCE, "5.3.4", "message size 2000000 exceeds size limit 1000000 of "
-	    "mx.example.net", &st);
-	ck_assert_int_eq(st.fate, DLV_BOUNCE);
-	ck_assert_str_eq(st.dsn, "5.3.4");
-
-	dlv_local(DLV_BOUNCE, "5.6.7", "SMTPUTF8 is required,\r\nbut was not offered", &st);
-	ck_assert_str_eq(st.reason, "SMTPUTF8 is required,  but was not offered");
-
-	/* An over-long dsn is cut, never overflows. */
-	dlv_local(DLV_DEFER, "4.444.4444444444444444", "x", &st);
-	ck_assert_uint_eq(strlen(st.dsn), sizeof(st.dsn) - 1);
-	dlv_local(DLV_DEFER, NULL, NULL, &st);
-	ck_assert_str_eq(st.dsn, "");
-	ck_assert_str_eq(st.reason, "");
+	ck_assert_str_eq(st.dsn, "4.5.0");
+	ck_assert_str_eq(st.reason, RELAY " said: 250 2.0.0 Ok (in reply to DATA command)");
+	/* while a 2xx to the end of the text is a delivery */
+	dlv_classify_reply(DLV_STAGE_DOT, 250, "2.0.0", "250 2.0.0 Ok", RELAY, &st);
+	ck_assert_int_eq(st.fate, DLV_SENT);
+	/* and the new stages are named */
+	dlv_classify_reply(DLV_STAGE_RSET, 421, NULL, "421 bye", RELAY, &st);
+	ck_assert_str_eq(st.reason, RELAY " said: 421 bye (in reply to RSET command)");
+	dlv_classify_reply(DLV_STAGE_HELO, 550, NULL, "550 no", RELAY, &st);
+	ck_assert_int_eq(st.fate, DLV_DEFER);
+	ck_assert_str_eq(st.reason, RELAY " said: 550 no (in reply to HELO command)");
 }
 END_TEST
 
@@ -345,13 +383,13 @@ START_TEST(test_final)
 	ck_assert_str_eq(st.dsn, "4.2.1");
 	ck_assert_str_eq(st.reason, reason);
 	/* Past it too (a schedule shortened by a reload). */
-	dlv_local(DLV_DEFER, "4.4.1", "connection refused", &st);
+	dlv_trouble(DLV_T_CONNECT, "connection refused", &st);
 	ck_assert(dlv_final(&r, 7, &st));
 	ck_assert_int_eq(st.fate, DLV_BOUNCE);
 	ck_assert_str_eq(st.dsn, "4.4.1");
 	ck_assert_str_eq(st.reason, "connection refused");
 	/* A single allowed attempt. */
-	dlv_local(DLV_DEFER, "4.4.2", "timeout", &st);
+	dlv_trouble(DLV_T_TIMEOUT, "timeout", &st);
 	ck_assert(dlv_final(&once, 1, &st));
 	ck_assert_int_eq(st.fate, DLV_BOUNCE);
 	/* Only deferrals are turned. */
@@ -380,7 +418,8 @@ delivery_suite(void)
 	tcase_add_test(tc, test_stage_command);
 	tcase_add_test(tc, test_reason_clean);
 	tcase_add_test(tc, test_reason_truncated);
-	tcase_add_test(tc, test_local);
+	tcase_add_test(tc, test_trouble);
+	tcase_add_test(tc, test_2xx_to_data);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("retry");

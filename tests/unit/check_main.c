@@ -23,7 +23,9 @@ main(void)
 	srunner_add_suite(sr, qid_suite());
 	srunner_add_suite(sr, router_suite());
 	srunner_add_suite(sr, sendmail_suite());
+	srunner_add_suite(sr, smtp_client_suite());
 	srunner_add_suite(sr, smtp_parse_suite());
+	srunner_add_suite(sr, smtp_reply_suite());
 	srunner_add_suite(sr, spool_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);

@@ -16,7 +16,9 @@ Suite *net_suite(void);
 Suite *qid_suite(void);
 Suite *router_suite(void);
 Suite *sendmail_suite(void);
+Suite *smtp_client_suite(void);
 Suite *smtp_parse_suite(void);
+Suite *smtp_reply_suite(void);
 Suite *spool_suite(void);
 
 #endif
