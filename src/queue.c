@@ -34,7 +34,17 @@
 #define COMPACT_EVERY_SEC	30	/* how often to look for a segment to empty */
 #define DSN_HEADERS_MAX		(64u << 10)
 
-enum qm_state { QM_WAITING, QM_READY, QM_ACTIVE, QM_DSN };
+/*
+ * Where a message is; each state says which structure holds it, so that
+ * no operation takes it out of one it is not in:
+ *   WAITING  in the heap (not due yet)
+ *   HELD     due, but its relocation is under way: in no heap and no
+ *            line until the new copy is durable (relocated() moves it on)
+ *   READY    in its upstream's line
+ *   ACTIVE   being delivered
+ *   DSN      its DSN is on its way to the spool
+ */
+enum qm_state { QM_WAITING, QM_HELD, QM_READY, QM_ACTIVE, QM_DSN };
 
 struct upstate;
 
@@ -54,7 +64,6 @@ struct qmsg {
 	struct buf		 head;		/* cm.head: its signature fields */
 	bool			 dropped;	/* retired while a DSN commit was pending */
 	bool			 relocating;	/* spool_relocate() under way */
-	bool			 ready_after;	/* came due meanwhile */
 };
 
 struct upclient {
@@ -233,8 +242,9 @@ msg_make_ready(struct qmsg *m)
 	const char *dom;
 
 	if (m->relocating) {
-		/* nothing may be recorded for it before its new copy is durable */
-		m->ready_after = true;
+		/* nothing may be recorded for it before its new copy is
+		 * durable: held, out of the heap, until relocated() */
+		m->st = QM_HELD;
 		return;
 	}
 	struct upstate *u = msg_upstream(q, m, &dom);
@@ -1332,10 +1342,8 @@ relocated(void *arg, int error, const struct spool_loc *loc)
 	else
 		log_warn("%s: cannot move it to a newer spool segment: %s", m->env->id,
 		    strerror(error));
-	if (m->ready_after) {
-		m->ready_after = false;
+	if (m->st == QM_HELD)
 		msg_make_ready(m);
-	}
 }
 
 struct compact_ctx {
@@ -1354,27 +1362,35 @@ compact_collect(void *arg, uint64_t key, void *val)
 		cc->v[cc->n++] = m;
 }
 
+size_t
+queue_compact(struct queue *q)
+{
+	uint64_t seg = q->spool ? spool_compact_candidate(q->spool) : 0;
+	struct compact_ctx cc = { seg, NULL, 0 };
+
+	if (seg == 0 || q->stopping)
+		return 0;
+	cc.v = xcalloc(idmap_count(q->msgs) + 1, sizeof(*cc.v));
+	/* the waiting ones; those in delivery are taken on a later round */
+	idmap_foreach(q->msgs, compact_collect, &cc);
+	if (cc.n > 0)
+		log_info("spool: moving %zu long-queued messages out of segment %016llx", cc.n,
+		    (unsigned long long)seg);
+	for (size_t i = 0; i < cc.n; i++) {
+		cc.v[i]->relocating = true;
+		spool_relocate(q->spool, cc.v[i]->env, relocated, cc.v[i]);
+	}
+	free(cc.v);
+	return cc.n;
+}
+
 static void
 compact_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct queue *q = arg;
 	struct timeval tv = { COMPACT_EVERY_SEC, 0 };
-	uint64_t seg = q->spool ? spool_compact_candidate(q->spool) : 0;
 
-	if (seg != 0 && !q->stopping) {
-		struct compact_ctx cc = { seg, xcalloc(idmap_count(q->msgs) + 1, sizeof(*cc.v)), 0 };
-
-		/* the waiting ones; those in delivery are taken on a later round */
-		idmap_foreach(q->msgs, compact_collect, &cc);
-		if (cc.n > 0)
-			log_info("spool: moving %zu long-queued messages out of segment %016llx", cc.n,
-			    (unsigned long long)seg);
-		for (size_t i = 0; i < cc.n; i++) {
-			cc.v[i]->relocating = true;
-			spool_relocate(q->spool, cc.v[i]->env, relocated, cc.v[i]);
-		}
-		free(cc.v);
-	}
+	(void)queue_compact(q);
 	if (!q->stopping)
 		evtimer_add(q->compact_ev, &tv);
 }

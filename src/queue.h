@@ -48,6 +48,13 @@ int queue_start(struct queue *q, struct spool *sp, char *err, size_t errlen);
 int queue_set_config(struct queue *q, struct config *cfg, char *err, size_t errlen);
 /* Stops starting new deliveries; sessions close as they finish. */
 void queue_stop(struct queue *q);
+/*
+ * Looks for a spool segment worth emptying (spool_compact_candidate) and
+ * starts moving its waiting messages to the current one; returns how many.
+ * A timer does this every 30 s; a message due meanwhile is held until its
+ * new copy is durable.
+ */
+size_t queue_compact(struct queue *q);
 /* ---- for the control socket (relayctl) ---- */
 
 /* Calls fn for every queued message, in no particular order.  active:
@@ -57,8 +64,9 @@ void queue_list(const struct queue *q,
     void *arg);
 
 /* Makes the message (id) or, with id NULL, every message due now; attempt
- * counts stay.  Returns the number of messages affected, -1 if id is
- * unknown. */
+ * counts stay.  Returns the number of messages affected (0 for one already
+ * on its way: being delivered, queued for a session, or held while it is
+ * relocated), -1 if id is unknown. */
 int queue_flush(struct queue *q, const char *id);
 
 /* Deletes a message from the queue (and the spool), logging "<ID>: removed

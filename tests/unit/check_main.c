@@ -21,6 +21,7 @@ main(void)
 	srunner_add_suite(sr, msghdr_suite());
 	srunner_add_suite(sr, net_suite());
 	srunner_add_suite(sr, qid_suite());
+	srunner_add_suite(sr, queue_suite());
 	srunner_add_suite(sr, router_suite());
 	srunner_add_suite(sr, sendmail_suite());
 	srunner_add_suite(sr, smtp_client_suite());

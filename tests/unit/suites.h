@@ -14,6 +14,7 @@ Suite *dkim_suite(void);
 Suite *msghdr_suite(void);
 Suite *net_suite(void);
 Suite *qid_suite(void);
+Suite *queue_suite(void);
 Suite *router_suite(void);
 Suite *sendmail_suite(void);
 Suite *smtp_client_suite(void);
