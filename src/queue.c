@@ -774,6 +774,12 @@ msg_send_dsn(struct qmsg *m, const struct dlv_status *res, const char *relay)
 			dsn->flags |= SPOOL_F_8BIT;
 			break;
 		}
+	/* A sender with a UTF-8 address (RFC 6531) is reached with SMTPUTF8
+	 * only, never downgraded, like the recipient of any other message.
+	 * An ASCII sender gets its DSN without, UTF-8 parts and all (8BITMIME):
+	 * the upstream that refused an SMTPUTF8 message may still carry it. */
+	if (addr_check_mailbox(env->sender, false) == ADDR_NEEDS_UTF8)
+		dsn->flags |= SPOOL_F_SMTPUTF8 | SPOOL_F_8BIT;
 
 	struct spool_body *b = spool_body_new(q->spool);
 	(void)spool_body_write(b, text.p, text.len);

@@ -1,7 +1,9 @@
 """The upstream dialogue against unusual and hostile servers (issue 11):
 reply lines at and past the length limit, a 2xx to DATA, EHLO replies
 with a bare SIZE before STARTTLS or AUTH, the stage named in a 421's
-reason, and SIZE= after RSET on a session without PIPELINING.  Each case is what a review found and confirmed against
+reason, SIZE= after RSET on a session without PIPELINING, and a DSN to a
+sender with a UTF-8 address (it needs SMTPUTF8 as any message to such an
+address does).  Each case is what a review found and confirmed against
 a running relayd; under the ASan+UBSan build the harness fails a test
 whose daemon logged a sanitizer report."""
 
@@ -184,3 +186,19 @@ def test_size_param_after_rset_same_session(t):
 	for m, c in zip(ms, up.cmds("MAIL")):
 		declared = int(mail_params(c["arg"])["SIZE"])
 		assert declared == m["size"], "SIZE=%d declared, %d octets sent" % (declared, m["size"])
+
+
+# ---- a DSN to an SMTPUTF8 sender --------------------------------------------
+
+def test_dsn_to_smtputf8_sender_uses_smtputf8(t):
+	ext = "PIPELINING,8BITMIME,SMTPUTF8,ENHANCEDSTATUSCODES"
+	up = start_upstream(t, ext=ext, script=[{"cmd": "RCPT", "match": "bad@",
+	    "reply": "550 5.1.1 No such user"}])
+	d, _ = simple_relay(t, up)
+	sender = "j\u00f6rg@example.com"
+	qid = submit(d, sender=sender, rcpts=["bad@example.net"], mail_opts="SMTPUTF8 BODY=8BITMIME")
+	wait_delivery(d, qid, "bad@example.net", "bounced")
+	dsn = up.wait(lambda u: [m for m in u.messages() if m["mail_from"] == ""], "the DSN")[0]
+	assert dsn["rcpt_tos"] == [sender], dsn["rcpt_tos"]
+	opts = [o.upper() for o in dsn["mail_options"]]
+	assert "SMTPUTF8" in opts, "DSN to %r sent without SMTPUTF8: %s" % (sender, opts)
