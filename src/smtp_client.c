@@ -872,29 +872,13 @@ enum scope {
 	SC_STEP,	/* the step's function decides (message, recipient, fallback) */
 };
 
-typedef void (*step_fn)(struct smtp_client *c, const struct smtp_reply *r, size_t idx,
-    bool ok, const struct dlv_status *st);
+/* What comes after a step's reply: ok says whether the reply is one that
+ * lets the step go on, st what it means for the recipients it concerns. */
+typedef void step_fn(struct smtp_client *c, const struct smtp_reply *r, size_t idx, bool ok,
+    const struct dlv_status *st);
 
-static void greeted(struct smtp_client *, const struct smtp_reply *, size_t, bool,
-    const struct dlv_status *);
-static void ehlo_done(struct smtp_client *, const struct smtp_reply *, size_t, bool,
-    const struct dlv_status *);
-static void helo_done(struct smtp_client *, const struct smtp_reply *, size_t, bool,
-    const struct dlv_status *);
-static void starttls_done(struct smtp_client *, const struct smtp_reply *, size_t, bool,
-    const struct dlv_status *);
-static void auth_done(struct smtp_client *, const struct smtp_reply *, size_t, bool,
-    const struct dlv_status *);
-static void rset_done(struct smtp_client *, const struct smtp_reply *, size_t, bool,
-    const struct dlv_status *);
-static void mail_done(struct smtp_client *, const struct smtp_reply *, size_t, bool,
-    const struct dlv_status *);
-static void rcpt_done(struct smtp_client *, const struct smtp_reply *, size_t, bool,
-    const struct dlv_status *);
-static void data_done(struct smtp_client *, const struct smtp_reply *, size_t, bool,
-    const struct dlv_status *);
-static void dot_done(struct smtp_client *, const struct smtp_reply *, size_t, bool,
-    const struct dlv_status *);
+static step_fn greeted, ehlo_done, helo_done, starttls_done, auth_done, rset_done, mail_done,
+    rcpt_done, data_done, dot_done;
 
 /* The replies that let a step go on. */
 enum want {
@@ -907,7 +891,7 @@ static const struct step_def {
 	enum dlv_stage	stage;		/* what the reply answers, for reasons and logs */
 	enum want	want;
 	enum scope	scope;
-	step_fn		next;		/* called with every reply but a session-ending one */
+	step_fn		*next;		/* called with every reply but a session-ending one */
 } steps[] = {
 	[S_GREETING]	= { DLV_STAGE_GREETING,	W_2XX,		SC_SESSION,	greeted },
 	[S_EHLO]	= { DLV_STAGE_EHLO,	W_2XX,		SC_STEP,	ehlo_done },
