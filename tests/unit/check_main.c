@@ -20,6 +20,7 @@ main(void)
 	srunner_add_suite(sr, dkim_suite());
 	srunner_add_suite(sr, msghdr_suite());
 	srunner_add_suite(sr, net_suite());
+	srunner_add_suite(sr, oauth_suite());
 	srunner_add_suite(sr, qid_suite());
 	srunner_add_suite(sr, queue_suite());
 	srunner_add_suite(sr, router_suite());

@@ -13,6 +13,7 @@ Suite *keygen_suite(void);
 Suite *dkim_suite(void);
 Suite *msghdr_suite(void);
 Suite *net_suite(void);
+Suite *oauth_suite(void);
 Suite *qid_suite(void);
 Suite *queue_suite(void);
 Suite *router_suite(void);

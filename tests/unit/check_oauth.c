@@ -1,0 +1,328 @@
+/*
+ * check_oauth — the OAuth 2.0 pieces that need no network: JWTs against
+ * golden bytes made by the openssl command-line tool (an independent
+ * signer), the grant forms of each provider with a fixed clock, and the
+ * token endpoint's replies, good, refused, malformed and hostile.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/pem.h>
+
+#include "jwt.h"
+#include "oauth_grant.h"
+#include "suites.h"
+#include "util.h"
+
+static EVP_PKEY *
+test_key(const char *name)
+{
+	char path[512];
+	FILE *f;
+	EVP_PKEY *k;
+
+	snprintf(path, sizeof(path), "%s/%s", TEST_DATADIR, name);
+	f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "%s", path);
+	k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	ck_assert_ptr_nonnull(k);
+	return k;
+}
+
+START_TEST(test_b64url)
+{
+	static const struct { const char *in, *out; } v[] = {
+		{ "", "" }, { "f", "Zg" }, { "fo", "Zm8" }, { "foo", "Zm9v" },
+		{ "foob", "Zm9vYg" }, { "\xfb\xff\xfe", "-__-" },
+	};
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		char *o = jwt_b64url((const unsigned char *)v[i].in, strlen(v[i].in));
+
+		ck_assert_str_eq(o, v[i].out);
+		free(o);
+	}
+}
+END_TEST
+
+/* Made with: printf %s "$IN" | openssl dgst -sha256 -sign dkim-rsa2048.key
+ * | base64url, IN being the first two parts. */
+static const char GOLDEN[] =
+    "eyJhbGciOiJSUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJyZWxheSIsIm4iOjF9."
+    "kzT3ULTFCIE4aDR2aJfmztPz8mKch2Y5eA0WbQ56rlyf33asDXFC44TXpABgl6w67ma6ZZ5Sx05OEfaGvFdxbql"
+    "appEf_nHJwel_BHLLxSWIBjpOTjZRDNti3OboDxrDlNDWeAEhkL01wL5eMDzs-5EgsMHt_eqsFSrh10ThHiiRGes"
+    "3hBuxypRxI5YUeVIOmlh0pEWJL36z-SotJvf8EU3ODLJAdaYf0NI6uW74N1yVO9r68cmfzhIBxJJwGl-80CRYQME3"
+    "dDHKmXZa_Dfil0i-iHgX_Xi6-mY_w8ghAqHlvriyhiFDOIUC57-0zpMLRHbeBHmR7iMsxBO5Tiv4rw";
+
+START_TEST(test_jwt_golden)
+{
+	EVP_PKEY *k = test_key("dkim-rsa2048.key");
+	char err[256];
+	char *jwt = jwt_sign_rs256("{\"alg\":\"RS256\",\"typ\":\"JWT\"}", "{\"iss\":\"relay\",\"n\":1}",
+	    k, err, sizeof(err));
+
+	ck_assert_msg(jwt != NULL, "%s", err);
+	ck_assert_str_eq(jwt, GOLDEN);
+	free(jwt);
+	EVP_PKEY_free(k);
+
+	/* RS256 only: an Ed25519 key is refused with a reason */
+	k = test_key("dkim-ed25519.key");
+	ck_assert_ptr_null(jwt_sign_rs256("{}", "{}", k, err, sizeof(err)));
+	ck_assert_str_eq(err, "RS256 needs an RSA key");
+	EVP_PKEY_free(k);
+}
+END_TEST
+
+/* The form's value of name, URL-decoded (enough for these tests). */
+static char *
+form_value(const char *form, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = form; p != NULL; p = strchr(p, '&') ? strchr(p, '&') + 1 : NULL) {
+		if (strncmp(p, name, n) != 0 || p[n] != '=')
+			continue;
+		const char *v = p + n + 1;
+		size_t len = strcspn(v, "&");
+		char *out = calloc(1, len + 1), *o = out;
+
+		for (size_t i = 0; i < len; i++) {
+			if (v[i] == '%' && i + 2 < len + 1) {
+				char hx[3] = { v[i + 1], v[i + 2], 0 };
+
+				*o++ = (char)strtol(hx, NULL, 16);
+				i += 2;
+			} else {
+				*o++ = v[i];
+			}
+		}
+		return out;
+	}
+	return NULL;
+}
+
+/* The JWT's second part must be the base64url of exactly this JSON. */
+static void
+assert_jwt_part(const char *jwt, int part, const char *json)
+{
+	char *want = jwt_b64url((const unsigned char *)json, strlen(json));
+	const char *p = jwt;
+
+	for (int i = 0; i < part; i++)
+		p = strchr(p, '.') + 1;
+	ck_assert_msg(strncmp(p, want, strlen(want)) == 0 && (p[strlen(want)] == '.' ||
+	    p[strlen(want)] == '\0'), "part %d is not %s", part, json);
+	free(want);
+}
+
+START_TEST(test_form_microsoft_secret)
+{
+	struct oauth_creds c = {
+		.provider = OAUTH_MICROSOFT,
+		.token_url = "https://login.microsoftonline.com/contoso/oauth2/v2.0/token",
+		.scope = OAUTH_SCOPE_MICROSOFT,
+		.client_id = "00000000-aaaa",
+		.client_secret = "s3cr&t=+/",
+	};
+	char err[256];
+	char *f = oauth_grant_form(&c, 1700000000, "jti-1", err, sizeof(err));
+
+	ck_assert_str_eq(f, "grant_type=client_credentials&client_id=00000000-aaaa"
+	    "&client_secret=s3cr%26t%3D%2B%2F&scope=https%3A%2F%2Foutlook.office365.com%2F.default");
+	oauth_wipe(f);
+}
+END_TEST
+
+START_TEST(test_form_microsoft_certificate)
+{
+	struct oauth_creds c = {
+		.provider = OAUTH_MICROSOFT,
+		.token_url = "https://login.microsoftonline.com/contoso/oauth2/v2.0/token",
+		.scope = OAUTH_SCOPE_MICROSOFT,
+		.client_id = "cid",
+		.key = test_key("dkim-rsa2048.key"),
+		.x5t_s256 = "THUMB",
+	};
+	char err[256];
+	char *f = oauth_grant_form(&c, 1700000000, "jti-1", err, sizeof(err));
+
+	ck_assert_msg(f != NULL, "%s", err);
+	char *gt = form_value(f, "grant_type"), *cid = form_value(f, "client_id");
+	char *at = form_value(f, "client_assertion_type"), *a = form_value(f, "client_assertion");
+
+	ck_assert_str_eq(gt, "client_credentials");
+	ck_assert_str_eq(cid, "cid");
+	ck_assert_str_eq(at, "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+	ck_assert_ptr_null(form_value(f, "client_secret"));
+	assert_jwt_part(a, 0, "{\"alg\":\"RS256\",\"typ\":\"JWT\",\"x5t#S256\":\"THUMB\"}");
+	assert_jwt_part(a, 1, "{\"aud\":\"https://login.microsoftonline.com/contoso/oauth2/v2.0/"
+	    "token\",\"iss\":\"cid\",\"sub\":\"cid\",\"jti\":\"jti-1\",\"nbf\":1700000000,"
+	    "\"iat\":1700000000,\"exp\":1700000600}");
+	free(gt);
+	free(cid);
+	free(at);
+	free(a);
+	oauth_wipe(f);
+	EVP_PKEY_free(c.key);
+}
+END_TEST
+
+START_TEST(test_form_google)
+{
+	struct oauth_creds c = {
+		.provider = OAUTH_GOOGLE,
+		.token_url = "https://oauth2.googleapis.com/token",
+		.scope = OAUTH_SCOPE_GOOGLE,
+		.key = test_key("dkim-rsa2048.key"),
+		.client_email = "relay@proj.iam.gserviceaccount.com",
+		.key_id = "kid1",
+		.subject = "relay@example.org",
+	};
+	char err[256];
+	char *f = oauth_grant_form(&c, 1700000000, "unused", err, sizeof(err));
+
+	ck_assert_msg(f != NULL, "%s", err);
+	char *gt = form_value(f, "grant_type"), *a = form_value(f, "assertion");
+
+	ck_assert_str_eq(gt, "urn:ietf:params:oauth:grant-type:jwt-bearer");
+	assert_jwt_part(a, 0, "{\"alg\":\"RS256\",\"typ\":\"JWT\",\"kid\":\"kid1\"}");
+	assert_jwt_part(a, 1, "{\"iss\":\"relay@proj.iam.gserviceaccount.com\",\"sub\":"
+	    "\"relay@example.org\",\"scope\":\"https://mail.google.com/\",\"aud\":"
+	    "\"https://oauth2.googleapis.com/token\",\"iat\":1700000000,\"exp\":1700003600}");
+	free(gt);
+	free(a);
+	oauth_wipe(f);
+	EVP_PKEY_free(c.key);
+}
+END_TEST
+
+START_TEST(test_form_generic)
+{
+	struct oauth_creds c = {
+		.provider = OAUTH_GENERIC,
+		.token_url = "https://login.example.net/token",
+		.client_id = "app",
+		.refresh_token = "rt-1",
+	};
+	char err[256];
+	char *f = oauth_grant_form(&c, 0, "x", err, sizeof(err));
+
+	ck_assert_str_eq(f, "grant_type=refresh_token&refresh_token=rt-1&client_id=app");
+	oauth_wipe(f);
+	c.refresh_token = NULL;
+	c.client_secret = "sec";
+	c.scope = "smtp send";
+	f = oauth_grant_form(&c, 0, "x", err, sizeof(err));
+	ck_assert_str_eq(f, "grant_type=client_credentials&client_id=app&client_secret=sec"
+	    "&scope=smtp%20send");
+	oauth_wipe(f);
+}
+END_TEST
+
+static int
+parse(long status, const char *body, struct oauth_reply *r)
+{
+	return oauth_parse_reply(status, body, strlen(body), r);
+}
+
+START_TEST(test_reply_good)
+{
+	struct oauth_reply r;
+
+	ck_assert_int_eq(parse(200, "{\"token_type\":\"Bearer\",\"expires_in\":3599,"
+	    "\"ext_expires_in\":3599,\"access_token\":\"eyJ0.x.y\"}", &r), 0);
+	ck_assert_str_eq(r.access_token, "eyJ0.x.y");
+	ck_assert_int_eq(r.expires_in, 3599);
+	ck_assert_ptr_null(r.refresh_token);
+	oauth_reply_free(&r);
+
+	/* a rotated refresh token; expires_in as a string; token_type in
+	 * another case; no expires_in at all */
+	ck_assert_int_eq(parse(200, "{\"access_token\":\"a\",\"token_type\":\"bearer\","
+	    "\"expires_in\":\"120\",\"refresh_token\":\"rt-2\"}", &r), 0);
+	ck_assert_int_eq(r.expires_in, 120);
+	ck_assert_str_eq(r.refresh_token, "rt-2");
+	oauth_reply_free(&r);
+	ck_assert_int_eq(parse(200, "{\"access_token\":\"a\"}", &r), 0);
+	ck_assert_int_eq(r.expires_in, 3600);
+	oauth_reply_free(&r);
+}
+END_TEST
+
+START_TEST(test_reply_refused)
+{
+	struct oauth_reply r;
+
+	ck_assert_int_eq(parse(401, "{\"error\":\"invalid_client\",\"error_description\":"
+	    "\"AADSTS7000215: Invalid client secret provided.\\r\\nTrace ID: 1\",\"error_codes\":"
+	    "[7000215]}", &r), -1);
+	ck_assert_ptr_null(r.access_token);
+	ck_assert_str_eq(r.error,
+	    "401 invalid_client: AADSTS7000215: Invalid client secret provided.  Trace ID: 1");
+	/* no JSON: the status alone, and why */
+	ck_assert_int_eq(parse(502, "<html>Bad gateway</html>", &r), -1);
+	ck_assert_str_eq(r.error, "502 (no JSON error in the reply)");
+	ck_assert_int_eq(parse(400, "{\"error\":\"invalid_grant\"}", &r), -1);
+	ck_assert_str_eq(r.error, "400 invalid_grant");
+}
+END_TEST
+
+START_TEST(test_reply_hostile)
+{
+	static const char *const bad[] = {
+		"", "null", "[]", "\"x\"", "{", "{\"access_token\":1}", "{\"access_token\":\"\"}",
+		"{\"access_token\":null}", "{\"access_token\":\"a\",\"token_type\":\"mac\"}",
+		"{\"access_token\":\"a\",\"access_token\":\"b\"}",
+	};
+	struct oauth_reply r;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(parse(200, bad[i], &r) == -1, "accepted %s", bad[i]);
+		ck_assert_ptr_null(r.access_token);
+		ck_assert_str_ne(r.error, "");
+	}
+	/* a token over 16 KiB, deep nesting, a huge error text, a NUL */
+	size_t n = 40000;
+	char *big = malloc(n + 64);
+
+	strcpy(big, "{\"access_token\":\"");
+	memset(big + 17, 'a', n);
+	strcpy(big + 17 + n, "\"}");
+	ck_assert_int_eq(parse(200, big, &r), -1);
+	memset(big, '[', n);
+	big[n] = '\0';
+	ck_assert_int_eq(parse(200, big, &r), -1);
+	strcpy(big, "{\"error\":\"");
+	memset(big + 10, 'e', n);
+	strcpy(big + 10 + n, "\"}");
+	ck_assert_int_eq(parse(400, big, &r), -1);
+	ck_assert_uint_eq(strlen(r.error), sizeof(r.error) - 1);
+	free(big);
+	ck_assert_int_eq(parse(200, "{\"access_token\":\"a\\u0000b\"}", &r), -1);
+	/* expires_in absurd: bounded */
+	ck_assert_int_eq(parse(200, "{\"access_token\":\"a\",\"expires_in\":99999999999}", &r), 0);
+	ck_assert_int_le(r.expires_in, 366 * 86400);
+	oauth_reply_free(&r);
+}
+END_TEST
+
+Suite *
+oauth_suite(void)
+{
+	Suite *s = suite_create("oauth");
+	TCase *tc = tcase_create("grant");
+
+	tcase_add_test(tc, test_b64url);
+	tcase_add_test(tc, test_jwt_golden);
+	tcase_add_test(tc, test_form_microsoft_secret);
+	tcase_add_test(tc, test_form_microsoft_certificate);
+	tcase_add_test(tc, test_form_google);
+	tcase_add_test(tc, test_form_generic);
+	tcase_add_test(tc, test_reply_good);
+	tcase_add_test(tc, test_reply_refused);
+	tcase_add_test(tc, test_reply_hostile);
+	suite_add_tcase(s, tc);
+	return s;
+}
