@@ -14,6 +14,9 @@
 
 #include <jansson.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "jwt.h"
 #include "oauth_grant.h"
@@ -44,6 +47,142 @@ oauth_creds_free(struct oauth_creds *c)
 	free(c->subject);
 	oauth_wipe(c->refresh_token);
 	memset(c, 0, sizeof(*c));
+}
+
+/* A string member, or NULL when absent, not a string, or holding a NUL
+ * (which a C string would cut short). */
+static const char *
+member_str(json_t *o, const char *name)
+{
+	json_t *v = json_object_get(o, name);
+
+	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
+		return NULL;
+	return json_string_value(v);
+}
+
+static char *
+dup_or_null(const char *s)
+{
+	return s != NULL ? xstrdup(s) : NULL;
+}
+
+void
+oauth_creds_copy(struct oauth_creds *dst, const struct oauth_creds *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	dst->provider = src->provider;
+	dst->token_url = dup_or_null(src->token_url);
+	dst->scope = dup_or_null(src->scope);
+	dst->client_id = dup_or_null(src->client_id);
+	dst->client_secret = dup_or_null(src->client_secret);
+	if (src->key != NULL && EVP_PKEY_up_ref(src->key) == 1)
+		dst->key = src->key;
+	dst->x5t_s256 = dup_or_null(src->x5t_s256);
+	dst->client_email = dup_or_null(src->client_email);
+	dst->key_id = dup_or_null(src->key_id);
+	dst->subject = dup_or_null(src->subject);
+	dst->refresh_token = dup_or_null(src->refresh_token);
+}
+
+/* A PEM private key from memory, or NULL (OpenSSL's error queue cleared). */
+static EVP_PKEY *
+pem_key(const char *pem, size_t len)
+{
+	BIO *b = BIO_new_mem_buf(pem, (int)len);
+	EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+
+	BIO_free(b);
+	ERR_clear_error();
+	return k;
+}
+
+int
+oauth_cert_key(const char *cert_pem, size_t certlen, const char *key_pem, size_t keylen,
+    EVP_PKEY **key, char **x5t, char *err, size_t errlen, int *which)
+{
+	BIO *b = BIO_new_mem_buf(cert_pem, (int)certlen);
+	X509 *cert = b ? PEM_read_bio_X509(b, NULL, NULL, NULL) : NULL;
+	EVP_PKEY *k = NULL;
+
+	BIO_free(b);
+	ERR_clear_error();
+	*key = NULL;
+	*x5t = NULL;
+	*which = 0;
+	if (cert == NULL) {
+		snprintf(err, errlen, "no PEM certificate in it");
+		return -1;
+	}
+	*which = 1;
+	if ((k = pem_key(key_pem, keylen)) == NULL) {
+		snprintf(err, errlen, "no PEM private key in it (an encrypted key cannot be used)");
+	} else if (EVP_PKEY_get_base_id(k) != EVP_PKEY_RSA) {
+		snprintf(err, errlen, "the key is not an RSA key (the JWT is signed RS256)");
+	} else if (X509_check_private_key(cert, k) != 1) {
+		ERR_clear_error();
+		snprintf(err, errlen, "the key does not match the certificate");
+	} else if ((*x5t = jwt_x5t_s256(cert)) == NULL) {
+		*which = 0;
+		snprintf(err, errlen, "cannot hash the certificate");
+	} else {
+		*key = k;
+		X509_free(cert);
+		return 0;
+	}
+	EVP_PKEY_free(k);
+	X509_free(cert);
+	return -1;
+}
+
+int
+oauth_service_account(const char *json, size_t len, struct oauth_creds *c, char *err,
+    size_t errlen)
+{
+	json_error_t jerr;
+	json_t *o = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
+	const char *type, *email, *pem, *kid, *uri;
+	int rc = -1;
+
+	if (o == NULL || !json_is_object(o)) {
+		/* jansson's position, never its text: it may quote the key */
+		snprintf(err, errlen, "not a JSON object (line %d, column %d)", jerr.line, jerr.column);
+		json_decref(o);
+		return -1;
+	}
+	type = member_str(o, "type");
+	email = member_str(o, "client_email");
+	pem = member_str(o, "private_key");
+	kid = member_str(o, "private_key_id");
+	uri = member_str(o, "token_uri");
+	if (type == NULL || strcmp(type, "service_account") != 0) {
+		snprintf(err, errlen, "\"type\" is not \"service_account\" (is it the key of a "
+		    "service account, as the Google Cloud console downloads it?)");
+	} else if (email == NULL || strchr(email, '@') == NULL) {
+		snprintf(err, errlen, "no \"client_email\" in it");
+	} else if (pem == NULL) {
+		snprintf(err, errlen, "no \"private_key\" in it");
+	} else if ((c->key = pem_key(pem, strlen(pem))) == NULL) {
+		snprintf(err, errlen, "its \"private_key\" is not a PEM private key");
+	} else if (EVP_PKEY_get_base_id(c->key) != EVP_PKEY_RSA) {
+		EVP_PKEY_free(c->key);
+		c->key = NULL;
+		snprintf(err, errlen, "its \"private_key\" is not an RSA key");
+	} else if (uri != NULL && strncmp(uri, "https://", 8) != 0) {
+		EVP_PKEY_free(c->key);
+		c->key = NULL;
+		snprintf(err, errlen, "its \"token_uri\" is not an https URL");
+	} else {
+		c->client_email = xstrdup(email);
+		c->key_id = dup_or_null(kid);
+		if (c->token_url == NULL)
+			c->token_url = xstrdup(uri ? uri : "https://oauth2.googleapis.com/token");
+		rc = 0;
+	}
+	if (pem != NULL)	/* the key's text: not left in freed memory */
+		OPENSSL_cleanse((char *)pem, strlen(pem));
+	json_decref(o);
+	return rc;
 }
 
 /* Appends "&name=value" (or without '&' first), value percent-encoded
@@ -167,18 +306,6 @@ fail:
 	OPENSSL_cleanse(b.p, b.len);
 	buf_free(&b);
 	return NULL;
-}
-
-/* A string member, or NULL when absent, not a string, or holding a NUL
- * (which a C string would cut short). */
-static const char *
-member_str(json_t *o, const char *name)
-{
-	json_t *v = json_object_get(o, name);
-
-	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v))
-		return NULL;
-	return json_string_value(v);
 }
 
 /* Copies s into the error text, one line, control characters as spaces. */

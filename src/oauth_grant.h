@@ -49,6 +49,27 @@ struct oauth_creds {
 };
 
 void oauth_creds_free(struct oauth_creds *c);
+/* A deep copy (the key's reference counted); free it with oauth_creds_free. */
+void oauth_creds_copy(struct oauth_creds *dst, const struct oauth_creds *src);
+
+/*
+ * A certificate and its private key, PEM text each (the key PKCS#8 or
+ * PKCS#1): the key must be RSA (RS256) and match the certificate.  Sets
+ * *key and *x5t (the certificate's x5t#S256).  Returns 0, or -1 with a
+ * reason in err and *which = 0 (the certificate) or 1 (the key) at fault.
+ */
+int oauth_cert_key(const char *cert_pem, size_t certlen, const char *key_pem, size_t keylen,
+    EVP_PKEY **key, char **x5t, char *err, size_t errlen, int *which);
+
+/*
+ * A Google service account's JSON key (as Google Cloud gives it out):
+ * type "service_account", client_email, private_key (PEM, RSA),
+ * private_key_id (optional: kid), token_uri (optional).  Sets the fields
+ * of c it provides (client_email, key, key_id, and token_url when it is
+ * NULL).  Returns 0, or -1 with a reason in err (never quoting the key).
+ */
+int oauth_service_account(const char *json, size_t len, struct oauth_creds *c, char *err,
+    size_t errlen);
 
 /*
  * The request body (application/x-www-form-urlencoded) of c's grant at

@@ -16,6 +16,7 @@ PACKAGES=(
 	build-essential autoconf automake libtool pkg-config	# toolchain, autotools
 	libevent-dev libconfuse-dev libopendkim-dev libssl-dev	# libraries relayd links
 	libjansson-dev						# JSON: OAuth 2.0 token replies, service-account keys
+	libcurl4-openssl-dev					# HTTPS to OAuth 2.0 token endpoints
 	check							# unit tests (Check)
 	clang							# second compiler build (clang 14)
 	openssl							# test keys and test CA made at test time

@@ -308,6 +308,133 @@ START_TEST(test_reply_hostile)
 }
 END_TEST
 
+/* A fixture file's whole text; caller frees. */
+static char *
+slurp(const char *name, size_t *len)
+{
+	char path[512];
+	FILE *f;
+	char *buf = calloc(1, 65536);
+
+	snprintf(path, sizeof(path), "%s/%s", TEST_DATADIR, name);
+	f = fopen(path, "r");
+	ck_assert_msg(f != NULL, "%s", path);
+	*len = fread(buf, 1, 65535, f);
+	fclose(f);
+	return buf;
+}
+
+START_TEST(test_cert_key)
+{
+	size_t cl, kl, sl, el;
+	char *cert = slurp("oauth-app.crt", &cl), *key = slurp("dkim-rsa2048.key", &kl);
+	char *small = slurp("dkim-rsa512.key", &sl), *ed = slurp("dkim-ed25519.key", &el);
+	char *x5t = NULL, err[256];
+	EVP_PKEY *k = NULL;
+	int which = -1;
+
+	ck_assert_int_eq(oauth_cert_key(cert, cl, key, kl, &k, &x5t, err, sizeof(err), &which), 0);
+	ck_assert_ptr_nonnull(k);
+	/* made with: openssl x509 -outform DER | openssl dgst -sha256 -binary | base64url */
+	ck_assert_str_eq(x5t, "9QKIA793Go4gM2H2_ONPSCS1pYsiOWI1qf_gWnJ9nN8");
+	EVP_PKEY_free(k);
+	free(x5t);
+
+	/* another key, another type, no key, no certificate */
+	ck_assert_int_eq(oauth_cert_key(cert, cl, small, sl, &k, &x5t, err, sizeof(err), &which), -1);
+	ck_assert_str_eq(err, "the key does not match the certificate");
+	ck_assert_int_eq(which, 1);
+	ck_assert_int_eq(oauth_cert_key(cert, cl, ed, el, &k, &x5t, err, sizeof(err), &which), -1);
+	ck_assert_str_eq(err, "the key is not an RSA key (the JWT is signed RS256)");
+	ck_assert_int_eq(oauth_cert_key(cert, cl, cert, cl, &k, &x5t, err, sizeof(err), &which), -1);
+	ck_assert_int_eq(which, 1);
+	ck_assert_int_eq(oauth_cert_key(key, kl, key, kl, &k, &x5t, err, sizeof(err), &which), -1);
+	ck_assert_str_eq(err, "no PEM certificate in it");
+	ck_assert_int_eq(which, 0);
+	ck_assert_ptr_null(k);
+	ck_assert_ptr_null(x5t);
+	free(cert);
+	free(key);
+	free(small);
+	free(ed);
+}
+END_TEST
+
+/* A service-account key file's text with the PEM key in "private_key". */
+static char *
+sa_json(const char *type, const char *email, const char *pem, const char *uri)
+{
+	struct buf b;
+
+	buf_init(&b);
+	buf_printf(&b, "{\"type\":\"%s\",\"project_id\":\"p\",\"private_key_id\":\"k1\","
+	    "\"client_email\":\"%s\",\"private_key\":\"", type, email);
+	for (const char *p = pem; *p; p++)
+		if (*p == '\n')
+			buf_addstr(&b, "\\n");
+		else
+			buf_add(&b, p, 1);
+	buf_addstr(&b, "\"");
+	if (uri)
+		buf_printf(&b, ",\"token_uri\":\"%s\"", uri);
+	buf_addstr(&b, "}");
+	buf_add(&b, "", 1);
+	return b.p;
+}
+
+START_TEST(test_service_account)
+{
+	size_t kl, el;
+	char *key = slurp("dkim-rsa2048.key", &kl), *ed = slurp("dkim-ed25519.key", &el);
+	struct oauth_creds c;
+	char err[256], *j;
+
+	memset(&c, 0, sizeof(c));
+	j = sa_json("service_account", "relay@p.iam.gserviceaccount.com", key, NULL);
+	ck_assert_msg(oauth_service_account(j, strlen(j), &c, err, sizeof(err)) == 0, "%s", err);
+	ck_assert_str_eq(c.client_email, "relay@p.iam.gserviceaccount.com");
+	ck_assert_str_eq(c.key_id, "k1");
+	ck_assert_str_eq(c.token_url, "https://oauth2.googleapis.com/token");
+	ck_assert_ptr_nonnull(c.key);
+	oauth_creds_free(&c);
+	free(j);
+
+	/* a token_uri of its own, unless the configuration names one */
+	j = sa_json("service_account", "a@b", key, "https://oauth2.example/token");
+	ck_assert_int_eq(oauth_service_account(j, strlen(j), &c, err, sizeof(err)), 0);
+	ck_assert_str_eq(c.token_url, "https://oauth2.example/token");
+	oauth_creds_free(&c);
+	c.token_url = xstrdup("https://127.0.0.1:9/token");
+	ck_assert_int_eq(oauth_service_account(j, strlen(j), &c, err, sizeof(err)), 0);
+	ck_assert_str_eq(c.token_url, "https://127.0.0.1:9/token");
+	oauth_creds_free(&c);
+	free(j);
+
+	static const struct { const char *type, *email, *uri; int ed; const char *why; } bad[] = {
+		{ "authorized_user", "a@b", NULL, 0, "\"type\" is not" },
+		{ "service_account", "nobody", NULL, 0, "no \"client_email\"" },
+		{ "service_account", "a@b", NULL, 1, "not an RSA key" },
+		{ "service_account", "a@b", "http://x/token", 0, "not an https URL" },
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		j = sa_json(bad[i].type, bad[i].email, bad[i].ed ? ed : key, bad[i].uri);
+		ck_assert_int_eq(oauth_service_account(j, strlen(j), &c, err, sizeof(err)), -1);
+		ck_assert_msg(strstr(err, bad[i].why) != NULL, "%zu: %s", i, err);
+		ck_assert_ptr_null(c.key);
+		free(j);
+	}
+	/* not JSON: the position, never the text (it may hold the key) */
+	ck_assert_int_eq(oauth_service_account(key, kl, &c, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "not a JSON object (line 1"));
+	ck_assert_ptr_null(strstr(err, "BEGIN"));
+	j = "{\"type\":\"service_account\",\"client_email\":\"a@b\",\"private_key\":\"junk\"}";
+	ck_assert_int_eq(oauth_service_account(j, strlen(j), &c, err, sizeof(err)), -1);
+	ck_assert_str_eq(err, "its \"private_key\" is not a PEM private key");
+	free(key);
+	free(ed);
+}
+END_TEST
+
 Suite *
 oauth_suite(void)
 {
@@ -323,6 +450,8 @@ oauth_suite(void)
 	tcase_add_test(tc, test_reply_good);
 	tcase_add_test(tc, test_reply_refused);
 	tcase_add_test(tc, test_reply_hostile);
+	tcase_add_test(tc, test_cert_key);
+	tcase_add_test(tc, test_service_account);
 	suite_add_tcase(s, tc);
 	return s;
 }
