@@ -198,6 +198,7 @@ dlv_classify_reply(enum dlv_stage st, int code, const char *enh, const char *tex
 	if (st == DLV_STAGE_AUTH && (cls == 4 || cls == 5)) {
 		out->fate = DLV_DEFER;
 		out->config_problem = true;
+		out->auth_refused = true;
 		dsn_write(out, 4, 7, subject == 7 ? detail : 0);
 		reason_add(&w, "authentication failed: ");
 		reason_add(&w, text);
@@ -233,6 +234,44 @@ dlv_classify_reply(enum dlv_stage st, int code, const char *enh, const char *tex
 		}
 	}
 	reason_clean(out->reason);
+}
+
+void
+dlv_explain(struct dlv_status *st, enum dlv_stage stage, int code, const char *enh,
+    bool xoauth2)
+{
+	const char *hint = NULL;
+	bool e = enh != NULL;
+
+	if (stage == DLV_STAGE_AUTH && e && strcmp(enh, "5.7.139") == 0)
+		hint = "SMTP AUTH is disabled for this tenant or mailbox: enable it for the mailbox "
+		    "(Set-CASMailbox -SmtpClientAuthenticationDisabled $false)";
+	else if (stage == DLV_STAGE_AUTH && e && strcmp(enh, "5.7.3") == 0 && xoauth2)
+		hint = "the token was not accepted for this mailbox: the app needs the "
+		    "SMTP.SendAsApp permission with admin consent, its service principal "
+		    "registered in Exchange (New-ServicePrincipal with the Enterprise "
+		    "application's object id) and permission on the mailbox "
+		    "(Add-MailboxPermission), and username must be that mailbox";
+	else if (stage == DLV_STAGE_AUTH && e && strcmp(enh, "5.7.3") == 0)
+		hint = "wrong username or password, or SMTP AUTH is not allowed for this mailbox";
+	else if (stage == DLV_STAGE_AUTH && e && strcmp(enh, "5.7.30") == 0 && !xoauth2)
+		hint = "basic authentication is off for this tenant: use auth = \"xoauth2\"";
+	else if (code == 554 && e && strcmp(enh, "5.2.252") == 0) {
+		hint = "SendAsDenied: the mailbox relayd signs in as may not send as this "
+		    "sender: send from the mailbox's own address, or give it Send As "
+		    "permission for the sender";
+		/* the admin's to fix, like an authentication failure */
+		st->fate = DLV_DEFER;
+		st->config_problem = true;
+		dsn_set(st, "4.2.252");
+	}
+	if (hint != NULL) {
+		struct reason_w w = { st->reason, strlen(st->reason), sizeof(st->reason) };
+
+		reason_add(&w, " (hint: ");
+		reason_add(&w, hint);
+		reason_add(&w, ")");
+	}
 }
 
 /* What each trouble means; indexed by enum dlv_trouble. */

@@ -51,6 +51,8 @@ struct dlv_status {
 	char		dsn[16];		/* "2.0.0", "4.4.1", "5.1.1" */
 	char		reason[DLV_REASON_MAX];	/* for logs and the DSN; never a secret */
 	bool		config_problem;		/* auth failure etc.: log loudly */
+	bool		auth_refused;		/* the upstream refused AUTH (a token it
+						 * refused is not used again) */
 };
 
 /* "sent", "deferred", "bounced": the status= of the log line. */
@@ -74,6 +76,22 @@ const char *dlv_stage_command(enum dlv_stage st);
  */
 void dlv_classify_reply(enum dlv_stage st, int code, const char *enh, const char *text,
     const char *relay, struct dlv_status *out);
+
+/*
+ * Words an admin can act on for replies whose meaning is known (Exchange
+ * Online's, mostly), appended to st->reason as "(hint: ...)":
+ *   535 5.7.139        SMTP AUTH disabled for the tenant or the mailbox
+ *   535 5.7.3          with XOAUTH2: the app is not allowed to send as the
+ *                      mailbox (SMTP.SendAsApp, service principal, mailbox
+ *                      permission); with a password: wrong credentials
+ *   5xx 5.7.30         to PLAIN/LOGIN: basic authentication is off
+ *   554 5.2.252        SendAsDenied: the mailbox may not send as the sender;
+ *                      a configuration problem, so deferred (4.2.252, loud),
+ *                      not bounced
+ * xoauth2: the upstream authenticates with auth = "xoauth2".
+ */
+void dlv_explain(struct dlv_status *st, enum dlv_stage stage, int code, const char *enh,
+    bool xoauth2);
 
 /*
  * What went wrong outside a reply, as the place that saw it names it; what

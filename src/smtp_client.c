@@ -942,11 +942,15 @@ on_reply(struct smtp_client *c, const struct smtp_reply *r)
 
 	dlv_classify_reply(sd->stage, r->code, r->enh[0] ? r->enh : NULL, smtp_reply_str(r),
 	    c->peer, &st);
+	if (!ok)
+		dlv_explain(&st, sd->stage, r->code, r->enh, c->up->auth == CFG_AUTH_XOAUTH2);
 	if (!ok && (r->code == 421 || sd->scope == SC_SESSION)) {
 		if (st.config_problem)
 			log_err("%s: upstream %s: %s%s", log_id(c), c->up->name, st.reason,
-			    sd->stage == DLV_STAGE_AUTH ?
-			    " (check username and password for this upstream)" : "");
+			    sd->stage != DLV_STAGE_AUTH || strstr(st.reason, "(hint: ") ? "" :
+			    c->up->auth == CFG_AUTH_XOAUTH2 ?
+			    " (check the app's permissions and this upstream's oauth2 section)" :
+			    " (check username and password for this upstream)");
 		session_fail(c, &st);
 		return;
 	}
@@ -1067,9 +1071,35 @@ login_challenge(struct smtp_client *c, unsigned n)
 	return true;
 }
 
+/* The SASL XOAUTH2 initial response (Google's and Microsoft's): base64 of
+ * "user=" username "\1auth=Bearer " token "\1\1". */
+static void
+xoauth2_start(struct smtp_client *c)
+{
+	const char *u = c->up->username ? c->up->username : "";
+	char *raw = xasprintf("user=%s\001auth=Bearer %s\001\001", u,
+	    c->m->token ? c->m->token : "");
+
+	send_b64_secret(c, "AUTH XOAUTH2 ", (const unsigned char *)raw, strlen(raw));
+	OPENSSL_cleanse(raw, strlen(raw));
+	free(raw);
+}
+
+static bool
+xoauth2_challenge(struct smtp_client *c, unsigned n)
+{
+	/* the 334 carries the error as base64 JSON: an empty line answers
+	 * it, and the final reply (535, ...) is what counts */
+	if (n > 1)
+		return false;
+	send_cmd(c, S_AUTH, 0, NULL, "%s", "");
+	return true;
+}
+
 static const struct auth_mech auth_mechs[] = {
 	{ CFG_AUTH_PLAIN, SMTP_AUTH_PLAIN, "PLAIN", plain_start, plain_challenge },
 	{ CFG_AUTH_LOGIN, SMTP_AUTH_LOGIN, "LOGIN", login_start, login_challenge },
+	{ CFG_AUTH_XOAUTH2, SMTP_AUTH_XOAUTH2, "XOAUTH2", xoauth2_start, xoauth2_challenge },
 };
 
 static const struct auth_mech *
@@ -1101,7 +1131,7 @@ after_ehlo(struct smtp_client *c)
 		if (am == NULL || !(c->ext.auth & am->offered)) {
 			trouble(c, DLV_T_NO_AUTH,
 			    "authentication failed: %s does not offer AUTH %s (offers: %s)", c->peer,
-			    am ? am->name : "XOAUTH2",
+			    am ? am->name : "?",
 			    c->ext.auth_offered[0] ? c->ext.auth_offered : "no AUTH at all");
 			return;
 		}

@@ -8,7 +8,7 @@
  * TLS as configured (STARTTLS through a bufferevent_openssl filter, or
  * implicit TLS; TLS 1.2 minimum; chain and host name verified with SNI
  * unless tls_verify = false; "starttls" never continues in plain text),
- * authenticates (PLAIN or LOGIN; also without TLS when tls = "none"),
+ * authenticates (PLAIN, LOGIN or XOAUTH2; also without TLS when tls = "none"),
  * then sends MAIL (with SIZE=, BODY=, SMTPUTF8 as needed), one RCPT per
  * recipient and DATA, pipelined when the upstream offers PIPELINING, and,
  * only after a 354, the text dot-stuffed.  Each recipient gets its own
@@ -18,7 +18,8 @@
  * has been idle for a short while; then QUIT.
  *
  * Secrets: AUTH arguments are never logged, not even with -v (they show as
- * "***").
+ * "***"); nor is a token.  A refused AUTH is reported with auth_refused set
+ * in the status (the owner drops a token the upstream would not take).
  */
 #ifndef RELAYD_SMTP_CLIENT_H
 #define RELAYD_SMTP_CLIENT_H
@@ -68,6 +69,9 @@ struct smtp_client_msg {
 	uint64_t	  len;
 	bool		  eightbit;
 	bool		  smtputf8;
+	const char	 *token;	/* auth = "xoauth2": the access token for a
+					 * session that still has to authenticate
+					 * (secret; NULL otherwise) */
 };
 
 /*

@@ -295,6 +295,55 @@ START_TEST(test_trouble)
 }
 END_TEST
 
+START_TEST(test_explain)
+{
+	struct dlv_status st;
+
+	dlv_classify_reply(DLV_STAGE_AUTH, 535, "5.7.139", "535 5.7.139 Authentication "
+	    "unsuccessful, SmtpClientAuthentication is disabled for the Tenant.", RELAY, &st);
+	dlv_explain(&st, DLV_STAGE_AUTH, 535, "5.7.139", true);
+	ck_assert(st.auth_refused && st.config_problem);
+	ck_assert_ptr_nonnull(strstr(st.reason, "(hint: SMTP AUTH is disabled for this tenant or "
+	    "mailbox"));
+	ck_assert_ptr_nonnull(strstr(st.reason, "Set-CASMailbox"));
+
+	dlv_classify_reply(DLV_STAGE_AUTH, 535, "5.7.3", "535 5.7.3 Authentication unsuccessful",
+	    RELAY, &st);
+	dlv_explain(&st, DLV_STAGE_AUTH, 535, "5.7.3", true);
+	ck_assert_ptr_nonnull(strstr(st.reason, "SMTP.SendAsApp"));
+	ck_assert_ptr_nonnull(strstr(st.reason, "New-ServicePrincipal"));
+	ck_assert_ptr_nonnull(strstr(st.reason, "Add-MailboxPermission"));
+	dlv_classify_reply(DLV_STAGE_AUTH, 535, "5.7.3", "535 5.7.3 Authentication unsuccessful",
+	    RELAY, &st);
+	dlv_explain(&st, DLV_STAGE_AUTH, 535, "5.7.3", false);
+	ck_assert_ptr_nonnull(strstr(st.reason, "(hint: wrong username or password"));
+
+	dlv_classify_reply(DLV_STAGE_AUTH, 550, "5.7.30", "550 5.7.30 Basic authentication is not "
+	    "supported for Client Submission", RELAY, &st);
+	dlv_explain(&st, DLV_STAGE_AUTH, 550, "5.7.30", false);
+	ck_assert_ptr_nonnull(strstr(st.reason, "use auth = \"xoauth2\""));
+	ck_assert_int_eq(st.fate, DLV_DEFER);
+
+	/* SendAsDenied: the admin's to fix, deferred, never bounced */
+	dlv_classify_reply(DLV_STAGE_DOT, 554, "5.2.252", "554 5.2.252 SendAsDenied; "
+	    "relay@example.com not allowed to send as boss@example.com", RELAY, &st);
+	ck_assert_int_eq(st.fate, DLV_BOUNCE);
+	dlv_explain(&st, DLV_STAGE_DOT, 554, "5.2.252", true);
+	ck_assert_int_eq(st.fate, DLV_DEFER);
+	ck_assert(st.config_problem);
+	ck_assert_str_eq(st.dsn, "4.2.252");
+	ck_assert_ptr_nonnull(strstr(st.reason, "(hint: SendAsDenied"));
+
+	/* nothing known: nothing added */
+	dlv_classify_reply(DLV_STAGE_RCPT, 550, "5.1.1", "550 5.1.1 unknown", RELAY, &st);
+	dlv_explain(&st, DLV_STAGE_RCPT, 550, "5.1.1", true);
+	ck_assert_ptr_null(strstr(st.reason, "hint"));
+	ck_assert(!st.auth_refused);
+	dlv_explain(&st, DLV_STAGE_RCPT, 550, NULL, true);
+	ck_assert_ptr_null(strstr(st.reason, "hint"));
+}
+END_TEST
+
 START_TEST(test_2xx_to_data)
 {
 	struct dlv_status st;
@@ -420,6 +469,7 @@ delivery_suite(void)
 	tcase_add_test(tc, test_reason_truncated);
 	tcase_add_test(tc, test_trouble);
 	tcase_add_test(tc, test_2xx_to_data);
+	tcase_add_test(tc, test_explain);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("retry");

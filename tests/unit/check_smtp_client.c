@@ -30,15 +30,16 @@
 #include "suites.h"
 #include "util.h"
 
-/* One exchange: the command the peer expects (a prefix; NULL for the
- * greeting, "." for the end of the text) and what it answers ("\n"
- * separates lines; NULL: it closes the connection instead). */
+/* One exchange: the command the peer expects (a prefix; "" an empty line;
+ * NULL for the greeting, "." for the end of the text) and what it answers
+ * ("\n" separates lines; NULL: it closes the connection instead). */
 struct exch {
 	const char	*expect;
 	const char	*reply;
 };
 
-#define END { "", NULL }	/* marks the end of a script */
+#define END_MARK "(end)"
+#define END { END_MARK, NULL }	/* marks the end of a script */
 
 struct peer {
 	struct bufferevent	*bev;
@@ -112,8 +113,9 @@ peer_line(struct peer *p, const char *line, bool more_waiting)
 		snprintf(p->cmds[p->ncmds], sizeof(p->cmds[0]), "%s", line);
 		p->piped[p->ncmds++] = more_waiting;
 	}
-	if (e->expect == NULL || e->expect[0] == '\0' ||
-	    strncmp(line, e->expect, strlen(e->expect)) != 0) {
+	if (e->expect == NULL || strcmp(e->expect, END_MARK) == 0 ||
+	    (e->expect[0] == '\0' ? line[0] != '\0' :
+	    strncmp(line, e->expect, strlen(e->expect)) != 0)) {
 		if (strcmp(line, "QUIT") == 0) {
 			peer_write(p, "221 2.0.0 Bye");
 			return true;
@@ -410,6 +412,32 @@ START_TEST(test_auth_login)
 }
 END_TEST
 
+START_TEST(test_auth_xoauth2)
+{
+	/* base64("user=user\1auth=Bearer tok-1\1\1") */
+	static const struct exch s[] = {
+		{ NULL, "220 peer.test ESMTP" },
+		{ "EHLO", "250-peer.test\n250 AUTH LOGIN XOAUTH2" },
+		{ "AUTH XOAUTH2 dXNlcj11c2VyAWF1dGg9QmVhcmVyIHRvay0xAQE=",
+		    "334 eyJzdGF0dXMiOiI0MDEifQ==" },
+		{ "", "535 5.7.3 Authentication unsuccessful" },
+		END,
+	};
+	struct fixture f;
+
+	fixture_init(&f, s, CFG_TLS_NONE, CFG_AUTH_XOAUTH2);
+	f.m.token = "tok-1";
+	deliver(&f);
+	ck_assert_str_eq(f.peer.unexpected, "");
+	ck_assert_int_eq(f.out.res[0].fate, DLV_DEFER);
+	ck_assert(f.out.res[0].auth_refused);
+	ck_assert(f.out.res[0].config_problem);
+	ck_assert_str_eq(f.out.res[0].dsn, "4.7.3");
+	ck_assert_ptr_nonnull(strstr(f.out.res[0].reason, "SMTP.SendAsApp"));
+	fixture_free(&f);
+}
+END_TEST
+
 START_TEST(test_auth_not_offered)
 {
 	static const struct exch s[] = {
@@ -514,7 +542,7 @@ START_TEST(test_421_names_the_command)
 		struct fixture f;
 		char want[128];
 
-		for (size_t k = 1; s[k].expect[0] != '\0'; k++)
+		for (size_t k = 1; strcmp(s[k].expect, END_MARK) != 0; k++)
 			if (strcmp(s[k].expect, cases[i].at) == 0)
 				s[k].reply = "421 4.4.5 Too busy";
 		fixture_init(&f, s, CFG_TLS_NONE, CFG_AUTH_NONE);
@@ -695,6 +723,7 @@ smtp_client_suite(void)
 	tcase_add_test(tc, test_bare_size_then_starttls);
 	tcase_add_test(tc, test_bare_size_then_auth_plain);
 	tcase_add_test(tc, test_auth_login);
+	tcase_add_test(tc, test_auth_xoauth2);
 	tcase_add_test(tc, test_auth_not_offered);
 	tcase_add_test(tc, test_reply_line_lengths);
 	tcase_add_test(tc, test_2xx_to_data);
