@@ -317,14 +317,23 @@ ad_special(const struct ad_lex *lx, char c)
 	return lx->tok == AD_SPECIAL && lx->t[0] == c;
 }
 
-/* Appends a domain token to out; false if it does not fit. */
+/*
+ * Appends a domain token to out; false if it does not fit.  A domain
+ * literal may be folded ("[1.2.3.4\r\n 5]", RFC 5322 3.4.1 allows FWS
+ * in it): unfolding drops its CR and LF octets, keeping the white space
+ * (3.2.2), so that no line end ever reaches what routing, logs and replies
+ * make of the domain.
+ */
 static bool
 ad_domain_add(char *out, size_t outlen, size_t *len, const char *t, size_t n)
 {
-	if (*len + n + 1 > outlen)
-		return false;
-	memcpy(out + *len, t, n);
-	*len += n;
+	for (size_t i = 0; i < n; i++) {
+		if (t[i] == '\r' || t[i] == '\n')
+			continue;
+		if (*len + 2 > outlen)
+			return false;
+		out[(*len)++] = t[i];
+	}
 	out[*len] = '\0';
 	return true;
 }

@@ -25,6 +25,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,7 @@
 #define OUT_LOW		(4u << 10)
 #define HARD_ERROR_LIMIT 20		/* errors before 421 (Postfix smtpd_hard_error_limit) */
 #define HEADER_KEEP_MAX	(1u << 20)	/* header section kept for signing */
+#define REPLY_MAX	512		/* a reply line with its CRLF (RFC 5321 4.5.3.1.5) */
 
 enum smtp_state {
 	SS_REJECTED,	/* greeted with 554: only QUIT does anything */
@@ -129,6 +131,13 @@ static void session_free(struct smtp_session *s);
 
 /* ---- replies ----------------------------------------------------------- */
 
+/*
+ * Every reply line leaves through here.  Some quote what a client sent (a
+ * sender address, a From: domain), so the formatted text has its control
+ * characters escaped as the log does (log_escape(): "\r", "\n", "\x01"):
+ * a reply is one line whatever it quotes, and says what the log says.
+ * Cut to REPLY_MAX with its CRLF.  A multi-line reply is one call per line.
+ */
 static void
 reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -136,21 +145,25 @@ static void
 reply(struct smtp_session *s, const char *fmt, ...)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
+	char text[REPLY_MAX * 2], line[REPLY_MAX - 1];
 	va_list ap;
+	int n;
 
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
+	n = vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof(text))
+		n = (int)sizeof(text) - 1;
+	evbuffer_add(out, line, log_escape(line, sizeof(line), text, (size_t)n));
 	evbuffer_add(out, "\r\n", 2);
 }
 
 static void
 reply_str(struct smtp_session *s, const char *line)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-
-	evbuffer_add(out, line, strlen(line));
-	evbuffer_add(out, "\r\n", 2);
+	reply(s, "%s", line);
 }
 
 /* An error reply: counts toward the hard error limit. */
@@ -226,13 +239,12 @@ cmd_helo(struct smtp_session *s, const struct smtp_command *c, bool esmtp)
 		reply(s, "250 %s", s->cfg->hostname);
 		return;
 	}
-	reply(s, "250-%s\r\n"
-	    "250-PIPELINING\r\n"
-	    "250-SIZE %llu\r\n"
-	    "250-8BITMIME\r\n"
-	    "250-ENHANCEDSTATUSCODES\r\n"
-	    "250 SMTPUTF8",
-	    s->cfg->hostname, (unsigned long long)s->cfg->max_message_size);
+	reply(s, "250-%s", s->cfg->hostname);
+	reply_str(s, "250-PIPELINING");
+	reply(s, "250-SIZE %llu", (unsigned long long)s->cfg->max_message_size);
+	reply_str(s, "250-8BITMIME");
+	reply_str(s, "250-ENHANCEDSTATUSCODES");
+	reply_str(s, "250 SMTPUTF8");
 }
 
 static void

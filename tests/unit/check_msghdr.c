@@ -391,6 +391,9 @@ static const struct dom_case dom_cases[] = {
 	{ "From: a . b @ x . org\r\n", "x.org" },
 	{ "From: <@route.example,@r2.example:ann@x.org>\r\n", "x.org" },
 	{ "From: ann@[192.0.2.1]\r\n", "[192.0.2.1]" },
+	/* a folded literal is unfolded: no CR or LF in the domain */
+	{ "From: a@[1.2.3.4\r\n 550 forged]\r\n", "[1.2.3.4 550 forged]" },
+	{ "From: a@[\r\n\t1.2.3.4\r\n ]\r\n", "[\t1.2.3.4 ]" },
 	{ "From: Ann <ann@[IPv6:2001:DB8::1]>\r\n", "[ipv6:2001:db8::1]" },
 	{ "From: J\xc3\xb6rg <j\xc3\xb6rg@b\xc3\xbc" "cher.example>\r\n", "b\xc3\xbc" "cher.example" },
 	{ "From: grp: a@x.org;\r\n", "x.org" },
