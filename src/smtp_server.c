@@ -57,7 +57,6 @@
 #define REPLY_MAX	512		/* a reply line with its CRLF (RFC 5321 4.5.3.1.5) */
 
 enum smtp_state {
-	SS_REJECTED,	/* greeted with 554: only QUIT does anything */
 	SS_INIT,	/* greeted, no HELO/EHLO yet */
 	SS_IDLE,	/* HELO/EHLO done, no transaction */
 	SS_MAIL,	/* MAIL accepted */
@@ -799,13 +798,6 @@ session_command(struct smtp_session *s, const char *line, size_t len)
 	struct smtp_command c;
 
 	smtp_parse_command(line, len, &c);
-	if (s->state == SS_REJECTED) {
-		if (c.cmd == SMTP_CMD_QUIT)
-			session_close_after(s, "221 2.0.0 Bye");
-		else
-			reply_error(s, "503 5.7.1 Error: access denied");
-		return;
-	}
 	switch (c.cmd) {
 	case SMTP_CMD_HELO:
 		cmd_helo(s, &c, false);
@@ -1070,6 +1062,34 @@ is_loopback(const struct sockaddr *sa)
 	return false;
 }
 
+/*
+ * A client refused before it has a session (shutting down, not in allow,
+ * over max_clients): one write of the reply and the connection is closed
+ * at once, so that it holds no max_clients slot, whatever it does next.
+ * A freshly accepted socket's send buffer is empty: the line fits.
+ */
+static void
+refuse(evutil_socket_t fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+refuse(evutil_socket_t fd, const char *fmt, ...)
+{
+	char line[REPLY_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n > sizeof(line) - 3)
+		n = (int)sizeof(line) - 3;
+	memcpy(line + n, "\r\n", 2);
+	(void)!write(fd, line, (size_t)n + 2);
+	evutil_closesocket(fd);
+}
+
 void
 smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
     socklen_t salen)
@@ -1078,30 +1098,28 @@ smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd, const struct soc
 	char ip[64];
 	uint16_t port = 0;
 	bool allowed = false;
-	char line[512];
-	int n;
 
 	net_format_addr(sa, ip, sizeof(ip), &port);
 	const char *name = is_loopback(sa) ? "localhost" : "unknown";
 
-	if (srv->shutting_down || srv->nsessions >= (size_t)cfg->max_clients) {
-		/* Refused before any state exists: one best-effort write. */
-		if (srv->shutting_down)
-			n = snprintf(line, sizeof(line),
-			    "421 4.3.2 %s Service shutting down\r\n", cfg->hostname);
-		else {
-			log_warn("connect from %s[%s]:%u refused: max_clients (%d) reached", name, ip,
-			    port, cfg->max_clients);
-			n = snprintf(line, sizeof(line),
-			    "421 4.7.0 %s Error: too many connections, try again later\r\n",
-			    cfg->hostname);
-		}
-		(void)!write(fd, line, (size_t)n);
-		evutil_closesocket(fd);
+	if (srv->shutting_down) {
+		refuse(fd, "421 4.3.2 %s Service shutting down", cfg->hostname);
 		return;
 	}
 	for (size_t i = 0; i < cfg->nallow && !allowed; i++)
 		allowed = net_cidr_match(&cfg->allow[i], sa);
+	if (!allowed) {
+		log_warn("reject: connect from %s[%s]:%u: client not in allow list", name, ip, port);
+		refuse(fd, "554 5.7.1 %s Error: access denied for %s", cfg->hostname, ip);
+		return;
+	}
+	if (srv->nsessions >= (size_t)cfg->max_clients) {
+		log_warn("connect from %s[%s]:%u refused: max_clients (%d) reached", name, ip, port,
+		    cfg->max_clients);
+		refuse(fd, "421 4.7.0 %s Error: too many connections, try again later",
+		    cfg->hostname);
+		return;
+	}
 
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
 	int one = 1;
@@ -1126,15 +1144,9 @@ smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd, const struct soc
 	srv->sessions = s;
 	srv->nsessions++;
 
-	if (!allowed) {
-		log_warn("reject: connect from %s[%s]:%u: client not in allow list", name, ip, port);
-		s->state = SS_REJECTED;
-		reply(s, "554 5.7.1 %s Error: access denied for %s", cfg->hostname, ip);
-	} else {
-		log_info("connect from %s[%s]:%u", name, ip, port);
-		s->state = SS_INIT;
-		reply(s, "220 %s ESMTP relayd", cfg->hostname);
-	}
+	log_info("connect from %s[%s]:%u", name, ip, port);
+	s->state = SS_INIT;
+	reply(s, "220 %s ESMTP relayd", cfg->hostname);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	session_flush(s);
 	(void)salen;
@@ -1180,7 +1192,7 @@ smtp_server_shutdown(struct smtp_server *srv)
 		next = s->next;
 		/* Transactions in progress finish (bounded by the caller);
 		 * the rest are told and closed. */
-		if (s->state == SS_INIT || s->state == SS_IDLE || s->state == SS_REJECTED) {
+		if (s->state == SS_INIT || s->state == SS_IDLE) {
 			session_close_after(s, "421 4.3.2 Service shutting down, closing transmission channel");
 			bufferevent_disable(s->bev, EV_READ);
 			if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)

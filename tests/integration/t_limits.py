@@ -89,6 +89,39 @@ def test_allow_list_rejects(t):
 	assert r is None or r.code >= 500, "a client not allowed got %s to EHLO" % r
 
 
+def test_disallowed_client_frees_its_slot(t):
+	"""A client outside allow gets its 554 5.7.1 and the connection is
+	closed at once: staying connected, it holds no max_clients slot, and
+	an allowed client is served (issue 11, item 10d)."""
+	d = t.daemon(max_clients=1, allow=["127.0.0.1/32"], timeout=60)
+	bad = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+	t.conns.append(bad)
+	bad.bind(("127.0.0.2", 0))
+	bad.settimeout(5)
+	bad.connect(("127.0.0.1", d.port))
+	t0 = time.monotonic()
+	data = b""
+	try:
+		while True:
+			chunk = bad.recv(4096)
+			if not chunk:
+				break
+			data += chunk
+	except socket.timeout:
+		raise AssertionError("a client not allowed was not disconnected within 5 s of its "
+		    "554 (got %r)" % data)
+	waited = time.monotonic() - t0
+	assert data.startswith(b"554 5.7.1 ") and data.endswith(b"\r\n") and data.count(b"\r\n") == 1, \
+	    "a client not allowed got %r" % data
+	d.wait_log(r"reject: connect from \S+\[127\.0\.0\.2\]:\d+: client not in allow list")
+	# the refused client keeps its end open; an allowed one is served
+	c = d.connect()
+	c.greeting(220)
+	c.ehlo()
+	c.send_message("a@example.com", ["b@example.net"], b"Subject: served\r\n\r\nx\r\n")
+	print("EOF %.3f s after connecting" % waited)
+
+
 def has_ipv6_loopback():
 	try:
 		s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
