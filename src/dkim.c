@@ -70,6 +70,7 @@
 #include <opendkim/dkim.h>
 
 #include "dkim.h"
+#include "msghdr.h"
 
 /* A key file is a few kilobytes; anything larger is not one. */
 #define DKIM_KEY_MAX		(64 * 1024)
@@ -297,6 +298,89 @@ d2i_PrivateKey_bio(BIO *bp, EVP_PKEY **a)
 	}
 	pthread_once(&dkim_real_once, dkim_find_real_d2i);
 	return dkim_real_d2i ? dkim_real_d2i(bp, a) : NULL;
+}
+
+/* ---- the header fields a signature needs (dkim.h) -------------------- */
+
+bool
+dkim_field_signed(const char *name, size_t n)
+{
+	for (size_t i = 0; dkim_sign_fields[i] != NULL; i++)
+		if (msghdr_is(name, n, dkim_sign_fields[i]))
+			return true;
+	return false;
+}
+
+void
+dkim_hdrs_init(struct dkim_hdrs *h)
+{
+	memset(h, 0, sizeof(*h));
+	buf_init(&h->text);
+}
+
+void
+dkim_hdrs_free(struct dkim_hdrs *h)
+{
+	buf_free(&h->text);
+	free(h->len);
+	h->len = NULL;
+	h->n = h->cap = 0;
+	h->keeping = false;
+}
+
+/* The field kept last is complete. */
+static void
+dkim_hdrs_kept(struct dkim_hdrs *h)
+{
+	const char *f = h->text.p + h->start;
+	size_t n = h->text.len - h->start;
+
+	if (h->n == h->cap) {
+		h->cap = h->cap ? h->cap * 2 : 16;
+		h->len = xrealloc(h->len, h->cap * sizeof(*h->len));
+	}
+	h->len[h->n++] = n;
+	if (h->cur_first_from &&
+	    !msghdr_addr_domain(f, n, h->from_domain, sizeof(h->from_domain)))
+		h->from_domain[0] = '\0';
+}
+
+void
+dkim_hdrs_add(struct dkim_hdrs *h, const char *p, size_t n, unsigned flags)
+{
+	if (flags & MSGHDR_START) {
+		h->cur_first_from = msghdr_is(p, n, "From") && h->nfrom++ == 0;
+		h->has_date |= msghdr_is(p, n, "Date");
+		h->has_msgid |= msghdr_is(p, n, "Message-ID");
+		h->keeping = dkim_field_signed(p, n);
+		h->start = h->text.len;
+		if (h->keeping) {
+			/* its name, for the log if it does not fit */
+			size_t k = n > 0 ? n - 1 : 0;
+
+			while (k > 0 && (p[k - 1] == ' ' || p[k - 1] == '\t'))
+				k--;
+			snprintf(h->cur, sizeof(h->cur), "%.*s", (int)k, p);
+		}
+	}
+	if (h->keeping && n > 0) {
+		if (h->text.len + n > DKIM_HDRS_MAX) {
+			/* this one goes unkept (the ones after it may fit) */
+			if (!h->overflow)
+				memcpy(h->too_long, h->cur, sizeof(h->too_long));
+			h->overflow = true;
+			h->keeping = false;
+			h->text.len = h->start;
+			if (h->cur_first_from)
+				h->from_lost = true;
+		} else {
+			buf_add(&h->text, p, n);
+		}
+	}
+	if ((flags & MSGHDR_END) && h->keeping) {
+		dkim_hdrs_kept(h);
+		h->keeping = false;
+	}
 }
 
 /* ---- keys ------------------------------------------------------------ */
@@ -727,6 +811,19 @@ dkim_signer_eoh(struct dkim_signer *s)
 		if ((st = dkim_eoh(s->h[i])) != DKIM_STAT_OK)
 			return dkim_signer_fail(s, i, "end of header", st);
 	return 0;
+}
+
+int
+dkim_signer_hdrs(struct dkim_signer *s, const struct dkim_hdrs *h)
+{
+	const char *f = h->text.p;
+
+	for (size_t i = 0; i < h->n; i++) {
+		if (dkim_signer_header(s, f, h->len[i]) == -1)
+			return -1;
+		f += h->len[i];
+	}
+	return dkim_signer_eoh(s);
 }
 
 int

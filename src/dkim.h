@@ -45,6 +45,54 @@ void dkim_keys_free(struct dkim_keys *k);
 /* Tests only: sign as if the time were t (unix seconds), for golden output. */
 void dkim_keys_set_time(struct dkim_keys *k, uint64_t t);
 
+/*
+ * ---- the header fields a signature needs ------------------------------
+ *
+ * Whose keys sign is known only at the end of the header (the From:
+ * domain's), so the fields a signature covers must be kept until then;
+ * nothing else is.  dkim_hdrs takes a header as msghdr hands it over, in
+ * pieces, and keeps exactly the fields of the list above (as libopendkim
+ * picks them: by name, case-insensitively, every occurrence), whole and
+ * in order; the others pass by unkept, whatever their size.  The kept
+ * fields are bounded together by DKIM_HDRS_MAX (Postfix bounds one header
+ * field at 100 KB, header_size_limit), so each is too: a field that would
+ * go beyond it is not kept (overflow: such a message cannot be signed),
+ * later ones that still fit are.  It also notes what the session routes
+ * on: the From: fields (counted, kept or not; the first one's domain) and
+ * whether a Date: and a Message-ID: came.
+ *
+ * smtp_server (while receiving) and resign (from the spool) both keep the
+ * header this way and feed it with dkim_signer_hdrs(), so they sign alike.
+ */
+#define DKIM_HDRS_MAX	(100u << 10)
+
+struct dkim_hdrs {
+	struct buf	 text;		/* the kept fields, back to back */
+	size_t		*len;		/* each one's length */
+	size_t		 n, cap;
+	bool		 overflow;	/* a field to keep did not fit */
+	char		 too_long[32];	/* the name of the first one ("To", cut) */
+	unsigned	 nfrom;		/* From: fields seen, kept or not */
+	bool		 from_lost;	/* the first From: did not fit (overflow) */
+	char		 from_domain[256]; /* of the first From:, "" if none, lost, or
+					 * not a single mailbox (msghdr_addr_domain) */
+	bool		 has_date, has_msgid;
+	/* private: the field arriving now */
+	bool		 keeping;
+	bool		 cur_first_from;
+	size_t		 start;		/* where it starts in text */
+	char		 cur[32];	/* its name */
+};
+
+void dkim_hdrs_init(struct dkim_hdrs *h);
+/* One callback of msghdr's field(): a piece of a field, with its flags. */
+void dkim_hdrs_add(struct dkim_hdrs *h, const char *p, size_t n, unsigned flags);
+/* True if a header field of this START piece ("Name:") is kept: signed. */
+bool dkim_field_signed(const char *name, size_t n);
+/* Frees the kept fields; what was noted (From:, Date:, ...) stays readable
+ * until dkim_hdrs_init() starts again. */
+void dkim_hdrs_free(struct dkim_hdrs *h);
+
 struct dkim_signer;
 
 /*
@@ -61,6 +109,8 @@ struct dkim_signer *dkim_signer_new(struct dkim_keys *k, const struct cfg_domain
  * dot-stuffing).  Return 0, or -1 with the reason kept for _finish(). */
 int dkim_signer_header(struct dkim_signer *s, const char *field, size_t n);
 int dkim_signer_eoh(struct dkim_signer *s);
+/* Feeds every field h kept, in order, then the end of the header. */
+int dkim_signer_hdrs(struct dkim_signer *s, const struct dkim_hdrs *h);
 int dkim_signer_body(struct dkim_signer *s, const char *p, size_t n);
 
 /*

@@ -4,6 +4,9 @@
  *
  * A line is formatted into a stack buffer and written with one write(2), so
  * lines from the committer thread and the event loop never interleave.
+ * Between formatting and writing, every control character of the message
+ * is escaped (log_escape()): this is the one place that does it, for
+ * every line, whoever wrote the format and whatever its arguments hold.
  */
 #include "acconfig.h"
 
@@ -40,14 +43,58 @@ log_debug_enabled(void)
 	return log_dbg;
 }
 
+size_t
+log_escape(char *out, size_t outlen, const char *in, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t o = 0;
+
+	if (outlen == 0)
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)in[i];
+		char esc[4];
+		size_t k = 0;
+
+		if (c >= 0x20 && c != 0x7f) {
+			esc[k++] = (char)c;
+		} else {
+			esc[k++] = '\\';
+			if (c == '\r')
+				esc[k++] = 'r';
+			else if (c == '\n')
+				esc[k++] = 'n';
+			else if (c == '\t')
+				esc[k++] = 't';
+			else {
+				esc[k++] = 'x';
+				esc[k++] = hex[c >> 4];
+				esc[k++] = hex[c & 0xf];
+			}
+		}
+		if (o + k >= outlen)
+			break;
+		memcpy(out + o, esc, k);
+		o += k;
+	}
+	out[o] = '\0';
+	return o;
+}
+
 static void __attribute__((format(printf, 2, 0)))
 log_emit(int prio, const char *fmt, va_list ap)
 {
+	char msg[4096];
 	char line[4096];
 	size_t n = 0;
+	int m = vsnprintf(msg, sizeof(msg), fmt, ap);
 
+	if (m < 0)
+		m = 0;
+	if ((size_t)m >= sizeof(msg))
+		m = (int)sizeof(msg) - 1;
 	if (!log_stderr) {
-		vsnprintf(line, sizeof(line), fmt, ap);
+		(void)log_escape(line, sizeof(line), msg, (size_t)m);
 		syslog(LOG_MAIL | prio, "%s", line);
 		return;
 	}
@@ -64,12 +111,8 @@ log_emit(int prio, const char *fmt, va_list ap)
 		n += (size_t)snprintf(line + n, sizeof(line) - n, "error: ");
 	else if (prio == LOG_WARNING)
 		n += (size_t)snprintf(line + n, sizeof(line) - n, "warning: ");
-	int m = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-	if (m < 0)
-		m = 0;
-	n += (size_t)m;
-	if (n > sizeof(line) - 2)
-		n = sizeof(line) - 2;
+	/* room for the newline */
+	n += log_escape(line + n, sizeof(line) - n - 1, msg, (size_t)m);
 	line[n++] = '\n';
 	(void)!write(STDERR_FILENO, line, n);
 }

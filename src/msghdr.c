@@ -2,30 +2,33 @@
  * msghdr — the header/body splitter and two readers of header fields.
  *
  * The splitter is a byte-level state machine, so it gives the same calls
- * (up to how body() chunks are cut) whatever the chunking of its input.
- * A field is only known complete when the next line starts with something
- * other than a space or tab, so a complete field waits in h->field until
- * the first octet of the following line arrives (or the text ends).
+ * (up to where pieces and body() chunks are cut) whatever the chunking of
+ * its input.  It buffers only a field name (until its colon shows it is
+ * one) and a CR opening a line (until the next octet shows whether it is
+ * the empty line); value bytes are passed on as they come, in one piece
+ * per run of the input that belongs to the field.  A field is only known
+ * complete when the next line starts with something other than a space or
+ * tab, so its END comes with the first octet of the following line (or
+ * at the end of the text).
  *
  * A line opens a field when it starts with one or more printable ASCII
  * characters other than ':', optionally followed by spaces or tabs, then
  * ':' (RFC 5322 2.2, with the obsolete white space before the colon).
  * Anything else (a line starting with white space when no field is open,
- * a line without a colon, an 8-bit octet in the name, a bare LF line, an
- * unfinished last line) ends the header section: eoh() with nothing, and
- * that line goes to body().  So a field passed to field() always ends with
- * LF (CRLF from the data decoder).
+ * a line without a colon, an 8-bit octet in the name, a name over
+ * MSGHDR_NAME_MAX, a bare LF line, a CR not followed by LF) ends the
+ * header section: eoh() with nothing, and that line goes to body().
  */
 #include <string.h>
 
 #include "msghdr.h"
 
 enum {
-	MH_LINE = 0,	/* at a line start, nothing buffered */
-	MH_LINE_FIELD,	/* at a line start, a complete field buffered */
+	MH_LINE = 0,	/* at a line start, no field open */
+	MH_LINE_FIELD,	/* at a line start, a field open (its lines complete) */
 	MH_NAME,	/* in a field name */
 	MH_NAME_WSP,	/* white space after a field name, before ':' */
-	MH_VALUE,	/* after the colon or in a continuation line */
+	MH_VALUE,	/* in a field's value, or a continuation line */
 	MH_CR,		/* a CR opening a line: the empty line, probably */
 	MH_BODY,
 };
@@ -36,21 +39,19 @@ msghdr_init(struct hdrsplit *h, const struct msghdr_cb *cb)
 	memset(h, 0, sizeof(*h));
 	h->cb = *cb;
 	h->st = MH_LINE;
-	buf_init(&h->field);
+	buf_init(&h->name);
 }
 
 void
 msghdr_free(struct hdrsplit *h)
 {
-	buf_free(&h->field);
+	buf_free(&h->name);
 }
 
 static void
-mh_field(struct hdrsplit *h)
+mh_end_field(struct hdrsplit *h)
 {
-	if (h->field.len > 0)
-		h->cb.field(h->cb.ctx, h->field.p, h->field.len);
-	buf_reset(&h->field);
+	h->cb.field(h->cb.ctx, NULL, 0, MSGHDR_END);
 }
 
 /* The section ends without an empty line; what is buffered (the start
@@ -59,31 +60,68 @@ static void
 mh_to_body(struct hdrsplit *h)
 {
 	h->cb.eoh(h->cb.ctx, NULL, 0);
-	if (h->field.len > 0)
-		h->cb.body(h->cb.ctx, h->field.p, h->field.len);
-	buf_reset(&h->field);
+	if (h->name.len > 0)
+		h->cb.body(h->cb.ctx, h->name.p, h->name.len);
+	buf_reset(&h->name);
 	h->st = MH_BODY;
-	h->in_body = true;
 }
 
-/* Appends to the field being read; when that takes it beyond the bound,
- * the section is over, all of it (these octets too) went to body(), and
- * it returns false. */
+/* One octet of a field name (or the white space and colon after it);
+ * false if that makes it longer than any name can be: then it all went to
+ * body(), and the section is over. */
 static bool
-mh_add(struct hdrsplit *h, const char *p, size_t n)
+mh_name_add(struct hdrsplit *h, char c)
 {
-	buf_add(&h->field, p, n);
-	if (h->field.len > MSGHDR_FIELD_MAX) {
+	buf_add(&h->name, &c, 1);
+	if (h->name.len > MSGHDR_NAME_MAX) {
 		mh_to_body(h);
 		return false;
 	}
 	return true;
 }
 
+/* The colon arrived: the buffered name is a field's first piece. */
+static void
+mh_start_field(struct hdrsplit *h)
+{
+	h->cb.field(h->cb.ctx, h->name.p, h->name.len, MSGHDR_START);
+	buf_reset(&h->name);
+	h->st = MH_VALUE;
+}
+
 static bool
 mh_is_ftext(unsigned char c)
 {
 	return c >= 33 && c <= 126 && c != ':';
+}
+
+/*
+ * In a field's value: passes on, in one piece, everything up to the end
+ * of the input or of the field's last line known so far.  Returns how
+ * many octets of p it took.  A line end followed (in this input) by white
+ * space continues the field; one at the end of the input leaves the
+ * question to the next octet (MH_LINE_FIELD).
+ */
+static size_t
+mh_value(struct hdrsplit *h, const char *p, size_t n)
+{
+	size_t i = 0;
+
+	for (;;) {
+		const char *lf = memchr(p + i, '\n', n - i);
+
+		if (lf == NULL) {
+			i = n;
+			break;
+		}
+		i = (size_t)(lf - p) + 1;
+		if (i == n || (p[i] != ' ' && p[i] != '\t')) {
+			h->st = MH_LINE_FIELD;
+			break;
+		}
+	}
+	h->cb.field(h->cb.ctx, p, i, 0);
+	return i;
 }
 
 void
@@ -93,17 +131,15 @@ msghdr_feed(struct hdrsplit *h, const char *p, size_t n)
 
 	while (i < n) {
 		unsigned char c = (unsigned char)p[i];
-		const char *lf;
-		size_t run;
 
 		switch (h->st) {
 		case MH_LINE_FIELD:
 			if (c == ' ' || c == '\t') {
-				/* A continuation line of the buffered field. */
+				/* A continuation line of the open field. */
 				h->st = MH_VALUE;
 				break;
 			}
-			mh_field(h);
+			mh_end_field(h);
 			h->st = MH_LINE;
 			/* FALLTHROUGH */
 		case MH_LINE:
@@ -120,41 +156,31 @@ msghdr_feed(struct hdrsplit *h, const char *p, size_t n)
 			if (c == '\n') {
 				h->cb.eoh(h->cb.ctx, "\r\n", 2);
 				h->st = MH_BODY;
-				h->in_body = true;
 				i++;
 			} else {
-				buf_add(&h->field, "\r", 1);
+				buf_add(&h->name, "\r", 1);
 				mh_to_body(h);
 			}
 			break;
 		case MH_NAME:
-			if (mh_is_ftext(c) || c == ' ' || c == '\t' || c == ':') {
-				if (mh_add(h, p + i, 1)) {
-					if (c == ':')
-						h->st = MH_VALUE;
-					else if (c == ' ' || c == '\t')
-						h->st = MH_NAME_WSP;
-				}
-				i++;
-			} else {
-				mh_to_body(h);
-			}
-			break;
 		case MH_NAME_WSP:
-			if (c == ' ' || c == '\t' || c == ':') {
-				if (mh_add(h, p + i, 1) && c == ':')
-					h->st = MH_VALUE;
+			if (c == ':') {
+				if (mh_name_add(h, (char)c))
+					mh_start_field(h);
+				i++;
+			} else if (c == ' ' || c == '\t') {
+				if (mh_name_add(h, (char)c))
+					h->st = MH_NAME_WSP;
+				i++;
+			} else if (mh_is_ftext(c) && h->st == MH_NAME) {
+				(void)mh_name_add(h, (char)c);
 				i++;
 			} else {
 				mh_to_body(h);
 			}
 			break;
 		case MH_VALUE:
-			lf = memchr(p + i, '\n', n - i);
-			run = lf == NULL ? n - i : (size_t)(lf - (p + i)) + 1;
-			if (mh_add(h, p + i, run) && lf != NULL)
-				h->st = MH_LINE_FIELD;
-			i += run;
+			i += mh_value(h, p + i, n - i);
 			break;
 		case MH_BODY:
 		default:
@@ -170,26 +196,26 @@ msghdr_finish(struct hdrsplit *h)
 {
 	switch (h->st) {
 	case MH_LINE_FIELD:
-		mh_field(h);
+	case MH_VALUE:
+		/* (MH_VALUE: the text ended inside the field's last line.) */
+		mh_end_field(h);
 		/* FALLTHROUGH */
 	case MH_LINE:
 		h->cb.eoh(h->cb.ctx, NULL, 0);
 		break;
 	case MH_CR:
-		buf_add(&h->field, "\r", 1);
+		buf_add(&h->name, "\r", 1);
 		mh_to_body(h);
 		break;
 	case MH_NAME:
 	case MH_NAME_WSP:
-	case MH_VALUE:
-		/* An unfinished line: not a complete field. */
+		/* An unfinished name: no field. */
 		mh_to_body(h);
 		break;
 	default:
 		break;
 	}
 	h->st = MH_BODY;
-	h->in_body = true;
 }
 
 bool
@@ -317,14 +343,23 @@ ad_special(const struct ad_lex *lx, char c)
 	return lx->tok == AD_SPECIAL && lx->t[0] == c;
 }
 
-/* Appends a domain token to out; false if it does not fit. */
+/*
+ * Appends a domain token to out; false if it does not fit.  A domain
+ * literal may be folded ("[1.2.3.4\r\n 5]", RFC 5322 3.4.1 allows FWS
+ * in it): unfolding drops its CR and LF octets, keeping the white space
+ * (3.2.2), so that no line end ever reaches what routing, logs and replies
+ * make of the domain.
+ */
 static bool
 ad_domain_add(char *out, size_t outlen, size_t *len, const char *t, size_t n)
 {
-	if (*len + n + 1 > outlen)
-		return false;
-	memcpy(out + *len, t, n);
-	*len += n;
+	for (size_t i = 0; i < n; i++) {
+		if (t[i] == '\r' || t[i] == '\n')
+			continue;
+		if (*len + 2 > outlen)
+			return false;
+		out[(*len)++] = t[i];
+	}
 	out[*len] = '\0';
 	return true;
 }
@@ -461,13 +496,4 @@ msghdr_addr_domain(const char *field, size_t n, char *out, size_t outlen)
 	memcpy(out, dom, strlen(dom) + 1);
 	ascii_lower(out);
 	return true;
-}
-
-void
-msghdr_note_from(const char *field, size_t n, unsigned *nfrom, char *domain,
-    size_t domainlen)
-{
-	if (msghdr_is(field, n, "From") && (*nfrom)++ == 0 &&
-	    !msghdr_addr_domain(field, n, domain, domainlen))
-		domain[0] = '\0';
 }

@@ -3,12 +3,12 @@
  * resign.h for when and why).
  *
  * The text is read in chunks and split by msghdr as smtp_server splits what
- * a client sends; the header fields are kept until the end of the header,
- * since only then is it known whose keys sign (the From: domain's), then
- * fed to the signer in their order, and the body follows as it is read.
- * The text starts with relayd's own Received: field, which the signer
- * never signs (it is not in the list of signed fields), so it makes no
- * difference to the signature.
+ * a client sends, and its header kept the same way (dkim_hdrs: only the
+ * fields a signature covers, until the end of the header, since only then
+ * is it known whose keys sign), then fed to the signer in their order, and
+ * the body follows as it is read.  The text starts with relayd's own
+ * Received: field, which the signer never signs (it is not in the list of
+ * signed fields), so it makes no difference to the signature.
  */
 #include "acconfig.h"
 
@@ -26,16 +26,11 @@
 #include "router.h"
 
 #define RESIGN_CHUNK	 (64u << 10)
-#define RESIGN_HDR_MAX	 (1u << 20)	/* as smtp_server: a larger header is never signed */
 
 struct resign {
 	const struct config	*cfg;
 	const char		*jobid;
-	struct buf		 hdrs;		/* the header fields, back to back */
-	size_t			*flen;		/* their lengths */
-	size_t			 nf;
-	unsigned		 nfrom;
-	char			 from_domain[256];
+	struct dkim_hdrs	 hdrs;
 	struct dkim_signer	*signer;
 	bool			 nokeys;
 	int			 failed;
@@ -59,18 +54,11 @@ rs_fail(struct resign *r, const char *fmt, ...)
 }
 
 static void
-rs_field(void *ctx, const char *p, size_t n)
+rs_field(void *ctx, const char *p, size_t n, unsigned flags)
 {
 	struct resign *r = ctx;
 
-	msghdr_note_from(p, n, &r->nfrom, r->from_domain, sizeof(r->from_domain));
-	if (r->hdrs.len + n > RESIGN_HDR_MAX) {
-		rs_fail(r, "header section too large to sign (over 1 MB)");
-		return;
-	}
-	buf_add(&r->hdrs, p, n);
-	r->flen = xrealloc(r->flen, (r->nf + 1) * sizeof(*r->flen));
-	r->flen[r->nf++] = n;
+	dkim_hdrs_add(&r->hdrs, p, n, flags);
 }
 
 static void
@@ -84,26 +72,30 @@ rs_eoh(void *ctx, const char *p, size_t n)
 	(void)n;
 	if (r->failed)
 		return;
-	if (r->nfrom != 1) {
-		rs_fail(r, "the message has %s From: field", r->nfrom == 0 ? "no" : "more than one");
+	if (r->hdrs.nfrom != 1) {
+		rs_fail(r, "the message has %s From: field", r->hdrs.nfrom == 0 ? "no" :
+		    "more than one");
 		return;
 	}
-	d = router_signing_section(r->cfg, r->from_domain);
-	if (d == NULL) {
+	d = router_signing_section(r->cfg, r->hdrs.from_domain);
+	if (d == NULL && !r->hdrs.from_lost) {
 		r->nokeys = true;
 		return;
 	}
-	r->signer = dkim_signer_new(r->cfg->dkim, d, r->from_domain, r->jobid, err, sizeof(err));
+	if (r->hdrs.overflow) {
+		/* smtp_server refuses such a message; this text was not its */
+		rs_fail(r, "header fields to sign over %u KB together (the first over it: %s)",
+		    DKIM_HDRS_MAX >> 10, r->hdrs.too_long);
+		return;
+	}
+	r->signer = dkim_signer_new(r->cfg->dkim, d, r->hdrs.from_domain, r->jobid, err,
+	    sizeof(err));
 	if (r->signer == NULL) {
 		rs_fail(r, "%s", err);
 		return;
 	}
-	const char *f = r->hdrs.p;
-	for (size_t i = 0; i < r->nf; i++) {
-		(void)dkim_signer_header(r->signer, f, r->flen[i]);
-		f += r->flen[i];
-	}
-	(void)dkim_signer_eoh(r->signer);
+	(void)dkim_signer_hdrs(r->signer, &r->hdrs);
+	dkim_hdrs_free(&r->hdrs);
 }
 
 static void
@@ -126,7 +118,7 @@ resign_text(const struct config *cfg, int fd, uint64_t off, uint64_t len,
 	uint64_t done = 0;
 	int rc = -1;
 
-	buf_init(&r.hdrs);
+	dkim_hdrs_init(&r.hdrs);
 	msghdr_init(&h, &cb);
 	while (done < len && !r.failed) {
 		size_t want = len - done < RESIGN_CHUNK ? (size_t)(len - done) : RESIGN_CHUNK;
@@ -159,8 +151,7 @@ resign_text(const struct config *cfg, int fd, uint64_t off, uint64_t len,
 out:
 	dkim_signer_free(r.signer);
 	msghdr_free(&h);
-	buf_free(&r.hdrs);
-	free(r.flen);
+	dkim_hdrs_free(&r.hdrs);
 	free(chunk);
 	return rc;
 }

@@ -25,7 +25,8 @@
  * per key of the From: domain's section to out.  jobid names the message
  * in the library's messages.  Returns 1 if it signed, 0 if the From:
  * domain has no keys in cfg (nothing appended: nothing to sign with), -1
- * with a reason in err (unreadable text, no single From:, signing failed).
+ * with a reason in err (unreadable text, no single From:, signed fields
+ * over DKIM_HDRS_MAX, signing failed).
  */
 int resign_text(const struct config *cfg, int fd, uint64_t off, uint64_t len,
     const char *jobid, struct buf *out, char *err, size_t errlen);

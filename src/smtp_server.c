@@ -15,7 +15,9 @@
  *    until the client reads (a client that never reads stalls only itself);
  *  - message text goes through the data decoder into a spool body, which
  *    spills to a temporary file past a small size, and stops growing at
- *    max_message_size.
+ *    max_message_size;
+ *  - of the header, only the fields a signature covers are kept until its
+ *    end (dkim_hdrs: 100 KB together at most); the others stream through.
  *
  * The reply to the end of DATA is sent only from the spool's commit
  * callback, i.e. once the message is durably on disk.
@@ -25,6 +27,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,10 +55,9 @@
 #define OUT_HIGH	(16u << 10)	/* unread replies before input pauses */
 #define OUT_LOW		(4u << 10)
 #define HARD_ERROR_LIMIT 20		/* errors before 421 (Postfix smtpd_hard_error_limit) */
-#define HEADER_KEEP_MAX	(1u << 20)	/* header section kept for signing */
+#define REPLY_MAX	512		/* a reply line with its CRLF (RFC 5321 4.5.3.1.5) */
 
 enum smtp_state {
-	SS_REJECTED,	/* greeted with 554: only QUIT does anything */
 	SS_INIT,	/* greeted, no HELO/EHLO yet */
 	SS_IDLE,	/* HELO/EHLO done, no transaction */
 	SS_MAIL,	/* MAIL accepted */
@@ -92,11 +94,8 @@ struct smtp_session {
 	bool			 rcpt_tried;	/* a RCPT came, accepted or not */
 	struct data_dec		 dec;
 	struct hdrsplit		 hdr;		/* splits the text into fields and body */
-	unsigned		 nfrom;		/* From: fields seen */
-	char			 from_domain[256];	/* of the first From:, "" if none */
-	bool			 has_date, has_msgid;
-	struct buf		 hdrs;		/* the header fields, until the end of the header */
-	bool			 hdrs_overflow;
+	struct dkim_hdrs	 hdrs;		/* the fields signing and routing need,
+						 * until the end of the header */
 	bool			 in_body;
 	struct buf		 added;		/* Date:/Message-ID: fields relayd adds */
 	struct dkim_signer	*signer;	/* NULL: not signing */
@@ -129,6 +128,13 @@ static void session_free(struct smtp_session *s);
 
 /* ---- replies ----------------------------------------------------------- */
 
+/*
+ * Every reply line leaves through here.  Some quote what a client sent (a
+ * sender address, a From: domain), so the formatted text has its control
+ * characters escaped as the log does (log_escape(): "\r", "\n", "\x01"):
+ * a reply is one line whatever it quotes, and says what the log says.
+ * Cut to REPLY_MAX with its CRLF.  A multi-line reply is one call per line.
+ */
 static void
 reply(struct smtp_session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -136,21 +142,25 @@ static void
 reply(struct smtp_session *s, const char *fmt, ...)
 {
 	struct evbuffer *out = bufferevent_get_output(s->bev);
+	char text[REPLY_MAX * 2], line[REPLY_MAX - 1];
 	va_list ap;
+	int n;
 
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
+	n = vsnprintf(text, sizeof(text), fmt, ap);
 	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n >= sizeof(text))
+		n = (int)sizeof(text) - 1;
+	evbuffer_add(out, line, log_escape(line, sizeof(line), text, (size_t)n));
 	evbuffer_add(out, "\r\n", 2);
 }
 
 static void
 reply_str(struct smtp_session *s, const char *line)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-
-	evbuffer_add(out, line, strlen(line));
-	evbuffer_add(out, "\r\n", 2);
+	reply(s, "%s", line);
 }
 
 /* An error reply: counts toward the hard error limit. */
@@ -188,11 +198,8 @@ txn_reset(struct smtp_session *s)
 	spool_body_free(s->body);
 	s->body = NULL;
 	msghdr_free(&s->hdr);
-	s->nfrom = 0;
-	s->from_domain[0] = '\0';
-	s->has_date = s->has_msgid = false;
-	buf_free(&s->hdrs);
-	s->hdrs_overflow = false;
+	dkim_hdrs_free(&s->hdrs);
+	dkim_hdrs_init(&s->hdrs);
 	s->in_body = false;
 	buf_free(&s->added);
 	buf_free(&s->sigs);
@@ -226,13 +233,12 @@ cmd_helo(struct smtp_session *s, const struct smtp_command *c, bool esmtp)
 		reply(s, "250 %s", s->cfg->hostname);
 		return;
 	}
-	reply(s, "250-%s\r\n"
-	    "250-PIPELINING\r\n"
-	    "250-SIZE %llu\r\n"
-	    "250-8BITMIME\r\n"
-	    "250-ENHANCEDSTATUSCODES\r\n"
-	    "250 SMTPUTF8",
-	    s->cfg->hostname, (unsigned long long)s->cfg->max_message_size);
+	reply(s, "250-%s", s->cfg->hostname);
+	reply_str(s, "250-PIPELINING");
+	reply(s, "250-SIZE %llu", (unsigned long long)s->cfg->max_message_size);
+	reply_str(s, "250-8BITMIME");
+	reply_str(s, "250-ENHANCEDSTATUSCODES");
+	reply_str(s, "250 SMTPUTF8");
 }
 
 static void
@@ -313,23 +319,19 @@ cmd_rcpt(struct smtp_session *s, const struct smtp_command *c)
 	reply_str(s, "250 2.1.5 Ok");
 }
 
+/*
+ * A piece of a header field: to the spool at once, like all the text, and
+ * to the keeper, which keeps only what signing and routing need: whose
+ * keys sign is known only at the end of the header (the From: domain's).
+ */
 static void
-field_out(void *ctx, const char *p, size_t n)
+field_out(void *ctx, const char *p, size_t n, unsigned flags)
 {
 	struct smtp_session *s = ctx;
 
-	msghdr_note_from(p, n, &s->nfrom, s->from_domain, sizeof(s->from_domain));
-	if (msghdr_is(p, n, "Date"))
-		s->has_date = true;
-	if (msghdr_is(p, n, "Message-ID"))
-		s->has_msgid = true;
-	/* kept until the end of the header: only then is it known which
-	 * domain's keys sign (the From: domain's) */
-	if (s->hdrs.len + n <= HEADER_KEEP_MAX)
-		buf_add(&s->hdrs, p, n);
-	else
-		s->hdrs_overflow = true;
-	(void)spool_body_write(s->body, p, n);
+	dkim_hdrs_add(&s->hdrs, p, n, flags);
+	if (n > 0)
+		(void)spool_body_write(s->body, p, n);
 }
 
 /* The domain section whose keys sign: the From: domain's (DMARC checks
@@ -337,7 +339,7 @@ field_out(void *ctx, const char *p, size_t n)
 static const struct cfg_domain *
 signing_section(const struct smtp_session *s)
 {
-	return router_signing_section(s->cfg, s->from_domain);
+	return router_signing_section(s->cfg, s->hdrs.from_domain);
 }
 
 /* Would this message be signed if its From: were right?  (The sender's
@@ -345,7 +347,7 @@ signing_section(const struct smtp_session *s)
 static bool
 signing_expected(const struct smtp_session *s)
 {
-	const char *dom = s->mail.addr[0] ? addr_domain(s->mail.addr) : s->from_domain;
+	const char *dom = s->mail.addr[0] ? addr_domain(s->mail.addr) : s->hdrs.from_domain;
 	const struct cfg_domain *d = router_lookup(s->cfg, dom);
 
 	return (d && d->ndkim > 0) || signing_section(s) != NULL;
@@ -355,22 +357,30 @@ signing_expected(const struct smtp_session *s)
 static void
 header_end(struct smtp_session *s)
 {
+	const struct dkim_hdrs *h = &s->hdrs;
 	char err[256];
 
 	/* RFC 5322 3.6: a Date: and a Message-ID: (added, as Postfix does for
 	 * local submissions, so that the signature covers them too) */
-	if (!s->has_date) {
+	if (!h->has_date) {
 		char date[64];
 
 		rfc5322_date(now_us() / 1000000, date, sizeof(date));
 		buf_printf(&s->added, "Date: %s\r\n", date);
 	}
-	if (!s->has_msgid)
+	if (!h->has_msgid)
 		buf_printf(&s->added, "Message-ID: <%s@%s>\r\n", s->id, s->cfg->hostname);
+	if (h->from_lost || (h->overflow && signing_expected(s))) {
+		/* too much to sign, or the From: to route or sign by was
+		 * beyond the bound: nothing sure to go on */
+		s->reject = "552 5.3.4 Error: header fields to sign (From:, To:, Cc:, Subject:, "
+		    "...) too large: over 100 KB together";
+		return;
+	}
 	if (!signing_expected(s))
 		return;
-	if (s->nfrom != 1) {
-		s->reject = s->nfrom == 0 ?
+	if (h->nfrom != 1) {
+		s->reject = h->nfrom == 0 ?
 		    "550 5.6.0 Error: message has no From: header; it cannot be signed (RFC 5322 "
 		    "3.6 requires exactly one)" :
 		    "550 5.6.0 Error: message has more than one From: header; it cannot be signed "
@@ -383,11 +393,7 @@ header_end(struct smtp_session *s)
 		 * not ours to sign, relayed unsigned as the admin configured */
 		return;
 	}
-	if (s->hdrs_overflow) {
-		s->reject = "552 5.3.4 Error: header section too large to sign (over 1 MB)";
-		return;
-	}
-	s->signer = dkim_signer_new(s->cfg->dkim, d, s->from_domain, s->id, err, sizeof(err));
+	s->signer = dkim_signer_new(s->cfg->dkim, d, h->from_domain, s->id, err, sizeof(err));
 	if (s->signer == NULL) {
 		s->sign_error = 1;
 		snprintf(s->sign_reason, sizeof(s->sign_reason), "%s", err);
@@ -402,29 +408,9 @@ header_end(struct smtp_session *s)
 		(void)dkim_signer_header(s->signer, p, n);
 		p += n;
 	}
-	/* then the client's, one field at a time, as the splitter gave them */
-	p = s->hdrs.p;
-	end = s->hdrs.p + s->hdrs.len;
-	while (p && p < end) {
-		/* a field ends at a CRLF not followed by white space */
-		const char *q = p;
-
-		for (;;) {
-			const char *nl = memchr(q, '\n', (size_t)(end - q));
-
-			if (nl == NULL) {
-				q = end;
-				break;
-			}
-			q = nl + 1;
-			if (q >= end || (*q != ' ' && *q != '\t'))
-				break;
-		}
-		(void)dkim_signer_header(s->signer, p, (size_t)(q - p));
-		p = q;
-	}
-	buf_free(&s->hdrs);
-	(void)dkim_signer_eoh(s->signer);
+	/* then the client's that the signature covers, in their order */
+	(void)dkim_signer_hdrs(s->signer, h);
+	dkim_hdrs_free(&s->hdrs);
 }
 
 static void
@@ -556,13 +542,13 @@ static void
 build_envelope(struct smtp_session *s)
 {
 	struct spool_envelope *env = spool_envelope_new();
-	const char *dom = s->mail.addr[0] ? addr_domain(s->mail.addr) : s->from_domain;
+	const char *dom = s->mail.addr[0] ? addr_domain(s->mail.addr) : s->hdrs.from_domain;
 	const struct cfg_domain *d = router_lookup(s->cfg, dom);
 	const char *bcc = d ? d->bcc : NULL;
 
 	memcpy(env->id, s->id, QID_SIZE);
-	if (s->mail.addr[0] == '\0' && s->from_domain[0] != '\0')
-		env->route = xstrdup(s->from_domain);
+	if (s->mail.addr[0] == '\0' && s->hdrs.from_domain[0] != '\0')
+		env->route = xstrdup(s->hdrs.from_domain);
 	env->arrival = now_us();
 	env->sender = xstrdup(s->mail.addr);
 	env->flags = (s->dec.eightbit || s->mail.body == SMTP_BODY_8BITMIME ? SPOOL_F_8BIT : 0) |
@@ -725,20 +711,21 @@ data_end(struct smtp_session *s)
 		goto reset;
 	}
 	if (s->reject) {
-		log_info("%s: reject: message from %s[%s]:%u: %s", s->id, s->name, s->ip, s->port,
-		    s->reject + 10);
+		log_info("%s: reject: message from %s[%s]:%u: %s%s%s%s", s->id, s->name, s->ip,
+		    s->port, s->reject + 10, s->hdrs.overflow ? " (the first over it: " : "",
+		    s->hdrs.too_long, s->hdrs.overflow ? ")" : "");
 		reply_str(s, s->reject);
 		goto reset;
 	}
 
 	/* A null sender is routed by the From: domain (else the catch-all):
 	 * refuse now what could never be routed. */
-	if (s->mail.addr[0] == '\0' && router_lookup(s->cfg, s->from_domain) == NULL) {
+	if (s->mail.addr[0] == '\0' && router_lookup(s->cfg, s->hdrs.from_domain) == NULL) {
 		log_info("%s: reject: null-sender message from %s[%s]:%u: From: domain %s is not "
 		    "configured", s->id, s->name, s->ip, s->port,
-		    s->from_domain[0] ? s->from_domain : "(none)");
+		    s->hdrs.from_domain[0] ? s->hdrs.from_domain : "(none)");
 		reply(s, "550 5.7.1 Error: null sender, and the From: domain %s is not configured "
-		    "on this relay", s->from_domain[0] ? s->from_domain : "(none)");
+		    "on this relay", s->hdrs.from_domain[0] ? s->hdrs.from_domain : "(none)");
 		goto reset;
 	}
 	if (s->sign_error) {
@@ -787,13 +774,6 @@ session_command(struct smtp_session *s, const char *line, size_t len)
 	struct smtp_command c;
 
 	smtp_parse_command(line, len, &c);
-	if (s->state == SS_REJECTED) {
-		if (c.cmd == SMTP_CMD_QUIT)
-			session_close_after(s, "221 2.0.0 Bye");
-		else
-			reply_error(s, "503 5.7.1 Error: access denied");
-		return;
-	}
 	switch (c.cmd) {
 	case SMTP_CMD_HELO:
 		cmd_helo(s, &c, false);
@@ -1058,6 +1038,34 @@ is_loopback(const struct sockaddr *sa)
 	return false;
 }
 
+/*
+ * A client refused before it has a session (shutting down, not in allow,
+ * over max_clients): one write of the reply and the connection is closed
+ * at once, so that it holds no max_clients slot, whatever it does next.
+ * A freshly accepted socket's send buffer is empty: the line fits.
+ */
+static void
+refuse(evutil_socket_t fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+refuse(evutil_socket_t fd, const char *fmt, ...)
+{
+	char line[REPLY_MAX];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n > sizeof(line) - 3)
+		n = (int)sizeof(line) - 3;
+	memcpy(line + n, "\r\n", 2);
+	(void)!write(fd, line, (size_t)n + 2);
+	evutil_closesocket(fd);
+}
+
 void
 smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
     socklen_t salen)
@@ -1066,30 +1074,28 @@ smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd, const struct soc
 	char ip[64];
 	uint16_t port = 0;
 	bool allowed = false;
-	char line[512];
-	int n;
 
 	net_format_addr(sa, ip, sizeof(ip), &port);
 	const char *name = is_loopback(sa) ? "localhost" : "unknown";
 
-	if (srv->shutting_down || srv->nsessions >= (size_t)cfg->max_clients) {
-		/* Refused before any state exists: one best-effort write. */
-		if (srv->shutting_down)
-			n = snprintf(line, sizeof(line),
-			    "421 4.3.2 %s Service shutting down\r\n", cfg->hostname);
-		else {
-			log_warn("connect from %s[%s]:%u refused: max_clients (%d) reached", name, ip,
-			    port, cfg->max_clients);
-			n = snprintf(line, sizeof(line),
-			    "421 4.7.0 %s Error: too many connections, try again later\r\n",
-			    cfg->hostname);
-		}
-		(void)!write(fd, line, (size_t)n);
-		evutil_closesocket(fd);
+	if (srv->shutting_down) {
+		refuse(fd, "421 4.3.2 %s Service shutting down", cfg->hostname);
 		return;
 	}
 	for (size_t i = 0; i < cfg->nallow && !allowed; i++)
 		allowed = net_cidr_match(&cfg->allow[i], sa);
+	if (!allowed) {
+		log_warn("reject: connect from %s[%s]:%u: client not in allow list", name, ip, port);
+		refuse(fd, "554 5.7.1 %s Error: access denied for %s", cfg->hostname, ip);
+		return;
+	}
+	if (srv->nsessions >= (size_t)cfg->max_clients) {
+		log_warn("connect from %s[%s]:%u refused: max_clients (%d) reached", name, ip, port,
+		    cfg->max_clients);
+		refuse(fd, "421 4.7.0 %s Error: too many connections, try again later",
+		    cfg->hostname);
+		return;
+	}
 
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
 	int one = 1;
@@ -1114,15 +1120,9 @@ smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd, const struct soc
 	srv->sessions = s;
 	srv->nsessions++;
 
-	if (!allowed) {
-		log_warn("reject: connect from %s[%s]:%u: client not in allow list", name, ip, port);
-		s->state = SS_REJECTED;
-		reply(s, "554 5.7.1 %s Error: access denied for %s", cfg->hostname, ip);
-	} else {
-		log_info("connect from %s[%s]:%u", name, ip, port);
-		s->state = SS_INIT;
-		reply(s, "220 %s ESMTP relayd", cfg->hostname);
-	}
+	log_info("connect from %s[%s]:%u", name, ip, port);
+	s->state = SS_INIT;
+	reply(s, "220 %s ESMTP relayd", cfg->hostname);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	session_flush(s);
 	(void)salen;
@@ -1168,7 +1168,7 @@ smtp_server_shutdown(struct smtp_server *srv)
 		next = s->next;
 		/* Transactions in progress finish (bounded by the caller);
 		 * the rest are told and closed. */
-		if (s->state == SS_INIT || s->state == SS_IDLE || s->state == SS_REJECTED) {
+		if (s->state == SS_INIT || s->state == SS_IDLE) {
 			session_close_after(s, "421 4.3.2 Service shutting down, closing transmission channel");
 			bufferevent_disable(s->bev, EV_READ);
 			if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)

@@ -6,8 +6,9 @@
  * failure send the reply and change nothing) then proceed.  Replies go out
  * in command order, so PIPELINING clients can send many commands per read.
  * Memory per session is bounded: input is read only while the output side
- * is drained, lines longer than the limit are discarded, and message bodies
- * past a small threshold go to the spool's temporary file.
+ * is drained, lines longer than the limit are discarded, message bodies
+ * past a small threshold go to the spool's temporary file, and of the
+ * header only the fields DKIM signs are kept (100 KB at most).
  */
 #ifndef RELAYD_SMTP_SERVER_H
 #define RELAYD_SMTP_SERVER_H

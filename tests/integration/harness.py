@@ -395,20 +395,25 @@ def cfg_value(v):
 	return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def listen_socket_inodes(port):
-	"""Inodes of TCP sockets listening on port (any address)."""
-	inodes = set()
+def tcp_sockets(port, state):
+	"""The rows of /proc/net/tcp{,6} (split in fields) of the sockets whose
+	local port is port, in state (hex, as the kernel writes it: "0A" listen,
+	"01" established)."""
 	for name in ("/proc/net/tcp", "/proc/net/tcp6"):
 		try:
 			with open(name) as f:
 				next(f)
 				for line in f:
 					fl = line.split()
-					if fl[3] == "0A" and int(fl[1].rsplit(":", 1)[1], 16) == port:
-						inodes.add(fl[9])
+					if fl[3] == state and int(fl[1].rsplit(":", 1)[1], 16) == port:
+						yield fl
 		except OSError:
 			pass
-	return inodes
+
+
+def listen_socket_inodes(port):
+	"""Inodes of TCP sockets listening on port (any address)."""
+	return {fl[9] for fl in tcp_sockets(port, "0A")}
 
 
 def pid_socket_inodes(pid):

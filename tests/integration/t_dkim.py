@@ -569,3 +569,65 @@ def test_rsa_signing_failure_is_451_and_nothing_is_queued(t):
 
 def test_ed25519_signing_failure_is_451_and_nothing_is_queued(t):
 	signing_failure(t, "s2", "ed25519-sha256")
+
+
+def folded_list(n, fmt):
+	"""A folded address list of n addresses, one per line."""
+	return ",\r\n ".join(fmt % i for i in range(n))
+
+
+def test_big_folded_repeated_headers(t):
+	"""Header fields that are big (an unsigned one of 150 KB before the
+	signed ones, a signed To: of 45 KB), folded, and repeated (To:, Cc:,
+	an unsigned one): the message is signed, the signature names every
+	occurrence of a signed field, and an independent verifier accepts it.
+	(relayd keeps only the signed fields while the header streams by.)"""
+	k1, k2 = keys_both(t)
+	d, up = relay(t, {"example.com": {"dkim": [k1, k2]}})
+	big = "\r\n ".join(["b" * 70] * (150 * 1024 // 73))
+	to = folded_list(1700, "<rcpt%04d@example.net>")
+	assert len(to) > 40 * 1024
+	msg = message([("X-Big", big), ("From", "Test Sender <%s>" % SENDER), ("To", to),
+	    ("X-Rep", "one"), ("Cc", "<c1@example.net>"), ("Subject", "big, folded,\r\n repeated"),
+	    ("To", "<%s>" % RCPT), ("X-Rep", "two"), ("Cc", "<c2@example.net>,\r\n\t<c3@example.net>"),
+	    ("Date", email.utils.formatdate()), ("Message-ID", "<big.%d@example.com>" % time.time_ns()),
+	    ("X-Case", "bigfold")], b"Body after a big header.\r\n")
+	qid, data = one_delivered(t, d, up, "bigfold", msg)
+	_, _, _, dk = wait_from_line(d, qid)
+	assert dk == "s1,s2", "from= line: expected dkim=s1,s2, got %s" % dk
+	got = [n for n, _ in header_fields(data)]
+	assert got.count("X-Big") == 1 and got.count("To") == 2 and got.count("Cc") == 2, \
+	    "header fields on the way: %r" % got[:20]
+	for tags in sig_tags(data):
+		h = h_list(tags)
+		assert h.count("to") == 2 and h.count("cc") == 2, "%s= signature h=%s: To and Cc not both twice" % (
+		    tags.get("s"), tags["h"])
+		assert "x-big" not in h and "x-rep" not in h, "unsigned fields in h=%s" % tags["h"]
+	assert_verifies(data, [k1, k2], ["s1", "s2"], what="150 KB unsigned field, 45 KB To:, repeats")
+	assert_fails(alter_header(data, "Cc"), [k1, k2], what="a repeated Cc altered")
+
+
+def test_signed_fields_over_100k_refused(t):
+	"""Signed header fields over 100 KB together: a message to be signed is
+	refused 552 5.3.4 and nothing is queued; the same header from a domain
+	without keys is passed through as it is."""
+	k1 = make_key(t, "s1", "rsa-sha256")
+	d, up = relay(t, {"example.com": {"dkim": [k1]}, "other.example": {}})
+	to = folded_list(3500, "<rcpt.number.%04d@example.net>")
+	assert len(to) > 100 * 1024
+	def msg(sender, case):
+		return message([("From", "<%s>" % sender), ("To", to), ("Subject", "too much to sign"),
+		    ("X-Case", case)])
+	r = send(d, SENDER, [RCPT], msg(SENDER, "signed"))
+	assert r.code == 552 and r.text.startswith("5.3.4"), \
+	    "signed fields over 100 KB: expected 552 5.3.4, got %r" % r
+	d.wait_log(r"reject: message from .*: .*over 100 KB.*\(the first over it: To\)")
+	qid, data = one_delivered(t, d, up, "unsigned", msg("post@other.example", "unsigned"),
+	    sender="post@other.example")
+	_, _, _, dk = wait_from_line(d, qid)
+	assert dk == "none", "unsigned domain: dkim=%s" % dk
+	to_got = field_values(data, "To")
+	assert len(to_got) == 1 and len(to_got[0].split(",")) == 3500, "the 100 KB To: changed on the way"
+	time.sleep(0.3)
+	cases = [re.search(rb"X-Case: (\S+)", m["data"]).group(1).decode() for m in up.messages()]
+	assert cases == ["unsigned"], "upstream received %r" % cases

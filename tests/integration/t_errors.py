@@ -1,6 +1,8 @@
 """Bad input gets the reply interface.md names and changes nothing: each
 test checks the exact reply, then that the session still works."""
 
+import os
+import re
 import smtplib
 
 from harness import QUEUED_RE
@@ -180,3 +182,99 @@ def test_smtplib_sees_errors(t):
 		assert code == 250 and QUEUED_RE.match(msg.decode()), "DATA: %d %r" % (code, msg)
 		code, msg = s.docmd("XYZZY")
 		assert (code, msg[:5]) == (500, b"5.5.1"), "XYZZY: %d %r" % (code, msg)
+
+
+# ---------------------------------------------------------------------------
+# client data in replies and log lines (issue 11, item 7): a reply is one
+# line whatever the client sent, and so is every log line
+
+def log_lines_from(d, start):
+	"""The log's lines after offset start (bytes), as bytes."""
+	with open(d.logpath, "rb") as f:
+		f.seek(start)
+		return f.read().split(b"\n")
+
+
+def log_size(d):
+	return os.path.getsize(d.logpath)
+
+
+def assert_log_lines_whole(d, start, what):
+	"""Every log line written since start is relayd's: it opens with the
+	timestamp and "relayd[PID]: ", and holds no control character."""
+	for line in log_lines_from(d, start):
+		if not line:
+			continue
+		assert re.match(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6} relayd\[\d+\]: ", line), \
+		    "%s: a log line that relayd did not start (forged?): %r" % (what, line)
+		assert not re.search(rb"[\x00-\x1f\x7f]", line), \
+		    "%s: a control character in a log line: %r" % (what, line)
+
+
+def test_from_domain_literal_with_crlf_null_sender(t):
+	"""A folded From: domain literal, with MAIL FROM:<> and no domain "*":
+	the 550 is one line, and no second log line is forged."""
+	d, c = session(t)
+	start = log_size(d)
+	c.expect("MAIL FROM:<>", 250, "2.1.0")
+	c.expect("RCPT TO:<b@example.net>", 250, "2.1.5")
+	c.expect("DATA", 354)
+	c.send(b"From: a@[1.2.3.4\r\n 550 forged]\r\nSubject: x\r\n\r\nbody\r\n.\r\n")
+	r = c.expect_reply(550, "5.7.1")
+	assert len(r.lines) == 1, "the 550 came in %d lines: %r" % (len(r.lines), r.raw)
+	assert b"\r" not in r.raw[:-2] and b"\n" not in r.raw[:-2], "CR or LF inside the reply: %r" % r.raw
+	# nothing left over: the next reply is NOOP's
+	c.expect("NOOP", 250, "2.0.0")
+	d.wait_log(r"reject: null-sender message .*From: domain .*1\.2\.3\.4.*forged.* is not configured")
+	assert_log_lines_whole(d, start, "From: a@[1.2.3.4 CRLF 550 forged]")
+	assert d.count_log(r"^ ?550 forged") == 0, "forged log line:\n%s" % d.log_tail()
+
+
+def test_upstream_reply_with_bare_cr_logged_escaped(t):
+	"""With -v every reply from an upstream is logged; one with a bare CR
+	(the greeting, and the reply to the end of the text, which also goes
+	into status=sent (...)) is escaped, never written raw."""
+	from relayutil import simple_relay, submit, wait_delivery
+	from relayutil import start_upstream
+	up = start_upstream(t, script=[
+	    {"cmd": "CONNECT", "reply": "220 up.test ESMTP\rforged: greeting"},
+	    {"cmd": "EOD", "reply": "250 2.0.0 Ok: kept\r99 forged: line"}])
+	d, _ = simple_relay(t, up=up, args=("-v",))
+	start = log_size(d)
+	qid = submit(d)
+	r = wait_delivery(d, qid, "rcpt@example.net", "sent")
+	assert "forged: line" in r["reason"] and "\r" not in r["reason"], \
+	    "status=sent reason: %r" % r["reason"]
+	# the -v lines: the CR shown as \r
+	d.wait_log(r"220 up\.test ESMTP\\rforged: greeting")
+	d.wait_log(r"250 2\.0\.0 Ok: kept\\r99 forged: line")
+	raw = b"\n".join(log_lines_from(d, start))
+	assert b"\r" not in raw, "a raw CR in the log: %r" % raw[raw.index(b"\r") - 80:raw.index(b"\r") + 40]
+	assert_log_lines_whole(d, start, "upstream replies with a bare CR")
+
+
+def test_replies_quoting_the_client_are_one_line(t):
+	"""Every reply that could quote what the client sent (the sender address
+	and its domain in the 550, a HELO name, a command word) is one line,
+	even when what was sent holds a bare CR or another control; and every
+	log line about it is whole."""
+	d, c = session(t)
+	start = log_size(d)
+	cases = [
+	    ('MAIL FROM:<"a\rb"@unconfigured.example.org>', 501, "5.1.3"),
+	    ("MAIL FROM:<a@un\rconfigured.example.org>", 501, "5.1.3"),
+	    ("MAIL FROM:<a\x01b@unconfigured.example.org>", 501, "5.1.3"),
+	    ("EHLO a\rb.example", 501, "5.5.4"),
+	    ("FOO\rBAR", 500, "5.5.1"),
+	    ("MAIL\r FROM:<a@example.com>", 500, "5.5.1"),
+	]
+	for line, code, enh in cases:
+		r = c.cmd(line)
+		c.check(r, code, enh)
+		assert len(r.lines) == 1 and r.raw.count(b"\r") == 1, "%r: reply %r" % (line, r.raw)
+	r = c.expect("MAIL FROM:<a.b@unconfigured.example.org>", 550, "5.7.1")
+	assert r.lines == ["5.7.1 <a.b@unconfigured.example.org>: Sender address rejected: domain "
+	    "unconfigured.example.org is not configured on this relay"], "550: %r" % r.raw
+	c.expect("NOOP", 250, "2.0.0")
+	d.wait_log(r"reject: MAIL from .*from=<a\.b@unconfigured\.example\.org>")
+	assert_log_lines_whole(d, start, "commands with control characters")

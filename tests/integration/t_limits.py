@@ -1,10 +1,13 @@
 """Limits on clients: idle timeout, max_clients, the allow list, and memory
 that stays bounded whatever a client sends."""
 
+import os
 import select
 import socket
 import threading
 import time
+
+from harness import tcp_sockets
 
 
 MB = 1024 * 1024
@@ -87,6 +90,40 @@ def test_allow_list_rejects(t):
 	except (AssertionError, OSError):
 		r = None
 	assert r is None or r.code >= 500, "a client not allowed got %s to EHLO" % r
+
+
+
+def test_disallowed_client_frees_its_slot(t):
+	"""A client outside allow gets its 554 5.7.1 and the connection is
+	closed at once: staying connected, it holds no max_clients slot, and
+	an allowed client is served (issue 11, item 10d)."""
+	d = t.daemon(max_clients=1, allow=["127.0.0.1/32"], timeout=60)
+	bad = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+	t.conns.append(bad)
+	bad.bind(("127.0.0.2", 0))
+	bad.settimeout(5)
+	bad.connect(("127.0.0.1", d.port))
+	t0 = time.monotonic()
+	data = b""
+	try:
+		while True:
+			chunk = bad.recv(4096)
+			if not chunk:
+				break
+			data += chunk
+	except socket.timeout:
+		raise AssertionError("a client not allowed was not disconnected within 5 s of its "
+		    "554 (got %r)" % data)
+	waited = time.monotonic() - t0
+	assert data.startswith(b"554 5.7.1 ") and data.endswith(b"\r\n") and data.count(b"\r\n") == 1, \
+	    "a client not allowed got %r" % data
+	d.wait_log(r"reject: connect from \S+\[127\.0\.0\.2\]:\d+: client not in allow list")
+	# the refused client keeps its end open; an allowed one is served
+	c = d.connect()
+	c.greeting(220)
+	c.ehlo()
+	c.send_message("a@example.com", ["b@example.net"], b"Subject: served\r\n\r\nx\r\n")
+	print("EOF %.3f s after connecting" % waited)
 
 
 def has_ipv6_loopback():
@@ -330,3 +367,126 @@ def test_memory_big_message(t):
 
 
 test_memory_big_message.timeout = 180
+
+
+# ---------------------------------------------------------------------------
+# memory per session in DATA (issue 11, item 9)
+
+NSESSIONS = 100
+
+
+def server_rx_queues(port):
+	"""Octets each established connection to port has received that its
+	owner (relayd) has not read yet (rx_queue in /proc/net/tcp)."""
+	return [int(fl[4].split(":")[1], 16) for fl in tcp_sockets(port, "01")]
+
+
+def wait_all_read(d, n, timeout=30):
+	"""Waits until relayd has read everything its n client connections sent."""
+	deadline = time.monotonic() + timeout
+	while True:
+		q = server_rx_queues(d.port)
+		if len(q) >= n and not any(q):
+			return
+		assert time.monotonic() < deadline, \
+		    "relayd did not read what %d sessions sent within %gs: %d connections, %d octets unread" % (
+		    n, timeout, len(q), sum(q))
+		time.sleep(0.05)
+
+
+def filler_fields(total, name="X-Filler"):
+	"""Unsigned header fields, 78-octet lines, about total octets."""
+	out = []
+	n = 0
+	i = 0
+	while n < total:
+		f = ("%s-%d: " % (name, i)).encode()
+		f += b"f" * (76 - len(f)) + b"\r\n"
+		out.append(f)
+		n += len(f)
+		i += 1
+	return b"".join(out)
+
+
+def open_in_data(d, header):
+	"""A session that sent MAIL, RCPT, DATA and header (no empty line, no
+	end of data), and stays there."""
+	c = d.connect(timeout=30)
+	c.hello()
+	c.expect("MAIL FROM:<mem@example.com>", 250, "2.1.0")
+	c.expect("RCPT TO:<b@example.net>", 250, "2.1.5")
+	c.expect("DATA", 354)
+	c.send(header, what="a header of %d octets" % len(header))
+	return c
+
+
+def growth_per_session(t, header, what):
+	"""Opens NSESSIONS sessions that each stay in DATA after sending header;
+	returns relayd's growth per session in kB: (VmRSS, VmHWM)."""
+	# Under ASan, freed blocks wait in a quarantine (8 MB here, 80 kB a
+	# session) before reuse: that is the sanitizer's memory, not relayd's.
+	asan = os.environ.get("ASAN_OPTIONS", "detect_leaks=1") + ":quarantine_size_mb=0"
+	d = t.start(t.config(max_clients=NSESSIONS + 10, timeout=120), env={"ASAN_OPTIONS": asan})
+	# warm up: whatever the first sessions allocate once for all
+	warm = [open_in_data(d, header) for _ in range(5)]
+	wait_all_read(d, 5)
+	for c in warm:
+		c.close()
+	deadline = time.monotonic() + 10
+	while server_rx_queues(d.port) and time.monotonic() < deadline:
+		time.sleep(0.05)
+	time.sleep(0.3)
+	rss0, hwm0 = d.status_kb("VmRSS"), d.vm_hwm()
+	conns = [open_in_data(d, header) for _ in range(NSESSIONS)]
+	wait_all_read(d, NSESSIONS)
+	time.sleep(0.3)
+	rss1, hwm1 = d.status_kb("VmRSS"), d.vm_hwm()
+	assert d.alive(), "relayd died"
+	# still in DATA: each session is answered once its message ends
+	conns[0].send(b"\r\nbody\r\n.\r\n", what="end of the first message")
+	conns[0].expect_reply(250, "2.0.0", timeout=30)
+	# VmHWM counted from the resident size before: start-up peaks count too
+	per_rss = (rss1 - rss0) / NSESSIONS
+	per_hwm = (max(hwm1, rss1) - max(hwm0, rss0)) / NSESSIONS
+	print("%s: %d sessions in DATA, header %d octets: VmRSS %d -> %d kB (%.1f kB per session), "
+	    "VmHWM %d -> %d kB (%.1f kB per session)" % (what, NSESSIONS, len(header), rss0, rss1,
+	    per_rss, hwm0, hwm1, per_hwm))
+	for c in conns:
+		c.close()
+	return per_rss, per_hwm
+
+
+def test_memory_sessions_in_data_8k_header(t):
+	"""100 sessions in DATA, each with an 8 KB header (signed fields and
+	others): relayd grows by less than 64 KB per session."""
+	to = ",\r\n ".join("<rcpt%03d@example.net>" % i for i in range(100))
+	header = (b"From: Mem Test <mem@example.com>\r\nTo: " + to.encode() + b"\r\n"
+	    b"Subject: memory per session\r\nDate: Mon, 1 Dec 2026 10:00:00 +0000\r\n"
+	    b"Message-ID: <mem.8k@example.com>\r\n")
+	header += filler_fields(8192 - len(header))
+	assert 8000 <= len(header) <= 8300, len(header)
+	per_rss, per_hwm = growth_per_session(t, header, "8 KB header")
+	assert per_rss < 64 and per_hwm < 64, \
+	    "relayd grew by %.1f kB (VmRSS) / %.1f kB (VmHWM) per session in DATA with an 8 KB header; " \
+	    "the bound is 64 kB" % (per_rss, per_hwm)
+
+
+test_memory_sessions_in_data_8k_header.timeout = 120
+
+
+def test_memory_sessions_in_data_256k_unsigned(t):
+	"""100 sessions in DATA, each with 256 KB of header fields that are not
+	signed (many short ones, then one folded field of 104 KB, over the
+	100 KB a signed field may have): relayd grows by less than 128 KB per
+	session."""
+	big = b"X-Big: " + b"\r\n ".join([b"b" * 70] * (104 * 1024 // 73)) + b"\r\n"
+	header = b"From: Mem Test <mem@example.com>\r\nTo: <b@example.net>\r\nSubject: big\r\n"
+	header += filler_fields(256 * 1024 - len(header) - len(big), "X-A") + big
+	assert 256 * 1024 <= len(header) <= 257 * 1024, len(header)
+	per_rss, per_hwm = growth_per_session(t, header, "256 KB unsigned header")
+	assert per_rss < 128 and per_hwm < 128, \
+	    "relayd grew by %.1f kB (VmRSS) / %.1f kB (VmHWM) per session in DATA with 256 KB of " \
+	    "unsigned header fields; the bound is 128 kB" % (per_rss, per_hwm)
+
+
+test_memory_sessions_in_data_256k_unsigned.timeout = 180

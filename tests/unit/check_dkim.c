@@ -33,6 +33,7 @@
 
 #include "config.h"
 #include "dkim.h"
+#include "msghdr.h"
 #include "resign.h"
 #include "suites.h"
 #include "util.h"
@@ -287,12 +288,27 @@ check_fields(const char *p)
  * Signs hdrs + body with the keys of domain d, the body cut in chunks of
  * chunk octets (0: one chunk); returns the fields appended (caller frees).
  */
+/* Finishes and frees s; returns the fields it made (the caller frees). */
+static char *
+finish_str(struct dkim_signer *s)
+{
+	struct buf out;
+	char err[256];
+
+	buf_init(&out);
+	buf_addstr(&out, "");
+	ck_assert_msg(dkim_signer_finish(s, &out, err, sizeof(err)) == 0,
+	    "dkim_signer_finish: %s", err);
+	dkim_signer_free(s);
+	(void)check_fields(out.p);
+	return out.p;
+}
+
 static char *
 sign_msg(struct dkim_keys *k, const struct cfg_domain *d, const char *from_domain,
     const char *const *hdrs, const char *body, size_t chunk)
 {
 	struct dkim_signer *s;
-	struct buf out;
 	char err[256];
 	size_t blen = strlen(body);
 
@@ -306,13 +322,7 @@ sign_msg(struct dkim_keys *k, const struct cfg_domain *d, const char *from_domai
 	for (size_t off = 0; off < blen; off += chunk)
 		ck_assert_int_eq(dkim_signer_body(s, body + off,
 		    blen - off < chunk ? blen - off : chunk), 0);
-	buf_init(&out);
-	buf_addstr(&out, "");
-	ck_assert_msg(dkim_signer_finish(s, &out, err, sizeof(err)) == 0,
-	    "dkim_signer_finish: %s", err);
-	dkim_signer_free(s);
-	(void)check_fields(out.p);
-	return out.p;
+	return finish_str(s);
 }
 
 /* A domain section like d, signing with only the given blocks of d, in that order. */
@@ -482,9 +492,23 @@ START_TEST(test_both_algorithms)
 }
 END_TEST
 
+/* Unsigned fields: many short ones, one folded one of big octets, and one
+ * libopendkim itself would refuse (a ';' in its name). */
+static void
+add_unsigned_fields(struct buf *b, size_t big)
+{
+	for (int i = 0; i < 100; i++)
+		buf_printf(b, "X-Filler-%d: some unsigned text\r\n", i);
+	buf_addstr(b, "X-Big: ");
+	for (size_t n = 0; n < big; n += 73)
+		buf_addstr(b, "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb\r\n ");
+	buf_addstr(b, "end\r\nX;odd: name\r\n");
+}
+
 /*
  * resign_text(): the golden message as the spool keeps it (relayd's
- * Received: first, at an offset in a file, read in chunks), signed again:
+ * Received: first, 150 KB of unsigned fields among the others, at an
+ * offset in a file, read in chunks), signed again:
  * exactly the fields the streaming signer made (the Received: field is
  * not signed), and the clear answers for a domain without keys now, no
  * From:, and a text the file does not hold.
@@ -501,6 +525,8 @@ START_TEST(test_resign_text)
 	buf_init(&text);
 	for (size_t i = 0; golden_hdrs[i] != NULL; i++)
 		buf_addstr(&text, golden_hdrs[i]);
+	/* unsigned fields of any size change nothing, a 150 KB one included */
+	add_unsigned_fields(&text, 150 * 1024);
 	buf_addstr(&text, "\r\n");
 	/* a body over the reader's 64 KiB chunk */
 	for (int i = 0; i < 2000; i++)
@@ -546,6 +572,206 @@ START_TEST(test_resign_text)
 	close(fd);
 	buf_free(&out);
 	buf_free(&text);
+	config_free(cfg);
+}
+END_TEST
+
+/* ---- dkim_hdrs: which fields are kept -------------------------------- */
+
+static void
+hdrs_field(void *ctx, const char *p, size_t n, unsigned flags)
+{
+	dkim_hdrs_add(ctx, p, n, flags);
+}
+
+static void
+hdrs_ignore(void *ctx, const char *p, size_t n)
+{
+	(void)ctx;
+	(void)p;
+	(void)n;
+}
+
+/* Splits text (a header, or a whole message) into h, in chunks of chunk. */
+static void
+hdrs_keep(struct dkim_hdrs *h, const char *text, size_t len, size_t chunk)
+{
+	struct msghdr_cb cb = { hdrs_field, hdrs_ignore, hdrs_ignore, h };
+	struct hdrsplit sp;
+
+	dkim_hdrs_init(h);
+	msghdr_init(&sp, &cb);
+	for (size_t at = 0; at < len; at += chunk)
+		msghdr_feed(&sp, text + at, len - at < chunk ? len - at : chunk);
+	msghdr_finish(&sp);
+	msghdr_free(&sp);
+}
+
+/* The kept fields, joined with "|". */
+static char *
+hdrs_kept(const struct dkim_hdrs *h)
+{
+	struct buf b;
+	const char *f = h->text.p;
+
+	buf_init(&b);
+	buf_addstr(&b, "");
+	for (size_t i = 0; i < h->n; i++) {
+		if (i > 0)
+			buf_addstr(&b, "|");
+		buf_add(&b, f, h->len[i]);
+		f += h->len[i];
+	}
+	return b.p;
+}
+
+/*
+ * Exactly the fields of the signed list are kept, whole, in order, found
+ * as libopendkim finds them (any case, white space before the colon, every
+ * occurrence); the others go by, and the From:, Date: and Message-ID:
+ * notes are right, whatever the chunking.
+ */
+START_TEST(test_hdrs_which)
+{
+	static const char text[] =
+	    "Received: from x\r\n\tby y; Mon, 23 Nov 2026 10:00:00 +0000\r\n"
+	    "FROM : Ann <ann@Example.COM>\r\n"
+	    "X-Mailer: m\r\n"
+	    "to: a@x.org,\r\n b@y.org\r\n"
+	    "From-X: not a From\r\n"
+	    "Subject: s\r\n"
+	    "Reply-To: r@x.org\r\n"
+	    "X;odd: n\r\n"
+	    "From: other@example.org\r\n"
+	    "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+	    "Message-Id: <m@x>\r\n"
+	    "\r\n"
+	    "From: body@evil.org\r\n";
+	static const char want[] =
+	    "FROM : Ann <ann@Example.COM>\r\n|to: a@x.org,\r\n b@y.org\r\n|Subject: s\r\n|"
+	    "Reply-To: r@x.org\r\n|From: other@example.org\r\n|"
+	    "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n|Message-Id: <m@x>\r\n";
+	static const size_t chunks[] = { sizeof(text), 1, 2, 7 };
+
+	for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
+		struct dkim_hdrs h;
+		char *kept;
+
+		hdrs_keep(&h, text, sizeof(text) - 1, chunks[c]);
+		kept = hdrs_kept(&h);
+		ck_assert_str_eq(kept, want);
+		ck_assert_uint_eq(h.nfrom, 2);
+		ck_assert_str_eq(h.from_domain, "example.com");
+		ck_assert(!h.has_date);
+		ck_assert(h.has_msgid);
+		ck_assert(!h.overflow && !h.from_lost);
+		free(kept);
+		dkim_hdrs_free(&h);
+		/* what was noted outlives the fields */
+		ck_assert_uint_eq(h.n, 0);
+		ck_assert_str_eq(h.from_domain, "example.com");
+	}
+	ck_assert(dkim_field_signed("Content-Transfer-Encoding:", 26));
+	ck_assert(dkim_field_signed("cc \t:", 6));
+	ck_assert(!dkim_field_signed("Received:", 9));
+	ck_assert(!dkim_field_signed("DKIM-Signature:", 15));
+	ck_assert(!dkim_field_signed("Bcc:", 4));
+}
+END_TEST
+
+/*
+ * The bound: signed fields are kept up to DKIM_HDRS_MAX together; one
+ * that would go beyond it is dropped (overflow, its name kept for the
+ * log), later ones that fit are still kept; a first From: that does not
+ * fit is lost.  Unsigned fields of any size take nothing.
+ */
+START_TEST(test_hdrs_bound)
+{
+	struct buf t;
+	struct dkim_hdrs h;
+	char *kept;
+
+	/* 300 KB unsigned, then small signed fields: all kept, no overflow */
+	buf_init(&t);
+	add_unsigned_fields(&t, 300 * 1024);
+	buf_addstr(&t, "From: a@example.com\r\nSubject: s\r\n\r\n");
+	hdrs_keep(&h, t.p, t.len, 4096);
+	kept = hdrs_kept(&h);
+	ck_assert_str_eq(kept, "From: a@example.com\r\n|Subject: s\r\n");
+	ck_assert(!h.overflow);
+	ck_assert_uint_le(h.text.cap, 256);
+	free(kept);
+	dkim_hdrs_free(&h);
+	buf_free(&t);
+
+	/* a To: of 120 KB: over the bound; the From: and Subject: after it fit */
+	buf_init(&t);
+	buf_addstr(&t, "Cc: c@x.org\r\nTo: ");
+	for (int i = 0; i < 4000; i++)
+		buf_addstr(&t, "<rcpt.number.xx@example.net>,\r\n ");
+	buf_addstr(&t, "<last@example.net>\r\nFrom: a@example.com\r\nSubject: s\r\n\r\n");
+	ck_assert_uint_gt(t.len, DKIM_HDRS_MAX);
+	hdrs_keep(&h, t.p, t.len, 1000);
+	kept = hdrs_kept(&h);
+	ck_assert_str_eq(kept, "Cc: c@x.org\r\n|From: a@example.com\r\n|Subject: s\r\n");
+	ck_assert(h.overflow);
+	ck_assert_str_eq(h.too_long, "To");
+	ck_assert(!h.from_lost);
+	ck_assert_str_eq(h.from_domain, "example.com");
+	ck_assert_uint_le(h.text.len, DKIM_HDRS_MAX);
+	free(kept);
+	dkim_hdrs_free(&h);
+
+	/* a big first From: (over the bound by its comments): lost */
+	buf_reset(&t);
+	buf_addstr(&t, "From: ");
+	for (int i = 0; i < 4000; i++)
+		buf_addstr(&t, "(a comment to make it long, longer, longest) \r\n ");
+	buf_addstr(&t, "a@example.com\r\nFrom: b@example.org\r\n\r\n");
+	hdrs_keep(&h, t.p, t.len, 4096);
+	ck_assert(h.overflow && h.from_lost);
+	ck_assert_uint_eq(h.nfrom, 2);
+	ck_assert_str_eq(h.from_domain, "");
+	ck_assert_str_eq(h.too_long, "From");
+	dkim_hdrs_free(&h);
+	buf_free(&t);
+}
+END_TEST
+
+/*
+ * Signing what dkim_hdrs kept gives the golden signatures: the same as
+ * signing every field, since the others are not in h= (and unsigned fields
+ * libopendkim would refuse, like "X;odd:", no longer stop it).
+ */
+START_TEST(test_hdrs_sign_golden)
+{
+	struct config *cfg = conf_load(base_conf);
+	struct dkim_keys *k = keys_load_ok(cfg);
+	struct dkim_signer *s;
+	struct dkim_hdrs h;
+	struct buf text;
+	char err[256], *got, *expect = xasprintf("%s%s", golden_rsa, golden_ed);
+
+	buf_init(&text);
+	for (size_t i = 0; golden_hdrs[i] != NULL; i++) {
+		buf_addstr(&text, golden_hdrs[i]);
+		if (i == 3)
+			add_unsigned_fields(&text, 120 * 1024);
+	}
+	buf_addstr(&text, "\r\n");
+	hdrs_keep(&h, text.p, text.len, 999);
+	s = dkim_signer_new(k, find_domain(cfg, "example.com"), "example.com", "T", err,
+	    sizeof(err));
+	ck_assert_ptr_nonnull(s);
+	ck_assert_int_eq(dkim_signer_hdrs(s, &h), 0);
+	ck_assert_int_eq(dkim_signer_body(s, golden_body, strlen(golden_body)), 0);
+	got = finish_str(s);
+	ck_assert_str_eq(got, expect);
+	free(got);
+	free(expect);
+	dkim_hdrs_free(&h);
+	buf_free(&text);
+	dkim_keys_free(k);
 	config_free(cfg);
 }
 END_TEST
@@ -1094,11 +1320,14 @@ dkim_suite(void)
 	tcase_add_test(tc, test_both_algorithms);
 	tcase_add_test(tc, test_finish_appends);
 	tcase_add_test(tc, test_resign_text);
+	tcase_add_test(tc, test_hdrs_sign_golden);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fields");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_signed_headers);
+	tcase_add_test(tc, test_hdrs_which);
+	tcase_add_test(tc, test_hdrs_bound);
 	tcase_add_test(tc, test_timestamp_now);
 	tcase_add_test(tc, test_signing_domain);
 	tcase_add_test(tc, test_signer_domains);

@@ -18,6 +18,7 @@ main(void)
 	srunner_add_suite(sr, delivery_suite());
 	srunner_add_suite(sr, keygen_suite());
 	srunner_add_suite(sr, dkim_suite());
+	srunner_add_suite(sr, log_suite());
 	srunner_add_suite(sr, msghdr_suite());
 	srunner_add_suite(sr, net_suite());
 	srunner_add_suite(sr, oauth_suite());

@@ -10,6 +10,7 @@ Suite *config_suite(void);
 Suite *data_suite(void);
 Suite *delivery_suite(void);
 Suite *keygen_suite(void);
+Suite *log_suite(void);
 Suite *dkim_suite(void);
 Suite *msghdr_suite(void);
 Suite *net_suite(void);
