@@ -69,6 +69,8 @@ struct config_line {
 struct config_msg {
 	int	 line;
 	size_t	 seq;			/* keeps the order of equal lines */
+	bool	 warning;		/* text starts "warning: "; does not
+					 * make the file unusable */
 	char	*text;
 };
 
@@ -111,6 +113,7 @@ config_vmsg(struct config_parse *p, int line, const char *fmt, va_list ap)
 	}
 	p->msgs[p->nmsgs].line = line;
 	p->msgs[p->nmsgs].seq = p->nmsgs;
+	p->msgs[p->nmsgs].warning = false;
 	p->msgs[p->nmsgs].text = xvasprintf(fmt, ap);
 	p->nmsgs++;
 }
@@ -128,6 +131,33 @@ config_error(struct config_parse *p, int line, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* A problem the admin should know of that still leaves the file usable. */
+static void config_warn(struct config_parse *, int, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+config_warn(struct config_parse *p, int line, const char *fmt, ...)
+{
+	char *text;
+	va_list ap;
+
+	va_start(ap, fmt);
+	text = xvasprintf(fmt, ap);
+	va_end(ap);
+	config_error(p, line, "warning: %s", text);
+	p->msgs[p->nmsgs - 1].warning = true;
+	free(text);
+}
+
+static bool
+config_has_errors(const struct config_parse *p)
+{
+	for (size_t i = 0; i < p->nmsgs; i++)
+		if (!p->msgs[i].warning)
+			return true;
+	return false;
+}
+
 static int
 config_msg_cmp(const void *a, const void *b)
 {
@@ -138,21 +168,40 @@ config_msg_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* "FILE:LINE: text", or "FILE: text" for a problem of the whole file. */
+static char *
+config_msg_line(const struct config_parse *p, const struct config_msg *m)
+{
+	if (m->line > 0)
+		return xasprintf("%s:%d: %s", p->path, m->line, m->text);
+	return xasprintf("%s: %s", p->path, m->text);
+}
+
 static void
 config_print_msgs(struct config_parse *p, FILE *errout)
 {
-	qsort(p->msgs, p->nmsgs, sizeof(*p->msgs), config_msg_cmp);
+	if (errout == NULL)
+		return;
 	for (size_t i = 0; i < p->nmsgs; i++) {
-		if (errout == NULL)
-			continue;
-		if (p->msgs[i].line > 0)
-			fprintf(errout, "%s:%d: %s\n", p->path, p->msgs[i].line,
-			    p->msgs[i].text);
-		else
-			fprintf(errout, "%s: %s\n", p->path, p->msgs[i].text);
+		char *line = config_msg_line(p, &p->msgs[i]);
+
+		fprintf(errout, "%s\n", line);
+		free(line);
 	}
-	if (errout != NULL)
-		fflush(errout);
+	fflush(errout);
+}
+
+/* The warnings of a usable file go with its snapshot. */
+static void
+config_keep_warnings(struct config_parse *p, struct config *cfg)
+{
+	for (size_t i = 0; i < p->nmsgs; i++) {
+		if (!p->msgs[i].warning)
+			continue;
+		cfg->warnings = xrealloc(cfg->warnings,
+		    (cfg->nwarnings + 1) * sizeof(*cfg->warnings));
+		cfg->warnings[cfg->nwarnings++] = config_msg_line(p, &p->msgs[i]);
+	}
 }
 
 /* ---- line bookkeeping ----------------------------------------------- */
@@ -1253,15 +1302,15 @@ config_build_upstream(struct config_parse *p, struct config *cfg, cfg_t *sec,
 		    cfg_getstr(sec, "password_file") == NULL)
 			config_error(p, line, "%sauth %s needs password or password_file",
 			    where, mech);
-		if (u->tls == CFG_TLS_NONE) {
-			int tline = config_given(p, sec, "auth", 0);
-
-			if (tline == 0)
-				tline = config_line(p, sec, "tls", 0);
-			config_error(p, tline,
-			    "%sauth %s with tls = \"none\" would send the password in clear; "
-			    "use tls = \"starttls\" or \"tls\"", where, mech);
-		}
+		/*
+		 * Some in-house and ISP servers take AUTH only without TLS
+		 * (mail.domain.se:2525): the admin chose it by writing tls =
+		 * "none", which is never a default, so its line is the one to
+		 * show.
+		 */
+		if (u->tls == CFG_TLS_NONE)
+			config_warn(p, config_line(p, sec, "tls", 0),
+			    "upstream %s sends its password without TLS", u->name);
 	}
 
 	if (config_int(p, sec, where, "max_connections", 1, INT_MAX, &v))
@@ -1636,10 +1685,13 @@ config_load_opts(const char *path, FILE *errout, unsigned int flags)
 		cfg = config_parse_tree(&p);
 		config_current = NULL;
 	}
-	if (p.nmsgs > 0) {
+	qsort(p.msgs, p.nmsgs, sizeof(*p.msgs), config_msg_cmp);
+	if (config_has_errors(&p)) {
 		config_free(cfg);
 		cfg = NULL;
 		config_print_msgs(&p, errout);
+	} else if (cfg != NULL) {
+		config_keep_warnings(&p, cfg);
 	}
 	for (size_t i = 0; i < p.nmsgs; i++)
 		free(p.msgs[i].text);
@@ -1702,5 +1754,8 @@ config_free(struct config *cfg)
 		free(d->bcc);
 	}
 	free(cfg->domains);
+	for (size_t i = 0; i < cfg->nwarnings; i++)
+		free(cfg->warnings[i]);
+	free(cfg->warnings);
 	free(cfg);
 }

@@ -318,3 +318,38 @@ def test_check_hostname_bounded(t):
 	conf = t.config(hostname=".".join(["a" * 63] * 3) + "." + "b" * 61)	# 253
 	rc, out, err = t.run([t.relayd, "-n", "-f", conf.path], timeout=20)
 	assert rc == 0, "a 253-octet hostname: exit %s: %r" % (rc, out + err)
+
+
+def test_tls_none_with_auth(t):
+	"""In-house and ISP servers (Space2u, mail.domain.se:2525) take AUTH
+	without TLS: tls = "none" with auth is allowed, with the warning of
+	interface.md from -n (exit 0), at start and at every reload, and the
+	mail goes through with AUTH PLAIN over plain TCP."""
+	from relayutil import start_upstream, relay_config, write_secret, submit, wait_delivery
+	password = "in-house-Pa55"
+	up = start_upstream(t, tls="none", auth="PLAIN", password=password, auth_required=True)
+	secret = write_secret(t, "inhouse.secret", password)
+	conf = relay_config(t, {"inhouse": up.conf(auth="plain", username="relayuser",
+	    password_file=secret)}, {"example.com": "inhouse"})
+	warning = "%s:%d: warning: upstream inhouse sends its password without TLS" % (
+	    conf.path, conf.line_of('tls = "none"'))
+	rc, out, err = t.run([t.relayd, "-n", "-f", conf.path], timeout=20)
+	assert rc == 0, "relayd -n with tls = none and auth: exit %s: %r" % (rc, out + err)
+	assert err.splitlines() == [warning], "-n stderr %r, expected exactly %r" % (err, warning)
+	assert out == "%s: configuration ok\n" % conf.path, out
+
+	d = t.start(conf)
+	d.wait_log(re.escape(warning))
+	qid = submit(d, sender="a@example.com", rcpts=("b@example.net",))
+	wait_delivery(d, qid, "b@example.net", "sent")
+	auth = up.cmds("AUTH")
+	assert auth and not any(c["tls"] for c in auth), "AUTH as the upstream saw it: %r" % auth
+	assert [a["ok"] for a in up.events("auth")] == [True], up.events("auth")
+	m = up.wait_messages(1)[0]
+	assert m["tls"] is False and m["auth_user"] == "relayuser", (m["tls"], m["auth_user"])
+	assert d.count_log(re.escape(warning)) == 1, "the warning at start: %r" % d.log_tail()
+
+	d.proc.send_signal(signal.SIGHUP)
+	d.wait_log(r"configuration reloaded")
+	assert d.count_log(re.escape(warning)) == 2, "the warning again at reload: %r" % d.log_tail()
+	assert password not in d.log(), "the password reached the log"

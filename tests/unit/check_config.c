@@ -498,6 +498,76 @@ START_TEST(test_comment_marks_in_paths)
 }
 END_TEST
 
+/* ---- tls = "none" with auth: allowed, with a warning ------------------ */
+
+START_TEST(test_tls_none_auth_warns)
+{
+	char *want;
+	struct config *cfg = load_ok(
+	    "upstream \"space2u\" {\n"
+	    "  host = \"mail.domain.se\"\n"
+	    "  port = 2525\n"
+	    "  tls = \"none\"\n"
+	    "  auth = \"plain\"\n"
+	    "  username = \"me\"\n"
+	    "  password = \"pw\"\n"
+	    "}\n"
+	    "upstream \"implied\" {\n"
+	    "  host = \"mail.example.net\"\n"
+	    "  username = \"me\"\n"
+	    "  password_file = \"@D@/ok.secret\"\n"
+	    "  tls = \"none\"\n"
+	    "}\n"
+	    "upstream \"noauth\" { host = \"a.example\"  tls = \"none\" }\n"
+	    "upstream \"tls\" { host = \"b.example\"  tls = \"tls\"  username = \"u\"  password = \"p\" }\n");
+
+	ck_assert_int_eq(cfg->upstreams[0].tls, CFG_TLS_NONE);
+	ck_assert_int_eq(cfg->upstreams[0].auth, CFG_AUTH_PLAIN);
+	ck_assert_uint_eq(cfg->upstreams[0].port, 2525);
+	ck_assert_str_eq(cfg->upstreams[0].password, "pw");
+	ck_assert_int_eq(cfg->upstreams[1].auth, CFG_AUTH_PLAIN);
+	ck_assert_uint_eq(cfg->upstreams[1].port, 25);
+	/* one warning per upstream that sends a password in clear, at its tls line */
+	ck_assert_uint_eq(cfg->nwarnings, 2);
+	want = subst("@F@:4: warning: upstream space2u sends its password without TLS");
+	ck_assert_str_eq(cfg->warnings[0], want);
+	free(want);
+	want = subst("@F@:13: warning: upstream implied sends its password without TLS");
+	ck_assert_str_eq(cfg->warnings[1], want);
+	free(want);
+	config_free(cfg);
+
+	cfg = load_ok("upstream \"u\" { host = \"a.example\"  tls = \"none\"  auth = \"none\" "
+	    "username = \"me\"  password = \"pw\" }\n");
+	ck_assert_uint_eq(cfg->nwarnings, 0);
+	config_free(cfg);
+}
+END_TEST
+
+/* With errors as well, the warning is printed among them, in line order. */
+START_TEST(test_tls_none_auth_warns_among_errors)
+{
+	char *errs = NULL;
+	char *want = subst(
+	    "@F@:1: timeout = 0 is out of range (1 to 86400)\n"
+	    "@F@:4: warning: upstream u sends its password without TLS\n"
+	    "@F@:7: max_clients = 0 is out of range (1 to 1000000)\n");
+	struct config *cfg = load(
+	    "timeout = 0\n"
+	    "upstream \"u\" {\n"
+	    "  host = \"a.example\"\n"
+	    "  tls = \"none\"\n"
+	    "  username = \"me\"  password = \"pw\"\n"
+	    "}\n"
+	    "max_clients = 0\n", &errs);
+
+	ck_assert_ptr_null(cfg);
+	ck_assert_str_eq(errs, want);
+	free(errs);
+	free(want);
+}
+END_TEST
+
 /* ---- password files --------------------------------------------------- */
 
 static const struct {
@@ -587,10 +657,6 @@ static const struct {
 	  "@F@:3: upstream u: auth plain needs password or password_file\n", false },
 	{ "upstream \"u\" {\n  host = \"a\"\n  auth = \"login\"\n  password = \"pw\"\n}\n",
 	  "@F@:3: upstream u: auth login needs a username\n", false },
-	{ "upstream \"u\" {\n  host = \"a\"\n  tls = \"none\"\n  auth = \"plain\"\n"
-	  "  username = \"me\"\n  password = \"pw\"\n}\n",
-	  "@F@:4: upstream u: auth plain with tls = \"none\" would send the password in clear; "
-	  "use tls = \"starttls\" or \"tls\"\n", false },
 	{ "upstream \"u\" {\n  host = \"a\"\n  tls = \"ssl\"\n}\n",
 	  "@F@:3: upstream u: tls must be \"starttls\", \"tls\" or \"none\", not \"ssl\"\n", false },
 	{ "upstream \"u\" {\n  port = 25\n}\n",
@@ -1003,6 +1069,8 @@ config_suite(void)
 	tcase_add_loop_test(tc, test_comment_marks_in_values, 0,
 	    (int)(sizeof(unquoted) / sizeof(unquoted[0])));
 	tcase_add_test(tc, test_comment_marks_in_paths);
+	tcase_add_test(tc, test_tls_none_auth_warns);
+	tcase_add_test(tc, test_tls_none_auth_warns_among_errors);
 	tcase_add_loop_test(tc, test_password_file_newline, 0,
 	    (int)(sizeof(secrets) / sizeof(secrets[0])));
 	tcase_add_loop_test(tc, test_errors, 0, (int)(sizeof(bad) / sizeof(bad[0])));
