@@ -37,6 +37,8 @@ def ctl(t, conf, *args, user=None, group=None, timeout=60):
 	death by signal fails the test."""
 	argv = [relayctl(t), "-f", conf.path] + list(args)
 	if user is not None:
+		# a copy that user can reach wherever the build tree is
+		argv[0] = t.reachable_copy(argv[0])
 		argv = ["runuser", "-u", user] + (["-G", group] if group else []) + ["--"] + argv
 	rc, out, err = t.run(argv, timeout=timeout)
 	print("$ relayctl %s -> %d\n%s%s" % (" ".join(args), rc, out,
