@@ -13,7 +13,6 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -348,21 +347,6 @@ struct control_setup {
 	bool		 chown;
 };
 
-static int
-setup_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-setup_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
 /* Opens the socket's directory (made if missing) and checks who may write there. */
 static int
 setup_dir(struct control_setup *cs, char *err, size_t errlen)
@@ -370,31 +354,42 @@ setup_dir(struct control_setup *cs, char *err, size_t errlen)
 	struct passwd *pw;
 	struct stat st;
 
-	if (mkdir(cs->dir, 0755) < 0 && errno != EEXIST)
-		return setup_fail(err, errlen, "cannot create %s for the control socket: %s",
+	if (mkdir(cs->dir, 0755) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "cannot create %s for the control socket: %s",
 		    cs->dir, strerror(errno));
+		return -1;
+	}
 	cs->dfd = open(cs->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (cs->dfd < 0 || fstat(cs->dfd, &st) < 0)
-		return setup_fail(err, errlen, "control socket directory %s: %s", cs->dir,
+	if (cs->dfd < 0 || fstat(cs->dfd, &st) < 0) {
+		snprintf(err, errlen, "control socket directory %s: %s", cs->dir,
 		    strerror(errno));
+		return -1;
+	}
 	if (st.st_uid != 0 && st.st_uid != geteuid() && !(cs->chown && st.st_uid == cs->uid)) {
 		pw = getpwuid(st.st_uid);
-		return setup_fail(err, errlen, "control socket directory %s belongs to %s "
+		snprintf(err, errlen, "control socket directory %s belongs to %s "
 		    "(uid %lu): it must belong to root or to the user relayd runs as",
 		    cs->dir, pw != NULL ? pw->pw_name : "an unknown user",
 		    (unsigned long)st.st_uid);
+		return -1;
 	}
-	if (st.st_mode & (S_IWGRP | S_IWOTH))
-		return setup_fail(err, errlen, "control socket directory %s is writable by "
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(err, errlen, "control socket directory %s is writable by "
 		    "others (mode %04o): they could replace the socket; chmod go-w it",
 		    cs->dir, (unsigned int)(st.st_mode & 07777));
+		return -1;
+	}
 	/* what is there now: a stale socket may go, anything else stays */
 	if (fstatat(cs->dfd, cs->base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
-		if (!S_ISSOCK(st.st_mode))
-			return setup_fail(err, errlen, "%s exists and is not a socket", cs->path);
-		if (socket_alive(cs->path))
-			return setup_fail(err, errlen,
-			    "control socket %s is in use by another relayd", cs->path);
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "%s exists and is not a socket", cs->path);
+			return -1;
+		}
+		if (socket_alive(cs->path)) {
+			snprintf(err, errlen, "control socket %s is in use by another relayd",
+			    cs->path);
+			return -1;
+		}
 	}
 	return 0;
 }
@@ -409,29 +404,38 @@ setup_tmpdir(struct control_setup *cs, char *err, size_t errlen)
 	for (int tries = 0; tries < 100; tries++) {
 		unsigned char r[10];
 
-		if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r))
-			return setup_fail(err, errlen, "control socket: no random bytes: %s",
+		if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+			snprintf(err, errlen, "control socket: no random bytes: %s",
 			    strerror(errno));
+			return -1;
+		}
 		memcpy(cs->tmpname, ".relayd-", 8);
 		for (size_t i = 0; i < sizeof(r); i++)
 			cs->tmpname[8 + i] = digits[r[i] % (sizeof(digits) - 1)];
 		cs->tmpname[8 + sizeof(r)] = '\0';
 		if (mkdirat(cs->dfd, cs->tmpname, 0700) == 0)
 			break;
-		if (errno != EEXIST)
-			return setup_fail(err, errlen, "control socket: cannot create %s/%s: %s",
+		if (errno != EEXIST) {
+			snprintf(err, errlen, "control socket: cannot create %s/%s: %s",
 			    cs->dir, cs->tmpname, strerror(errno));
+			cs->tmpname[0] = '\0';		/* not ours to remove */
+			return -1;
+		}
 		cs->tmpname[0] = '\0';
 	}
-	if (cs->tmpname[0] == '\0')
-		return setup_fail(err, errlen, "control socket: cannot create a directory in %s",
+	if (cs->tmpname[0] == '\0') {
+		snprintf(err, errlen, "control socket: cannot create a directory in %s",
 		    cs->dir);
+		return -1;
+	}
 	cs->tfd = openat(cs->dfd, cs->tmpname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	/* ours, as made: the owner of dir could have swapped the name meanwhile */
 	if (cs->tfd < 0 || fstat(cs->tfd, &st) < 0 || st.st_uid != geteuid() ||
-	    (st.st_mode & 077) != 0)
-		return setup_fail(err, errlen, "control socket: %s/%s is not the directory "
+	    (st.st_mode & 077) != 0) {
+		snprintf(err, errlen, "control socket: %s/%s is not the directory "
 		    "relayd just made", cs->dir, cs->tmpname);
+		return -1;
+	}
 	return 0;
 }
 
@@ -448,18 +452,28 @@ setup_bind(struct control_setup *cs, int fd, char *err, size_t errlen)
 	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s/s", cs->dir, cs->tmpname);
 	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
 		snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/s", cs->tfd);
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return setup_fail(err, errlen, "control socket %s: %s", cs->path, strerror(errno));
-	if (fstatat(cs->tfd, "s", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode))
-		return setup_fail(err, errlen, "control socket %s: the socket is not where it "
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		snprintf(err, errlen, "control socket %s: %s", cs->path, strerror(errno));
+		return -1;
+	}
+	if (fstatat(cs->tfd, "s", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen, "control socket %s: the socket is not where it "
 		    "was bound", cs->path);
-	if (fchmodat(cs->tfd, "s", 0660, 0) < 0)
-		return setup_fail(err, errlen, "control socket %s: %s", cs->path, strerror(errno));
-	if (cs->chown && fchownat(cs->tfd, "s", cs->uid, cs->gid, AT_SYMLINK_NOFOLLOW) < 0)
-		return setup_fail(err, errlen, "cannot hand control socket %s to the relay user: "
+		return -1;
+	}
+	if (fchmodat(cs->tfd, "s", 0660, 0) < 0) {
+		snprintf(err, errlen, "control socket %s: %s", cs->path, strerror(errno));
+		return -1;
+	}
+	if (cs->chown && fchownat(cs->tfd, "s", cs->uid, cs->gid, AT_SYMLINK_NOFOLLOW) < 0) {
+		snprintf(err, errlen, "cannot hand control socket %s to the relay user: "
 		    "%s", cs->path, strerror(errno));
-	if (listen(fd, 16) < 0)
-		return setup_fail(err, errlen, "control socket %s: %s", cs->path, strerror(errno));
+		return -1;
+	}
+	if (listen(fd, 16) < 0) {
+		snprintf(err, errlen, "control socket %s: %s", cs->path, strerror(errno));
+		return -1;
+	}
 	return 0;
 }
 
@@ -488,7 +502,7 @@ setup_socket(struct control_setup *cs, struct stat *st, char *err, size_t errlen
 		return -1;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		setup_fail(err, errlen, "control socket: %s", strerror(errno));
+		snprintf(err, errlen, "control socket: %s", strerror(errno));
 		return -1;
 	}
 	if (setup_bind(cs, fd, err, errlen) < 0 || fstatat(cs->tfd, "s", st,
@@ -497,7 +511,7 @@ setup_socket(struct control_setup *cs, struct stat *st, char *err, size_t errlen
 		return -1;
 	}
 	if (renameat(cs->tfd, "s", cs->dfd, cs->base) < 0) {
-		setup_fail(err, errlen, "control socket %s: %s", cs->path, strerror(errno));
+		snprintf(err, errlen, "control socket %s: %s", cs->path, strerror(errno));
 		close(fd);
 		return -1;
 	}
