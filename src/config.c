@@ -1685,7 +1685,8 @@ config_load_opts(const char *path, FILE *errout, unsigned int flags)
 		cfg = config_parse_tree(&p);
 		config_current = NULL;
 	}
-	qsort(p.msgs, p.nmsgs, sizeof(*p.msgs), config_msg_cmp);
+	if (p.nmsgs > 0)	/* qsort() takes no NULL, even for none */
+		qsort(p.msgs, p.nmsgs, sizeof(*p.msgs), config_msg_cmp);
 	if (config_has_errors(&p)) {
 		config_free(cfg);
 		cfg = NULL;
