@@ -11,7 +11,11 @@
  * section while parsing and nothing per option, and 3.3 miscounts lines that
  * hold comments (a "#" line counts as three).  So:
  *  - comments are blanked out before libconfuse sees the text (newlines are
- *    kept), which makes its counter exact;
+ *    kept), which makes its counter exact; that pre-pass reads the text by
+ *    libconfuse's own lexer rules, so that it never blanks what libconfuse
+ *    would read as a value, and it also reports what libconfuse lets pass
+ *    in silence (a section or comment open at the end of the file, a "*"
+ *    dropped from a value);
  *  - every option has a value-parsing callback that notes (section, option,
  *    index) -> line while the value is read;
  *  - each multi section (upstream, domain, dkim) has a hidden option whose
@@ -22,6 +26,9 @@
  * at the recorded line.  A syntax error stops libconfuse; whatever was found
  * before it is reported too.
  */
+#include "acconfig.h"	/* _GNU_SOURCE for memmem() */
+
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -62,6 +69,8 @@ struct config_line {
 struct config_msg {
 	int	 line;
 	size_t	 seq;			/* keeps the order of equal lines */
+	bool	 warning;		/* text starts "warning: "; does not
+					 * make the file unusable */
 	char	*text;
 };
 
@@ -77,6 +86,9 @@ struct config_parse {
 	size_t			 nmsgs;
 	size_t			 capmsgs;
 	unsigned int		 flags;		/* CONFIG_* of config_load_opts() */
+	bool			 eof_open;	/* the pre-pass found something left
+						 * open at the end: libconfuse's own
+						 * word on it is redundant */
 };
 
 /*
@@ -101,6 +113,7 @@ config_vmsg(struct config_parse *p, int line, const char *fmt, va_list ap)
 	}
 	p->msgs[p->nmsgs].line = line;
 	p->msgs[p->nmsgs].seq = p->nmsgs;
+	p->msgs[p->nmsgs].warning = false;
 	p->msgs[p->nmsgs].text = xvasprintf(fmt, ap);
 	p->nmsgs++;
 }
@@ -118,6 +131,33 @@ config_error(struct config_parse *p, int line, const char *fmt, ...)
 	va_end(ap);
 }
 
+/* A problem the admin should know of that still leaves the file usable. */
+static void config_warn(struct config_parse *, int, const char *, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+config_warn(struct config_parse *p, int line, const char *fmt, ...)
+{
+	char *text;
+	va_list ap;
+
+	va_start(ap, fmt);
+	text = xvasprintf(fmt, ap);
+	va_end(ap);
+	config_error(p, line, "warning: %s", text);
+	p->msgs[p->nmsgs - 1].warning = true;
+	free(text);
+}
+
+static bool
+config_has_errors(const struct config_parse *p)
+{
+	for (size_t i = 0; i < p->nmsgs; i++)
+		if (!p->msgs[i].warning)
+			return true;
+	return false;
+}
+
 static int
 config_msg_cmp(const void *a, const void *b)
 {
@@ -128,21 +168,40 @@ config_msg_cmp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* "FILE:LINE: text", or "FILE: text" for a problem of the whole file. */
+static char *
+config_msg_line(const struct config_parse *p, const struct config_msg *m)
+{
+	if (m->line > 0)
+		return xasprintf("%s:%d: %s", p->path, m->line, m->text);
+	return xasprintf("%s: %s", p->path, m->text);
+}
+
 static void
 config_print_msgs(struct config_parse *p, FILE *errout)
 {
-	qsort(p->msgs, p->nmsgs, sizeof(*p->msgs), config_msg_cmp);
+	if (errout == NULL)
+		return;
 	for (size_t i = 0; i < p->nmsgs; i++) {
-		if (errout == NULL)
-			continue;
-		if (p->msgs[i].line > 0)
-			fprintf(errout, "%s:%d: %s\n", p->path, p->msgs[i].line,
-			    p->msgs[i].text);
-		else
-			fprintf(errout, "%s: %s\n", p->path, p->msgs[i].text);
+		char *line = config_msg_line(p, &p->msgs[i]);
+
+		fprintf(errout, "%s\n", line);
+		free(line);
 	}
-	if (errout != NULL)
-		fflush(errout);
+	fflush(errout);
+}
+
+/* The warnings of a usable file go with its snapshot. */
+static void
+config_keep_warnings(struct config_parse *p, struct config *cfg)
+{
+	for (size_t i = 0; i < p->nmsgs; i++) {
+		if (!p->msgs[i].warning)
+			continue;
+		cfg->warnings = xrealloc(cfg->warnings,
+		    (cfg->nwarnings + 1) * sizeof(*cfg->warnings));
+		cfg->warnings[cfg->nwarnings++] = config_msg_line(p, &p->msgs[i]);
+	}
 }
 
 /* ---- line bookkeeping ----------------------------------------------- */
@@ -354,6 +413,10 @@ config_cb_error(cfg_t *sec, const char *fmt, va_list ap)
 
 	if (p == NULL)
 		return;
+	/* the pre-pass said where the open thing began */
+	if (p->eof_open && (strcmp(fmt, "premature end of file") == 0 ||
+	    strcmp(fmt, "unterminated string constant") == 0))
+		return;
 	va_copy(aq, ap);
 	if (strcmp(fmt, "no such option '%s'") == 0) {
 		const char *name = va_arg(aq, const char *);
@@ -385,56 +448,299 @@ config_cb_error(cfg_t *sec, const char *fmt, va_list ap)
 /* ---- reading the file ----------------------------------------------- */
 
 /*
- * Replaces comments ("#...", "//...", "/" "*...*" "/") outside quoted strings
- * by spaces, keeping newlines, following libconfuse's lexer rules.
+ * The pre-pass reads the text as libconfuse 3.3's lexer does (its
+ * src/lexer.l; flex takes the longest match, the first rule on a tie):
+ *  - where a token starts, "#" and "//" begin a comment to the end of the
+ *    line and "/" "*" one to the next "*" "/"; inside a token they do not:
+ *    an unquoted value is a run of anything but blanks, quotes, "#" and
+ *    = { } ( ) + , *, so "pa//ss" is one value and "pa#ss" is "pa" and a
+ *    comment;
+ *  - "..." takes backslash escapes and ${NAME} references (which may hold
+ *    a quote); '...' takes \' and \\; both may span lines;
+ *  - ${NAME} where a token starts is a value of its own;
+ *  - "*", a "+" not followed by "=", and CR are dropped without a word.
+ * It blanks every comment (keeping newlines: libconfuse 3.3 counts a
+ * comment's lines wrongly and cannot take one inside a list), and reports
+ * what libconfuse would let pass in silence: a section, list, comment or
+ * string left open at the end of the file, and a "*" or "+" dropped from
+ * a value.  To name an open brace it follows the grammar just enough:
+ * NAME [TITLE] "{" opens a section, NAME "=" "{" (or "+=") a list.
+ */
+#define CONFIG_UNQUOTED_STOP	" #\"'\t\n\r={}()+,*"
+
+enum config_tok { CONFIG_TOK_STR, CONFIG_TOK_PUNCT };
+
+/* Where the grammar is, for naming braces. */
+enum config_gram {
+	CONFIG_G_NAME,		/* expecting an option or section name */
+	CONFIG_G_AFTER_NAME,	/* NAME seen */
+	CONFIG_G_VALUE,		/* NAME = seen */
+	CONFIG_G_TITLE,		/* NAME TITLE seen */
+	CONFIG_G_LIST,		/* inside NAME = { */
+	CONFIG_G_ARGS		/* inside NAME ( */
+};
+
+struct config_open {
+	int	 line;			/* of the "{" */
+	bool	 list;
+	char	 name[64];
+	char	 title[64];		/* "" if none */
+};
+
+struct config_scan {
+	struct config_parse	*p;
+	char			*s;
+	size_t			 len;
+	size_t			 i;
+	int			 line;
+	enum config_gram	 gram;
+	char			 name[64];	/* the last NAME and TITLE seen */
+	char			 title[64];
+	struct config_open	*open;
+	size_t			 nopen;
+	size_t			 capopen;
+	bool			 at_eof_open;	/* something was left open */
+};
+
+/* The line the text ends on: a final newline does not start another. */
+static int
+config_scan_last_line(const struct config_scan *sc)
+{
+	int line = 1;
+
+	for (size_t i = 0; i + 1 < sc->len; i++)
+		line += sc->s[i] == '\n';
+	return line;
+}
+
+static void
+config_scan_eof(struct config_scan *sc, const char *what, int opened, const char *missing)
+{
+	config_error(sc->p, config_scan_last_line(sc),
+	    "end of file inside %s (opened on line %d): %s missing", what, opened, missing);
+	sc->at_eof_open = true;
+}
+
+/* Blanks s[from, to), keeping newlines. */
+static void
+config_scan_blank(struct config_scan *sc, size_t from, size_t to)
+{
+	for (size_t i = from; i < to; i++) {
+		if (sc->s[i] == '\n')
+			sc->line++;
+		else
+			sc->s[i] = ' ';
+	}
+}
+
+/* Index of the "}" closing a ${NAME} at i ("$" "{"), or 0 if none. */
+static size_t
+config_scan_envref(const struct config_scan *sc, size_t i)
+{
+	const char *close;
+
+	if (i + 1 >= sc->len || sc->s[i] != '$' || sc->s[i + 1] != '{')
+		return 0;
+	close = memchr(sc->s + i + 2, '}', sc->len - i - 2);
+	return close != NULL ? (size_t)(close - sc->s) : 0;
+}
+
+/* Moves past the quoted string opening at sc->i. */
+static void
+config_scan_string(struct config_scan *sc)
+{
+	char quote = sc->s[sc->i];
+	int opened = sc->line;
+	size_t i = sc->i + 1, close;
+
+	while (i < sc->len && sc->s[i] != quote) {
+		if (sc->s[i] == '\\' && i + 1 < sc->len) {
+			i++;		/* the escaped character, a newline too */
+		} else if (quote == '"' && (close = config_scan_envref(sc, i)) != 0) {
+			for (; i < close; i++)
+				sc->line += sc->s[i] == '\n';
+		}
+		sc->line += sc->s[i] == '\n';
+		i++;
+	}
+	if (i >= sc->len) {
+		config_scan_eof(sc, "a string", opened, quote == '"' ? "closing \"" : "closing '");
+		sc->i = sc->len;
+		return;
+	}
+	sc->i = i + 1;
+}
+
+static void
+config_scan_copy(char *dst, size_t dstlen, const char *src, size_t len)
+{
+	snprintf(dst, dstlen, "%.*s", (int)(len < dstlen ? len : dstlen - 1), src);
+}
+
+static void
+config_scan_push(struct config_scan *sc, bool list)
+{
+	struct config_open *o;
+
+	if (sc->nopen == sc->capopen) {
+		sc->capopen = sc->capopen ? sc->capopen * 2 : 8;
+		sc->open = xrealloc(sc->open, sc->capopen * sizeof(*sc->open));
+	}
+	o = &sc->open[sc->nopen++];
+	o->line = sc->line;
+	o->list = list;
+	snprintf(o->name, sizeof(o->name), "%s", sc->name);
+	snprintf(o->title, sizeof(o->title), "%s", list ? "" : sc->title);
+}
+
+/*
+ * One token for the grammar: a string (its text from..to, quotes and all
+ * for a quoted one) or punctuation c.
  */
 static void
-config_blank_comments(char *s, size_t len)
+config_scan_token(struct config_scan *sc, enum config_tok tok, char c, size_t from,
+    size_t to)
 {
-	enum { NORMAL, DQUOTE, SQUOTE, LINE, BLOCK } st = NORMAL;
+	const char *text = sc->s + from;
+	size_t len = to - from;
 
-	for (size_t i = 0; i < len; i++) {
-		char c = s[i];
-
-		switch (st) {
-		case NORMAL:
-			if (c == '"')
-				st = DQUOTE;
-			else if (c == '\'')
-				st = SQUOTE;
-			else if (c == '#' || (c == '/' && i + 1 < len && s[i + 1] == '/')) {
-				st = LINE;
-				s[i] = ' ';
-			} else if (c == '/' && i + 1 < len && s[i + 1] == '*') {
-				st = BLOCK;
-				s[i] = s[i + 1] = ' ';
-				i++;
-			}
-			break;
-		case DQUOTE:
-		case SQUOTE:
-			if (c == '\\' && i + 1 < len)
-				i++;	/* an escaped quote does not close */
-			else if (c == (st == DQUOTE ? '"' : '\''))
-				st = NORMAL;
-			break;
-		case LINE:
-			if (c == '\n')
-				st = NORMAL;
-			else
-				s[i] = ' ';
-			break;
-		case BLOCK:
-			if (c == '*' && i + 1 < len && s[i + 1] == '/') {
-				s[i] = s[i + 1] = ' ';
-				i++;
-				st = NORMAL;
-			} else if (c != '\n') {
-				s[i] = ' ';
-			}
-			break;
-		}
+	if (tok == CONFIG_TOK_STR && len >= 2 && (text[0] == '"' || text[0] == '\'')) {
+		text++;
+		len -= 2;
 	}
+	switch (sc->gram) {
+	case CONFIG_G_NAME:
+		if (tok == CONFIG_TOK_STR) {
+			config_scan_copy(sc->name, sizeof(sc->name), text, len);
+			sc->title[0] = '\0';
+			sc->gram = CONFIG_G_AFTER_NAME;
+		} else if (c == '}' && sc->nopen > 0 && !sc->open[sc->nopen - 1].list) {
+			sc->nopen--;
+		}
+		return;
+	case CONFIG_G_AFTER_NAME:
+		if (tok == CONFIG_TOK_STR) {
+			config_scan_copy(sc->title, sizeof(sc->title), text, len);
+			sc->gram = CONFIG_G_TITLE;
+		} else if (c == '=' || c == '+') {
+			sc->gram = CONFIG_G_VALUE;
+		} else if (c == '(') {
+			sc->gram = CONFIG_G_ARGS;
+		} else {
+			if (c == '{')
+				config_scan_push(sc, false);
+			sc->gram = CONFIG_G_NAME;
+		}
+		return;
+	case CONFIG_G_VALUE:
+		if (c == '{' && tok == CONFIG_TOK_PUNCT) {
+			config_scan_push(sc, true);
+			sc->gram = CONFIG_G_LIST;
+		} else {
+			sc->gram = CONFIG_G_NAME;
+		}
+		return;
+	case CONFIG_G_TITLE:
+		if (tok == CONFIG_TOK_PUNCT && c == '{')
+			config_scan_push(sc, false);
+		sc->gram = CONFIG_G_NAME;
+		return;
+	case CONFIG_G_LIST:
+		if (tok == CONFIG_TOK_PUNCT && c == '}') {
+			sc->nopen--;
+			sc->gram = CONFIG_G_NAME;
+		}
+		return;
+	case CONFIG_G_ARGS:
+		if (tok == CONFIG_TOK_PUNCT && c == ')')
+			sc->gram = CONFIG_G_NAME;
+		return;
+	}
+}
+
+/* Where a token may start: what is at sc->i? */
+static void
+config_scan_step(struct config_scan *sc)
+{
+	char c = sc->s[sc->i], next = sc->i + 1 < sc->len ? sc->s[sc->i + 1] : '\0';
+	size_t from = sc->i, to;
+
+	if (c == ' ' || c == '\t' || c == '\r') {
+		sc->i++;
+	} else if (c == '\n') {
+		sc->line++;
+		sc->i++;
+	} else if (c == '#' || (c == '/' && next == '/')) {
+		to = from;
+		while (to < sc->len && sc->s[to] != '\n')
+			to++;
+		config_scan_blank(sc, from, to);
+		sc->i = to;
+	} else if (c == '/' && next == '*') {
+		const char *end = memmem(sc->s + from + 2, sc->len - from - 2, "*/", 2);
+		int opened = sc->line;
+
+		to = end != NULL ? (size_t)(end - sc->s) + 2 : sc->len;
+		config_scan_blank(sc, from, to);
+		sc->i = to;
+		if (end == NULL)
+			config_scan_eof(sc, "a comment", opened, "\"*/\"");
+	} else if (c == '+' && next == '=') {
+		config_scan_token(sc, CONFIG_TOK_PUNCT, '+', from, from + 2);
+		sc->i += 2;
+	} else if (c == '*' || c == '+') {
+		config_error(sc->p, sc->line, "\"%c\" outside quotes is not part of any value "
+		    "(libconfuse drops it); write the value in quotes", c);
+		sc->i++;
+	} else if (strchr("{}()=,", c) != NULL) {
+		config_scan_token(sc, CONFIG_TOK_PUNCT, c, from, from + 1);
+		sc->i++;
+	} else if (c == '"' || c == '\'') {
+		config_scan_string(sc);
+		config_scan_token(sc, CONFIG_TOK_STR, 0, from, sc->i);
+	} else if ((to = config_scan_envref(sc, from)) != 0) {
+		for (size_t i = from; i < to; i++)
+			sc->line += sc->s[i] == '\n';
+		sc->i = to + 1;
+		config_scan_token(sc, CONFIG_TOK_STR, 0, from, sc->i);
+	} else {
+		to = from + strcspn(sc->s + from, CONFIG_UNQUOTED_STOP);
+		sc->i = to;
+		config_scan_token(sc, CONFIG_TOK_STR, 0, from, to);
+	}
+}
+
+/*
+ * Blanks the comments of p->text and reports what libconfuse would pass
+ * over in silence (see above).  The text holds no NUL byte.
+ */
+static void
+config_prescan(struct config_parse *p)
+{
+	struct config_scan sc;
+
+	memset(&sc, 0, sizeof(sc));
+	sc.p = p;
+	sc.s = p->text;
+	sc.len = p->textlen;
+	sc.line = 1;
+	while (sc.i < sc.len)
+		config_scan_step(&sc);
+	/* innermost first: the order of the missing braces */
+	while (sc.nopen > 0) {
+		const struct config_open *o = &sc.open[--sc.nopen];
+		char what[200];
+
+		if (o->list)
+			snprintf(what, sizeof(what), "the list of %s", o->name);
+		else if (o->title[0] != '\0')
+			snprintf(what, sizeof(what), "%s \"%s\"", o->name, o->title);
+		else
+			snprintf(what, sizeof(what), "%s", o->name);
+		config_scan_eof(&sc, what, o->line, "\"}\"");
+	}
+	p->eof_open = sc.at_eof_open;
+	free(sc.open);
 }
 
 static bool
@@ -484,7 +790,7 @@ config_read_file(struct config_parse *p)
 		config_error(p, line, "NUL byte in the file");
 		return false;
 	}
-	config_blank_comments(p->text, len);
+	config_prescan(p);
 	return true;
 }
 
@@ -588,6 +894,91 @@ config_is_dnsname(const char *s)
 		}
 	}
 	return true;
+}
+
+/*
+ * Why s is not a host name (RFC 1035/5321: labels of letters, digits and
+ * hyphens, 1 to 63 octets, not starting or ending with a hyphen, 253 octets
+ * in all; with underscore, "_" is taken too), or NULL if it is one.  The
+ * reason is written to why, to follow the name in a message.
+ */
+static const char *
+config_hostname_problem(const char *s, bool underscore, char *why, size_t whylen)
+{
+	size_t len = strlen(s);
+
+	if (len == 0)
+		return "is empty";
+	if (len > 253) {
+		snprintf(why, whylen, "is %zu octets long; a host name has at most 253", len);
+		return why;
+	}
+	for (const char *c = s; *c != '\0'; c++) {
+		unsigned char u = (unsigned char)*c;
+
+		if (u < 0x80 && (isalnum(u) || u == '-' || u == '.' || (underscore && u == '_')))
+			continue;
+		if (u >= ' ' && u < 0x7f)
+			snprintf(why, whylen, "holds \"%c\": ", u);
+		else
+			snprintf(why, whylen, "holds \"\\x%02x\": ", u);
+		snprintf(why + strlen(why), whylen - strlen(why), "a host name is made of "
+		    "letters, digits, hyphens and dots%s", underscore ?
+		    " (or an IP address, without brackets)" : "");
+		return why;
+	}
+	for (const char *label = s; ; label++) {
+		size_t l = strcspn(label, ".");
+
+		if (l == 0)
+			return "has an empty label (a dot at the start or end, or two in a row)";
+		if (l > 63) {
+			snprintf(why, whylen, "has a label of %zu octets; at most 63", l);
+			return why;
+		}
+		if (label[0] == '-' || label[l - 1] == '-')
+			return "has a label that starts or ends with \"-\"";
+		label += l;
+		if (*label == '\0')
+			return NULL;
+	}
+}
+
+/*
+ * Checks a host name setting; reports "WHEREKEY "NAME" PROBLEM", the name
+ * cut short when it is long, with control characters escaped.
+ */
+static bool
+config_check_hostname(struct config_parse *p, int line, const char *where,
+    const char *key, const char *s, bool upstream)
+{
+	char why[200], shown[80];
+	const char *problem;
+	size_t o = 0;
+
+	if (upstream) {
+		struct in6_addr a6;
+		struct in_addr a4;
+
+		if (inet_pton(AF_INET, s, &a4) == 1 || inet_pton(AF_INET6, s, &a6) == 1)
+			return true;
+	}
+	if ((problem = config_hostname_problem(s, upstream, why, sizeof(why))) == NULL)
+		return true;
+	for (const char *c = s; *c != '\0' && o + 8 < sizeof(shown); c++) {
+		if (o >= 60) {
+			o += (size_t)snprintf(shown + o, sizeof(shown) - o, "...");
+			break;
+		}
+		if ((unsigned char)*c < ' ' || (unsigned char)*c == 0x7f)
+			o += (size_t)snprintf(shown + o, sizeof(shown) - o, "\\x%02x",
+			    (unsigned char)*c);
+		else
+			shown[o++] = *c;
+	}
+	shown[o] = '\0';
+	config_error(p, line, "%s%s \"%s\" %s", where, key, shown, problem);
+	return false;
 }
 
 /*
@@ -830,10 +1221,8 @@ config_build_upstream(struct config_parse *p, struct config *cfg, cfg_t *sec,
 
 	if ((s = cfg_getstr(sec, "host")) == NULL)
 		config_error(p, secline, "%shost is required", where);
-	else if (!config_is_token(s))
-		config_error(p, config_line(p, sec, "host", 0),
-		    "%shost \"%s\" is not a valid host name", where, s);
-	else
+	else if (config_check_hostname(p, config_line(p, sec, "host", 0), where, "host", s,
+	    true))
 		u->host = xstrdup(s);
 
 	s = cfg_getstr(sec, "tls");
@@ -913,15 +1302,15 @@ config_build_upstream(struct config_parse *p, struct config *cfg, cfg_t *sec,
 		    cfg_getstr(sec, "password_file") == NULL)
 			config_error(p, line, "%sauth %s needs password or password_file",
 			    where, mech);
-		if (u->tls == CFG_TLS_NONE) {
-			int tline = config_given(p, sec, "auth", 0);
-
-			if (tline == 0)
-				tline = config_line(p, sec, "tls", 0);
-			config_error(p, tline,
-			    "%sauth %s with tls = \"none\" would send the password in clear; "
-			    "use tls = \"starttls\" or \"tls\"", where, mech);
-		}
+		/*
+		 * Some in-house and ISP servers take AUTH only without TLS
+		 * (mail.domain.se:2525): the admin chose it by writing tls =
+		 * "none", which is never a default, so its line is the one to
+		 * show.
+		 */
+		if (u->tls == CFG_TLS_NONE)
+			config_warn(p, config_line(p, sec, "tls", 0),
+			    "upstream %s sends its password without TLS", u->name);
 	}
 
 	if (config_int(p, sec, where, "max_connections", 1, INT_MAX, &v))
@@ -1053,11 +1442,11 @@ config_build_top(struct config_parse *p, struct config *cfg, cfg_t *root)
 	char err[256];
 	long v;
 
+	/* It goes into the greeting, EHLO, Message-ID and DSNs (RFC 5321 4.5.3.1.2:
+	 * a domain is at most 255 octets; a DSN line at most 998). */
 	if ((s = cfg_getstr(root, "hostname")) != NULL) {
-		if (!config_is_token(s))
-			config_error(p, config_line(p, root, "hostname", 0),
-			    "hostname \"%s\" must be a host name without spaces", s);
-		else
+		if (config_check_hostname(p, config_line(p, root, "hostname", 0), "",
+		    "hostname", s, false))
 			cfg->hostname = xstrdup(s);
 	} else if ((cfg->hostname = config_default_hostname()) == NULL) {
 		config_error(p, 0, "cannot find the host name (%s); set hostname",
@@ -1296,10 +1685,14 @@ config_load_opts(const char *path, FILE *errout, unsigned int flags)
 		cfg = config_parse_tree(&p);
 		config_current = NULL;
 	}
-	if (p.nmsgs > 0) {
+	if (p.nmsgs > 0)	/* qsort() takes no NULL, even for none */
+		qsort(p.msgs, p.nmsgs, sizeof(*p.msgs), config_msg_cmp);
+	if (config_has_errors(&p)) {
 		config_free(cfg);
 		cfg = NULL;
 		config_print_msgs(&p, errout);
+	} else if (cfg != NULL) {
+		config_keep_warnings(&p, cfg);
 	}
 	for (size_t i = 0; i < p.nmsgs; i++)
 		free(p.msgs[i].text);
@@ -1362,5 +1755,8 @@ config_free(struct config *cfg)
 		free(d->bcc);
 	}
 	free(cfg->domains);
+	for (size_t i = 0; i < cfg->nwarnings; i++)
+		free(cfg->warnings[i]);
+	free(cfg->warnings);
 	free(cfg);
 }

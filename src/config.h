@@ -6,6 +6,7 @@
  * sections (domain -> upstream), and the files the configuration names
  * (secret files and DKIM keys must exist, be readable, and not be readable
  * by group or others).  Every problem is reported as "FILE:LINE: message",
+ * a warning as "FILE:LINE: warning: message",
  * LINE being the line of the setting at fault; all problems are reported,
  * not only the first.  The snapshot is never modified after loading: a
  * reload builds a new one and swaps it in.
@@ -111,6 +112,11 @@ struct config {
 	struct cfg_domain	*domains;
 	size_t			 ndomains;
 
+	char			**warnings;	/* "FILE:LINE: warning: ..." lines of a
+						 * usable configuration, for the caller
+						 * to print or log */
+	size_t			 nwarnings;
+
 	int			 refs;		/* holders; see config_ref() */
 	struct dkim_keys	*dkim;		/* keys loaded for this snapshot (dkim.h),
 						 * freed with it; NULL until loaded */
@@ -118,8 +124,11 @@ struct config {
 
 /*
  * Loads and validates path.  On success returns a new snapshot (free it with
- * config_free) and prints nothing.  On failure returns NULL after printing
- * every problem to errout as "FILE:LINE: message\n" (LINE omitted only when
+ * config_free) and prints nothing: what deserves a warning but leaves the
+ * file usable (tls = "none" with auth) is in cfg->warnings, as
+ * "FILE:LINE: warning: message", for the caller to print or log.  On
+ * failure returns NULL after printing every problem, warnings included, to
+ * errout as "FILE:LINE: message\n" in line order (LINE omitted only when
  * the file itself cannot be opened: "FILE: message").
  */
 struct config *config_load(const char *path, FILE *errout);

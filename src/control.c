@@ -10,11 +10,13 @@
 #include "acconfig.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -36,8 +38,22 @@ struct control {
 	struct queue		*q;
 	struct evconnlistener	*lev;
 	char			*path;
+	int			 dfd;		/* the socket's directory */
+	dev_t			 dev;		/* the socket file, to remove only it */
+	ino_t			 ino;
 	struct cconn		*conns;		/* open connections */
 };
+
+static void
+control_unlink(struct control *c)
+{
+	const char *base = strrchr(c->path, '/') + 1;
+	struct stat st;
+
+	if (fstatat(c->dfd, base, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == c->dev &&
+	    st.st_ino == c->ino)
+		(void)unlinkat(c->dfd, base, 0);
+}
 
 struct cconn {
 	struct control		*ctl;
@@ -304,78 +320,259 @@ socket_alive(const char *path)
 	return alive;
 }
 
+/*
+ * Setting the socket up.  A socket file's owner and mode can only be set
+ * through its name (fchown and fchmod on the descriptor do not reach the
+ * file), and whoever may write to its directory could swap that name for a
+ * link to another file between bind() and those calls, which root would
+ * then hand to the relay user.  So:
+ *  - the directory must belong to root, to us or to the relay user
+ *    (tmpfiles.d makes /run/relayd the relay user's) and be writable by its
+ *    owner only;
+ *  - the socket is bound in a fresh directory of our own inside it (mode
+ *    0700: nobody else may even look in), given its mode and owner there,
+ *    relative to that directory's descriptor and without following links,
+ *    and only then renamed into place: the name appears complete and
+ *    listening, and a stale socket is replaced in the same step.
+ */
+struct control_setup {
+	const char	*path;		/* cfg->control */
+	char		*dir;		/* its directory */
+	const char	*base;		/* its last component */
+	int		 dfd;		/* dir */
+	char		 tmpname[32];	/* the private directory, in dir */
+	int		 tfd;		/* that directory; -1 if none */
+	uid_t		 uid;		/* the socket's owner and group */
+	gid_t		 gid;
+	bool		 chown;
+};
+
+/* Opens the socket's directory (made if missing) and checks who may write there. */
+static int
+setup_dir(struct control_setup *cs, char *err, size_t errlen)
+{
+	struct passwd *pw;
+	struct stat st;
+
+	if (mkdir(cs->dir, 0755) < 0 && errno != EEXIST) {
+		snprintf(err, errlen, "cannot create %s for the control socket: %s",
+		    cs->dir, strerror(errno));
+		return -1;
+	}
+	cs->dfd = open(cs->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cs->dfd < 0 || fstat(cs->dfd, &st) < 0) {
+		snprintf(err, errlen, "control socket directory %s: %s", cs->dir,
+		    strerror(errno));
+		return -1;
+	}
+	if (st.st_uid != 0 && st.st_uid != geteuid() && !(cs->chown && st.st_uid == cs->uid)) {
+		pw = getpwuid(st.st_uid);
+		snprintf(err, errlen, "control socket directory %s belongs to %s "
+		    "(uid %lu): it must belong to root or to the user relayd runs as",
+		    cs->dir, pw != NULL ? pw->pw_name : "an unknown user",
+		    (unsigned long)st.st_uid);
+		return -1;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(err, errlen, "control socket directory %s is writable by "
+		    "others (mode %04o): they could replace the socket; chmod go-w it",
+		    cs->dir, (unsigned int)(st.st_mode & 07777));
+		return -1;
+	}
+	/* what is there now: a stale socket may go, anything else stays */
+	if (fstatat(cs->dfd, cs->base, &st, AT_SYMLINK_NOFOLLOW) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "%s exists and is not a socket", cs->path);
+			return -1;
+		}
+		if (socket_alive(cs->path)) {
+			snprintf(err, errlen, "control socket %s is in use by another relayd",
+			    cs->path);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Makes the private directory, ".relayd-" and random letters, mode 0700. */
+static int
+setup_tmpdir(struct control_setup *cs, char *err, size_t errlen)
+{
+	static const char digits[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+	struct stat st;
+
+	for (int tries = 0; tries < 100; tries++) {
+		unsigned char r[10];
+
+		if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+			snprintf(err, errlen, "control socket: no random bytes: %s",
+			    strerror(errno));
+			return -1;
+		}
+		memcpy(cs->tmpname, ".relayd-", 8);
+		for (size_t i = 0; i < sizeof(r); i++)
+			cs->tmpname[8 + i] = digits[r[i] % (sizeof(digits) - 1)];
+		cs->tmpname[8 + sizeof(r)] = '\0';
+		if (mkdirat(cs->dfd, cs->tmpname, 0700) == 0)
+			break;
+		if (errno != EEXIST) {
+			snprintf(err, errlen, "control socket: cannot create %s/%s: %s",
+			    cs->dir, cs->tmpname, strerror(errno));
+			cs->tmpname[0] = '\0';		/* not ours to remove */
+			return -1;
+		}
+		cs->tmpname[0] = '\0';
+	}
+	if (cs->tmpname[0] == '\0') {
+		snprintf(err, errlen, "control socket: cannot create a directory in %s",
+		    cs->dir);
+		return -1;
+	}
+	cs->tfd = openat(cs->dfd, cs->tmpname, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	/* ours, as made: the owner of dir could have swapped the name meanwhile */
+	if (cs->tfd < 0 || fstat(cs->tfd, &st) < 0 || st.st_uid != geteuid() ||
+	    (st.st_mode & 077) != 0) {
+		snprintf(err, errlen, "control socket: %s/%s is not the directory "
+		    "relayd just made", cs->dir, cs->tmpname);
+		return -1;
+	}
+	return 0;
+}
+
+/* Binds fd as "s" in the private directory, mode 0660, owned as it must be. */
+static int
+setup_bind(struct control_setup *cs, int fd, char *err, size_t errlen)
+{
+	struct sockaddr_un sa;
+	struct stat st;
+	int n;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s/s", cs->dir, cs->tmpname);
+	if (n < 0 || (size_t)n >= sizeof(sa.sun_path))
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "/proc/self/fd/%d/s", cs->tfd);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		snprintf(err, errlen, "control socket %s: %s", cs->path, strerror(errno));
+		return -1;
+	}
+	if (fstatat(cs->tfd, "s", &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen, "control socket %s: the socket is not where it "
+		    "was bound", cs->path);
+		return -1;
+	}
+	if (fchmodat(cs->tfd, "s", 0660, 0) < 0) {
+		snprintf(err, errlen, "control socket %s: %s", cs->path, strerror(errno));
+		return -1;
+	}
+	if (cs->chown && fchownat(cs->tfd, "s", cs->uid, cs->gid, AT_SYMLINK_NOFOLLOW) < 0) {
+		snprintf(err, errlen, "cannot hand control socket %s to the relay user: "
+		    "%s", cs->path, strerror(errno));
+		return -1;
+	}
+	if (listen(fd, 16) < 0) {
+		snprintf(err, errlen, "control socket %s: %s", cs->path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Whatever setup leaves behind, but the directory descriptor on success. */
+static void
+setup_end(struct control_setup *cs, bool ok)
+{
+	if (cs->tfd >= 0) {
+		(void)unlinkat(cs->tfd, "s", 0);
+		close(cs->tfd);
+	}
+	if (cs->tmpname[0] != '\0')
+		(void)unlinkat(cs->dfd, cs->tmpname, AT_REMOVEDIR);
+	if (!ok && cs->dfd >= 0)
+		close(cs->dfd);
+	free(cs->dir);
+}
+
+/* The listening socket at cs->path, or -1 with the reason in err. */
+static int
+setup_socket(struct control_setup *cs, struct stat *st, char *err, size_t errlen)
+{
+	int fd = -1;
+
+	if (setup_dir(cs, err, errlen) < 0 || setup_tmpdir(cs, err, errlen) < 0)
+		return -1;
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "control socket: %s", strerror(errno));
+		return -1;
+	}
+	if (setup_bind(cs, fd, err, errlen) < 0 || fstatat(cs->tfd, "s", st,
+	    AT_SYMLINK_NOFOLLOW) < 0) {
+		close(fd);
+		return -1;
+	}
+	if (renameat(cs->tfd, "s", cs->dfd, cs->base) < 0) {
+		snprintf(err, errlen, "control socket %s: %s", cs->path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 struct control *
 control_open(struct event_base *base, const struct config *cfg, struct queue *q,
     char *err, size_t errlen)
 {
+	struct control_setup cs;
 	struct control *ctl;
-	struct sockaddr_un sa;
 	struct stat st;
-	char *dir;
 	int fd;
 
-	if (strlen(cfg->control) >= sizeof(sa.sun_path)) {
+	memset(&cs, 0, sizeof(cs));
+	cs.path = cfg->control;
+	cs.dfd = cs.tfd = -1;
+	if (strlen(cfg->control) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
 		snprintf(err, errlen, "control socket path %s is too long", cfg->control);
 		return NULL;
 	}
-	dir = xstrdup(cfg->control);
-	*strrchr(dir, '/') = '\0';
-	if (dir[0] != '\0' && mkdir(dir, 0755) < 0 && errno != EEXIST) {
-		snprintf(err, errlen, "cannot create %s for the control socket: %s", dir,
-		    strerror(errno));
-		free(dir);
-		return NULL;
-	}
-	free(dir);
-	if (lstat(cfg->control, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			snprintf(err, errlen, "%s exists and is not a socket", cfg->control);
-			return NULL;
-		}
-		if (socket_alive(cfg->control)) {
-			snprintf(err, errlen, "control socket %s is in use by another relayd",
-			    cfg->control);
-			return NULL;
-		}
-		(void)unlink(cfg->control);
-	}
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		snprintf(err, errlen, "control socket: %s", strerror(errno));
-		return NULL;
-	}
-	memset(&sa, 0, sizeof(sa));
-	sa.sun_family = AF_UNIX;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", cfg->control);
-	/* no window in which others could connect before the chmod */
-	mode_t old = umask(0117);
-	int rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
-	umask(old);
-	if (rc < 0 || chmod(cfg->control, 0660) < 0 || listen(fd, 16) < 0) {
-		snprintf(err, errlen, "control socket %s: %s", cfg->control, strerror(errno));
-		close(fd);
+	cs.base = strrchr(cfg->control, '/') + 1;
+	cs.dir = cs.base - 1 == cfg->control ? xstrdup("/") :
+	    xstrndup(cfg->control, (size_t)(cs.base - 1 - cfg->control));
+	if (*cs.base == '\0') {
+		snprintf(err, errlen, "control socket %s: a path ending in \"/\" names no socket",
+		    cfg->control);
+		free(cs.dir);
 		return NULL;
 	}
 	if (geteuid() == 0 && cfg->user) {
 		struct passwd *pw = getpwnam(cfg->user);
 
-		if (pw == NULL || chown(cfg->control, pw->pw_uid, pw->pw_gid) < 0) {
-			snprintf(err, errlen, "cannot hand control socket %s to %s: %s", cfg->control,
-			    cfg->user, pw ? strerror(errno) : "no such user");
-			close(fd);
-			unlink(cfg->control);
+		if (pw == NULL) {
+			snprintf(err, errlen, "cannot hand control socket %s to %s: no such user",
+			    cfg->control, cfg->user);
+			free(cs.dir);
 			return NULL;
 		}
+		cs.uid = pw->pw_uid;
+		cs.gid = pw->pw_gid;
+		cs.chown = true;
 	}
+	fd = setup_socket(&cs, &st, err, errlen);
+	setup_end(&cs, fd >= 0);
+	if (fd < 0)
+		return NULL;
 	ctl = xcalloc(1, sizeof(*ctl));
 	ctl->base = base;
 	ctl->q = q;
 	ctl->path = xstrdup(cfg->control);
+	ctl->dfd = cs.dfd;
+	ctl->dev = st.st_dev;
+	ctl->ino = st.st_ino;
 	ctl->lev = evconnlistener_new(base, control_accept_cb, ctl, LEV_OPT_CLOSE_ON_FREE, -1, fd);
 	if (ctl->lev == NULL) {
 		snprintf(err, errlen, "control socket %s: cannot listen", cfg->control);
 		close(fd);
-		unlink(cfg->control);
+		control_unlink(ctl);
+		close(ctl->dfd);
 		free(ctl->path);
 		free(ctl);
 		return NULL;
@@ -391,7 +588,8 @@ control_free(struct control *c)
 	while (c->conns)
 		cconn_free(c->conns);
 	evconnlistener_free(c->lev);
-	(void)unlink(c->path);
+	control_unlink(c);
+	close(c->dfd);
 	free(c->path);
 	free(c);
 }

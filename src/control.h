@@ -26,10 +26,13 @@
 
 struct control;
 
-/* Creates the socket at cfg->control (its directory too, mode 0755, if
- * missing; a stale socket nobody listens on is replaced).  As root with
- * `user` set, hands the socket to that user and group.  Returns NULL with
- * a reason in err. */
+/* Creates the socket at cfg->control, mode 0660 (its directory too, mode
+ * 0755, if missing; a stale socket nobody listens on is replaced).  As root
+ * with `user` set, hands the socket to that user and group.  The name
+ * appears only once the socket is complete and listening, and nothing in
+ * the directory is followed; a directory that group or others may write
+ * to, or that belongs to another user than root, relayd or the relay user,
+ * is refused.  Returns NULL with a reason in err. */
 struct control *control_open(struct event_base *base, const struct config *cfg,
     struct queue *q, char *err, size_t errlen);
 /* Closes the socket and removes it. */

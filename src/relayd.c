@@ -191,11 +191,25 @@ log_lines(const char *text)
 	while (p && *p) {
 		const char *nl = strchr(p, '\n');
 		int n = nl ? (int)(nl - p) : (int)strlen(p);
+		const char *w = memmem(p, (size_t)n, ": warning: ", 11);
 
-		if (n > 0)
+		if (n > 0 && w != NULL)
+			log_warn("%.*s", n, p);
+		else if (n > 0)
 			log_err("%.*s", n, p);
 		p = nl ? nl + 1 : NULL;
 	}
+}
+
+/*
+ * The warnings of a configuration about to run ("FILE:LINE: warning: ..."),
+ * at start and at every reload, so that they stay in view in the log.
+ */
+static void
+log_config_warnings(const struct config *cfg)
+{
+	for (size_t i = 0; i < cfg->nwarnings; i++)
+		log_warn("%s", cfg->warnings[i]);
 }
 
 /*
@@ -255,6 +269,7 @@ signal_hup_cb(evutil_socket_t sig, short what, void *arg)
 	smtp_server_set_config(r->srv, n);
 	config_free(r->cfg);
 	r->cfg = n;
+	log_config_warnings(n);
 	log_info("configuration reloaded");
 	sd_notify_msg("READY=1");
 }
@@ -414,6 +429,8 @@ main(int argc, char **argv)
 	if (r.cfg == NULL)
 		return EXIT_CONFIG;
 	if (check_only) {
+		for (size_t i = 0; i < r.cfg->nwarnings; i++)
+			fprintf(stderr, "%s\n", r.cfg->warnings[i]);
 		printf("%s: configuration ok\n", path);
 		config_free(r.cfg);
 		return 0;
@@ -437,6 +454,7 @@ main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
 	log_info("relayd %s starting, configuration %s", PACKAGE_VERSION, path);
+	log_config_warnings(r.cfg);
 
 	r.base = event_base_new();
 	if (r.base == NULL) {

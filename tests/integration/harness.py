@@ -28,8 +28,10 @@ import importlib.util
 import os
 import re
 import select
+import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -646,6 +648,41 @@ class Ctx:
 	def daemon(self, **kw):
 		"""config(**kw) then start(); returns the Daemon (its .conf too)."""
 		return self.start(self.config(**kw))
+
+	# --- programs run as another user
+	def reachable_copy(self, path):
+		"""A copy of the program at path that any user may run, for tests
+		that run relayd or relayctl as nobody or the relay user: the build
+		tree may sit where they cannot enter (a 0700 home directory, a
+		mktemp -d folder).  The copy goes to DIR/bin (mode 0755) and the
+		test directory is opened to passers-by (o+x).  The build makes
+		real executables with librelayd.a linked in, not libtool wrapper
+		scripts, and they read nothing from the build tree: both are
+		checked here, so that a change there fails loudly."""
+		with open(path, "rb") as f:
+			if f.read(4) != b"\x7fELF":
+				raise AssertionError("%s is not an executable (a libtool wrapper?): "
+				    "copy what it runs instead" % path)
+		build = os.path.dirname(os.path.realpath(path))
+		r = subprocess.run(["ldd", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+		    timeout=30)
+		for lib in re.findall(r"=> (/\S+)", r.stdout.decode("utf-8", "replace")):
+			if os.path.realpath(lib).startswith(build + os.sep):
+				raise AssertionError("%s loads %s from the build tree: copy it too" % (path, lib))
+		d = os.path.join(self.dir, "bin")
+		os.makedirs(d, exist_ok=True)
+		os.chmod(d, 0o755)
+		os.chmod(self.dir, os.stat(self.dir).st_mode | 0o011)
+		dst = os.path.join(d, os.path.basename(path))
+		shutil.copy(path, dst)
+		os.chmod(dst, 0o755)
+		up = d
+		while up != "/":
+			up = os.path.dirname(up)
+			if not os.stat(up).st_mode & stat.S_IXOTH:
+				raise AssertionError("other users cannot pass through %s, above the test "
+				    "directory: set TMPDIR to a directory they can enter" % up)
+		return dst
 
 	# --- files
 	def mount_tmpfs(self, path, size):

@@ -264,3 +264,92 @@ def test_root_without_user_refused_unless_foreground(t):
 	c = d.connect()
 	c.hello()
 	c.close()
+
+
+def test_unquoted_password_keeps_slashes(t):
+	"""An unquoted `password = Pa55//word` is one value for libconfuse, so
+	it is for relayd: AUTH PLAIN carries the whole password, and the mail
+	goes through (it used to authenticate with "Pa55")."""
+	from relayutil import make_ca, start_upstream, wait_delivery, submit
+	password = "Pa55//word/x"
+	certs = make_ca(t)
+	up = start_upstream(t, tls="starttls", certs=certs, auth="PLAIN", password=password,
+	    auth_required=True)
+	conf = t.config(upstream=False, domains=(), extra=
+	    'upstream "up" {\n'
+	    '\thost = "127.0.0.1"  port = %d  tls = "starttls"  tls_ca_file = "%s"\n'
+	    '\tauth = "plain"  username = "relayuser"\n'
+	    '\tpassword = %s  # not part of it\n'
+	    '}\n'
+	    'domain "example.com" { upstream = "up" }\n' % (up.port, certs.ca, password))
+	rc, out, err = t.run([t.relayd, "-n", "-f", conf.path], timeout=20)
+	assert rc == 0, "relayd -n: exit %s: %r" % (rc, out + err)
+	d = t.start(conf)
+	qid = submit(d, sender="a@example.com", rcpts=("b@example.net",))
+	wait_delivery(d, qid, "b@example.net", "sent")
+	auths = up.events("auth")
+	assert auths and all(a["ok"] for a in auths), "AUTH as seen by the upstream: %r" % auths
+
+
+def test_check_unclosed_section(t):
+	"""A section left open at the end of the file is an error at the last
+	line, naming the section and the line it was opened on (libconfuse
+	alone takes the end of the file for its "}")."""
+	conf = t.config(upstream=False, domains=(), extra=
+	    'upstream "test" {\n\thost = "127.0.0.1"\n\ttls = "none"\n\n')
+	opened = conf.line_of('upstream "test" {')
+	last = conf.text.count("\n")		# the text ends with a newline
+	rc, out, err = t.run([t.relayd, "-n", "-f", conf.path], timeout=20)
+	assert rc == 1, "relayd -n on an unclosed section: exit %s (expected 1): %r" % (rc, out + err)
+	want = '%s:%d: end of file inside upstream "test" (opened on line %d): "}" missing' % (
+	    conf.path, last, opened)
+	assert want in err.splitlines(), "expected %r in: %r" % (want, out + err)
+
+
+def test_check_hostname_bounded(t):
+	"""hostname is a DNS host name: over 253 octets, or a label over 63, is
+	refused at its line (it goes into the greeting and into DSN lines,
+	which may not exceed 998 octets)."""
+	for name, words in (("relay." + "a" * 1000 + ".example", ["1014 octets long", "at most 253"]),
+	    ("r" * 64 + ".example", ["label of 64 octets"]),
+	    ("relay_1.example", ['holds "_"'])):
+		conf = t.config(hostname=name)
+		expect_problem(t, conf, name[-20:], words)
+	conf = t.config(hostname=".".join(["a" * 63] * 3) + "." + "b" * 61)	# 253
+	rc, out, err = t.run([t.relayd, "-n", "-f", conf.path], timeout=20)
+	assert rc == 0, "a 253-octet hostname: exit %s: %r" % (rc, out + err)
+
+
+def test_tls_none_with_auth(t):
+	"""In-house and ISP servers (Space2u, mail.domain.se:2525) take AUTH
+	without TLS: tls = "none" with auth is allowed, with the warning of
+	interface.md from -n (exit 0), at start and at every reload, and the
+	mail goes through with AUTH PLAIN over plain TCP."""
+	from relayutil import start_upstream, relay_config, write_secret, submit, wait_delivery
+	password = "in-house-Pa55"
+	up = start_upstream(t, tls="none", auth="PLAIN", password=password, auth_required=True)
+	secret = write_secret(t, "inhouse.secret", password)
+	conf = relay_config(t, {"inhouse": up.conf(auth="plain", username="relayuser",
+	    password_file=secret)}, {"example.com": "inhouse"})
+	warning = "%s:%d: warning: upstream inhouse sends its password without TLS" % (
+	    conf.path, conf.line_of('tls = "none"'))
+	rc, out, err = t.run([t.relayd, "-n", "-f", conf.path], timeout=20)
+	assert rc == 0, "relayd -n with tls = none and auth: exit %s: %r" % (rc, out + err)
+	assert err.splitlines() == [warning], "-n stderr %r, expected exactly %r" % (err, warning)
+	assert out == "%s: configuration ok\n" % conf.path, out
+
+	d = t.start(conf)
+	d.wait_log(re.escape(warning))
+	qid = submit(d, sender="a@example.com", rcpts=("b@example.net",))
+	wait_delivery(d, qid, "b@example.net", "sent")
+	auth = up.cmds("AUTH")
+	assert auth and not any(c["tls"] for c in auth), "AUTH as the upstream saw it: %r" % auth
+	assert [a["ok"] for a in up.events("auth")] == [True], up.events("auth")
+	m = up.wait_messages(1)[0]
+	assert m["tls"] is False and m["auth_user"] == "relayuser", (m["tls"], m["auth_user"])
+	assert d.count_log(re.escape(warning)) == 1, "the warning at start: %r" % d.log_tail()
+
+	d.proc.send_signal(signal.SIGHUP)
+	d.wait_log(r"configuration reloaded")
+	assert d.count_log(re.escape(warning)) == 2, "the warning again at reload: %r" % d.log_tail()
+	assert password not in d.log(), "the password reached the log"

@@ -37,6 +37,8 @@ def ctl(t, conf, *args, user=None, group=None, timeout=60):
 	death by signal fails the test."""
 	argv = [relayctl(t), "-f", conf.path] + list(args)
 	if user is not None:
+		# a copy that user can reach wherever the build tree is
+		argv[0] = t.reachable_copy(argv[0])
 		argv = ["runuser", "-u", user] + (["-G", group] if group else []) + ["--"] + argv
 	rc, out, err = t.run(argv, timeout=timeout)
 	print("$ relayctl %s -> %d\n%s%s" % (" ".join(args), rc, out,
@@ -609,3 +611,125 @@ def test_remove_survives_kill9(t):
 	assert m.group(1) == "1", "after kill -9: %s (expected only %s left)" % (m.group(0), qids[2])
 	js = queue_json(t, conf)
 	assert set(js) == {qids[2]}, "after kill -9 the queue holds %s, expected only %s" % (sorted(js), qids[2])
+
+
+# ---------------------------------------------------------------------------
+# the control socket's creation: nothing another user can swap is followed
+
+def victim_file(t):
+	"""A root file that relayd must never change: (path, its stat)."""
+	v = os.path.join(t.dir, "victim")
+	with open(v, "w") as f:
+		f.write("root's own file\n")
+	os.chmod(v, 0o644)
+	return v, os.stat(v)
+
+
+def assert_untouched(path, st0):
+	st = os.lstat(path)
+	got = (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode))
+	want = (st0.st_uid, st0.st_gid, stat.S_IMODE(st0.st_mode))
+	assert got == want, "%s changed: owner %d:%d mode %o, was %d:%d mode %o" % ((path,) + got + want)
+
+
+def start_refused(t, conf, regex):
+	"""relayd must exit 2 at start with a log line matching regex."""
+	d = t.start(conf, wait=False)
+	rc = d.wait_exit(15)
+	d.expected_exit = True
+	assert rc == 2, "relayd: exit %s (expected 2); log:\n%s" % (rc, d.log_tail())
+	assert re.search(regex, d.log()), "no /%s/ in the log:\n%s" % (regex, d.log_tail())
+
+
+def test_control_dir_others_may_write(t):
+	"""A control directory that group or others may write to, or that
+	another user owns, is refused with a clear error: whoever can write
+	there could swap the socket for a link while relayd sets it up."""
+	ctl_dir = os.path.join(t.dir, "run")
+	os.mkdir(ctl_dir)
+	conf = t.config(control=os.path.join(ctl_dir, "control.sock"))
+	for mode in (0o777, 0o1777, 0o770):
+		os.chmod(ctl_dir, mode)
+		start_refused(t, conf, r"control socket directory %s is writable by others "
+		    r"\(mode %04o\)" % (re.escape(ctl_dir), mode))
+		assert os.listdir(ctl_dir) == [], "left in %s: %s" % (ctl_dir, os.listdir(ctl_dir))
+	if os.geteuid() == 0:
+		os.chmod(ctl_dir, 0o755)
+		pw = pwd.getpwnam("nobody")
+		os.chown(ctl_dir, pw.pw_uid, pw.pw_gid)
+		start_refused(t, conf, r"control socket directory %s belongs to nobody \(uid %d\)" %
+		    (re.escape(ctl_dir), pw.pw_uid))
+		assert os.listdir(ctl_dir) == []
+
+
+def test_control_symlink_at_start_not_followed(t):
+	"""A symlink where the socket goes is neither followed nor replaced."""
+	victim, st0 = victim_file(t)
+	conf = t.config()
+	sock = os.path.join(t.dir, "control.sock")
+	os.symlink(victim, sock)
+	start_refused(t, conf, r"%s exists and is not a socket" % re.escape(sock))
+	assert os.path.islink(sock) and os.readlink(sock) == victim
+	assert_untouched(victim, st0)
+
+
+def test_control_socket_swapped_while_set_up(t):
+	"""Started as root with `user`, relayd hands the socket to that user.
+	The relay user owns the control directory (as tmpfiles.d makes
+	/run/relayd), so it could swap the fresh socket for a symlink to any
+	file before its owner and mode are set.  strace holds relayd for 1.5 s
+	right after each bind(); the test swaps the socket in that moment: the
+	file the symlink points to must stay as it was."""
+	import shutil
+	from harness import descendants
+	if os.geteuid() != 0:
+		print("not root; skipped")
+		return
+	if shutil.which("strace") is None:
+		print("no strace; skipped")
+		return
+	pw = pwd.getpwnam("nobody")
+	os.chmod(t.dir, 0o755)
+	ctl_dir = os.path.join(t.dir, "run")
+	os.mkdir(ctl_dir, 0o755)
+	os.chown(ctl_dir, pw.pw_uid, pw.pw_gid)
+	sock = os.path.join(ctl_dir, "control.sock")
+	victim, st0 = victim_file(t)
+	conf = t.config(control=sock, user="nobody")
+	logpath = os.path.join(t.dir, "relayd.strace.log")
+	with open(logpath, "wb") as logf:
+		p = t.spawn(["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=bind",
+		    "-e", "inject=bind:delay_exit=1500000", t.relayd, "-d", "-f", conf.path],
+		    stdout=logf, stderr=subprocess.STDOUT)
+
+	def log():
+		with open(logpath, errors="replace") as f:
+			return f.read()
+	try:
+		swapped = False
+		deadline = time.monotonic() + 20
+		while not swapped and time.monotonic() < deadline and p.poll() is None:
+			try:
+				if stat.S_ISSOCK(os.lstat(sock).st_mode):
+					os.symlink(victim, sock + ".new")
+					os.rename(sock + ".new", sock)
+					swapped = True
+			except FileNotFoundError:
+				time.sleep(0.001)
+		assert swapped, "the control socket never appeared; log:\n%s" % log()
+		while "running as user nobody" not in log() and p.poll() is None and \
+		    time.monotonic() < deadline:
+			time.sleep(0.05)
+		assert "running as user nobody" in log(), "relayd did not start; log:\n%s" % log()
+		assert_untouched(victim, st0)
+		assert not SANITIZER_RE.search(log()), log()
+	finally:
+		for pid, _ in descendants(p.pid):
+			try:
+				os.kill(pid, 15)
+			except ProcessLookupError:
+				pass
+		p.wait(30)
+
+
+test_control_socket_swapped_while_set_up.timeout = 90

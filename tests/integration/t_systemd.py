@@ -193,8 +193,10 @@ def test_notify_protocol(t):
 	os.chmod(ns_path, 0o666)
 	env["NOTIFY_SOCKET"] = ns_path
 	errpath = os.path.join(t.dir, "stderr.log")
+	# as nobody: a copy it can reach wherever the build tree is
+	relayd = t.reachable_copy(t.relayd) if os.geteuid() == 0 else t.relayd
 	with open(errpath, "wb") as errf:
-		p = t.spawn([t.relayd, "-f", conf.path], env=env, stdout=errf, stderr=errf, **kw)
+		p = t.spawn([relayd, "-f", conf.path], env=env, stdout=errf, stderr=errf, **kw)
 
 	def stderr():
 		with open(errpath, errors="replace") as f:

@@ -398,7 +398,7 @@ START_TEST(test_comments_in_lists)
 	    "  \"[::1]:2526\"  /* IPv6 */\n"
 	    "}\n"
 	    "allow = { \"10.0.0.0/8\" /* a, \"b\" */ , \"::1\" }  # \"c\"\n"
-	    "hostname = \"h#1//2/*3*/\"  spool = '/s#p\\'//'\n");
+	    "spool = \"/h#1//2/*3*/\"  control = '/s#p\\'//'\n");
 
 	ck_assert_uint_eq(cfg->nlisten, 2);
 	ck_assert_int_eq(cfg->listen[0].line, 2);
@@ -407,9 +407,164 @@ START_TEST(test_comments_in_lists)
 	ck_assert_uint_eq(cfg->nallow, 2);
 	ck_assert_int_eq(cfg->allow[1].prefix, 128);
 	/* Comment marks inside quotes are not comments. */
-	ck_assert_str_eq(cfg->hostname, "h#1//2/*3*/");
-	ck_assert_str_eq(cfg->spool, "/s#p'//");
+	ck_assert_str_eq(cfg->spool, "/h#1//2/*3*/");
+	ck_assert_str_eq(cfg->control, "/s#p'//");
 	config_free(cfg);
+}
+END_TEST
+
+/*
+ * What libconfuse 3.3's lexer (src/lexer.l) takes for a comment: "#", "//"
+ * and "/" "*" where a token starts, never inside a token nor a quoted
+ * string; an unquoted value runs until a blank, a quote, "#" or one of
+ * = { } ( ) + , *.  relayd blanks comments before libconfuse reads the file
+ * (see config.c), so it must draw the same lines: the password and the line
+ * of the domain after it are what libconfuse alone makes of each text.
+ */
+static const struct {
+	const char	*line;		/* the password line of an upstream */
+	const char	*password;
+	int		 dline;		/* line of the domain section after it */
+} unquoted[] = {
+	{ "password = pa//ss", "pa//ss", 6 },
+	{ "password = pa//ss // a comment", "pa//ss", 6 },
+	{ "password = pa//ss # a comment", "pa//ss", 6 },
+	{ "password = pa//ss /* a comment */", "pa//ss", 6 },
+	{ "password = pa//ss/ /* a */ /* b */ // c", "pa//ss/", 6 },
+	{ "password = /pa/ss//", "/pa/ss//", 6 },
+	{ "password = pa$x//y", "pa$x//y", 6 },
+	{ "password = pa//ss\r", "pa//ss", 6 },		/* CRLF */
+	{ "password = pa#ss", "pa", 6 },		/* "#" always starts one */
+	{ "password = \"pa//ss\" // c", "pa//ss", 6 },
+	{ "password = \"p#a//s/*s*/\" # c", "p#a//s/*s*/", 6 },
+	{ "password = 'p#a//s/*s*/' /* c */", "p#a//s/*s*/", 6 },
+	{ "password = \"p\\\"a//ss\" // c", "p\"a//ss", 6 },
+	{ "password = 'p\\'a#ss' # c", "p'a#ss", 6 },
+	{ "password = \"p\\\\\" // c", "p\\", 6 },
+	{ "password = 'p\\\\' // c", "p\\", 6 },
+	{ "/* \"x */ password = pw", "pw", 6 },
+	{ "/* 'x */ password = pw /* \" */", "pw", 6 },
+	{ "# \"x\n  password = pw", "pw", 7 },
+	{ "// 'x\n  password = pw", "pw", 7 },
+	{ "/* a\n  b // c # d\n */ password = pw", "pw", 8 },
+	{ "/*/ password = x */ password = pw", "pw", 6 },
+	{ "password = 'p\nw' // c", "p\nw", 7 },
+	{ "password = \"p\\\nw\" // c", "pw", 7 },
+	{ "password = \"a${RELAYD_CHECK_PW}//b\" # c", "aenv//b", 6 },
+	{ "password = \"a${RELAYD_CHECK_NONE\"x}b\" // c", "ab", 6 },
+	{ "password = ${RELAYD_CHECK_PW}//c", "env", 6 },
+	{ "password = '${RELAYD_CHECK_PW}//c'", "${RELAYD_CHECK_PW}//c", 6 },
+};
+
+START_TEST(test_comment_marks_in_values)
+{
+	char text[512];
+	struct config *cfg;
+
+	setenv("RELAYD_CHECK_PW", "env", 1);
+	unsetenv("RELAYD_CHECK_NONE");
+	snprintf(text, sizeof(text),
+	    "upstream \"u\" {\n"
+	    "  host = \"h.example\"\n"
+	    "  username = \"me\"\n"
+	    "  %s\n"
+	    "}\n"
+	    "domain \"example.com\" { upstream = \"u\" }\n", unquoted[_i].line);
+	cfg = load_ok(text);
+	ck_assert_msg(strcmp(cfg->upstreams[0].password, unquoted[_i].password) == 0,
+	    "case %d: password \"%s\", libconfuse reads \"%s\"", _i, cfg->upstreams[0].password,
+	    unquoted[_i].password);
+	ck_assert_int_eq(cfg->domains[0].line, unquoted[_i].dline);
+	config_free(cfg);
+}
+END_TEST
+
+/* Comment marks inside paths and lists, unquoted. */
+START_TEST(test_comment_marks_in_paths)
+{
+	struct config *cfg = load_ok(
+	    "spool = /var//spool/relayd//\n"
+	    "allow = { 10.0.0.0/8, //a\n"
+	    "  ::1/128 /* b */, 192.0.2.0/24# c\n"
+	    "}\n"
+	    "control = /run//relayd.sock // d\n");
+
+	ck_assert_str_eq(cfg->spool, "/var//spool/relayd//");
+	ck_assert_str_eq(cfg->control, "/run//relayd.sock");
+	ck_assert_uint_eq(cfg->nallow, 3);
+	ck_assert_int_eq(cfg->allow[1].family, AF_INET6);
+	ck_assert_int_eq(cfg->allow[2].prefix, 24);
+	config_free(cfg);
+}
+END_TEST
+
+/* ---- tls = "none" with auth: allowed, with a warning ------------------ */
+
+START_TEST(test_tls_none_auth_warns)
+{
+	char *want;
+	struct config *cfg = load_ok(
+	    "upstream \"space2u\" {\n"
+	    "  host = \"mail.domain.se\"\n"
+	    "  port = 2525\n"
+	    "  tls = \"none\"\n"
+	    "  auth = \"plain\"\n"
+	    "  username = \"me\"\n"
+	    "  password = \"pw\"\n"
+	    "}\n"
+	    "upstream \"implied\" {\n"
+	    "  host = \"mail.example.net\"\n"
+	    "  username = \"me\"\n"
+	    "  password_file = \"@D@/ok.secret\"\n"
+	    "  tls = \"none\"\n"
+	    "}\n"
+	    "upstream \"noauth\" { host = \"a.example\"  tls = \"none\" }\n"
+	    "upstream \"tls\" { host = \"b.example\"  tls = \"tls\"  username = \"u\"  password = \"p\" }\n");
+
+	/* accepted as written; the password of the second one comes from its file */
+	for (size_t i = 0; i < 2; i++)
+		ck_assert(cfg->upstreams[i].tls == CFG_TLS_NONE &&
+		    cfg->upstreams[i].auth == CFG_AUTH_PLAIN &&
+		    cfg->upstreams[i].port == (i == 0 ? 2525 : 25) &&
+		    strcmp(cfg->upstreams[i].password, i == 0 ? "pw" : "s3cret") == 0);
+	/* one warning per upstream that sends a password in clear, at its tls line */
+	ck_assert_uint_eq(cfg->nwarnings, 2);
+	want = subst("@F@:4: warning: upstream space2u sends its password without TLS");
+	ck_assert_str_eq(cfg->warnings[0], want);
+	free(want);
+	want = subst("@F@:13: warning: upstream implied sends its password without TLS");
+	ck_assert_str_eq(cfg->warnings[1], want);
+	free(want);
+	config_free(cfg);
+
+	cfg = load_ok("upstream \"u\" { host = \"a.example\"  tls = \"none\"  auth = \"none\" "
+	    "username = \"me\"  password = \"pw\" }\n");
+	ck_assert_uint_eq(cfg->nwarnings, 0);
+	config_free(cfg);
+}
+END_TEST
+
+/* With errors as well, the warning is printed among them, in line order. */
+START_TEST(test_tls_none_auth_warns_among_errors)
+{
+	char *errs = NULL;
+	char *want = subst(
+	    "@F@:1: timeout = 0 is out of range (1 to 86400)\n"
+	    "@F@:4: warning: upstream u sends its password without TLS\n"
+	    "@F@:7: max_clients = 0 is out of range (1 to 1000000)\n");
+	struct config *cfg = load(
+	    "timeout = 0\n"
+	    "upstream \"u\" {\n"
+	    "  host = \"a.example\"\n"
+	    "  tls = \"none\"\n"
+	    "  username = \"me\"  password = \"pw\"\n"
+	    "}\n"
+	    "max_clients = 0\n", &errs);
+
+	ck_assert_ptr_null(cfg);
+	ck_assert_str_eq(errs, want);
+	free(errs);
+	free(want);
 }
 END_TEST
 
@@ -462,7 +617,7 @@ static const struct {
 	/* line numbers stay right after every kind of comment */
 	{ "# a\n// b\n/* c\n d */\n\ntimeout = 0 # x\n",
 	  "@F@:6: timeout = 0 is out of range (1 to 86400)\n", false },
-	{ "hostname = \"a#b\" # c\ntimeout = 0\n",
+	{ "spool = \"/a#b\" # c\ntimeout = 0\n",
 	  "@F@:2: timeout = 0 is out of range (1 to 86400)\n", false },
 	/* duplicates */
 	{ "upstream \"u\" {\n  host = \"a\"\n}\n\nupstream \"u\" {\n  host = \"b\"\n}\n",
@@ -502,10 +657,6 @@ static const struct {
 	  "@F@:3: upstream u: auth plain needs password or password_file\n", false },
 	{ "upstream \"u\" {\n  host = \"a\"\n  auth = \"login\"\n  password = \"pw\"\n}\n",
 	  "@F@:3: upstream u: auth login needs a username\n", false },
-	{ "upstream \"u\" {\n  host = \"a\"\n  tls = \"none\"\n  auth = \"plain\"\n"
-	  "  username = \"me\"\n  password = \"pw\"\n}\n",
-	  "@F@:4: upstream u: auth plain with tls = \"none\" would send the password in clear; "
-	  "use tls = \"starttls\" or \"tls\"\n", false },
 	{ "upstream \"u\" {\n  host = \"a\"\n  tls = \"ssl\"\n}\n",
 	  "@F@:3: upstream u: tls must be \"starttls\", \"tls\" or \"none\", not \"ssl\"\n", false },
 	{ "upstream \"u\" {\n  port = 25\n}\n",
@@ -599,7 +750,69 @@ static const struct {
 	  "@F@:1: retry: backoff = \"fast\" is not a number\n", false },
 	/* top-level strings */
 	{ "hostname = \"relay example\"\n",
-	  "@F@:1: hostname \"relay example\" must be a host name without spaces\n", false },
+	  "@F@:1: hostname \"relay example\" holds \" \": a host name is made of letters, digits, "
+	  "hyphens and dots\n", false },
+	/* a host name: 253 octets at most, labels of 1 to 63 */
+	{ "\nhostname = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaae\"\n",
+	  "@F@:2: hostname \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...\" is 254 octets long; a host name has at most 253\n", false },
+	{ "hostname = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.example\"\n",
+	  "@F@:1: hostname \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...\" has a label of 64 octets; at most 63\n", false },
+	{ "hostname = \"relay_1.example.com\"\n",
+	  "@F@:1: hostname \"relay_1.example.com\" holds \"_\": a host name is made of letters, "
+	  "digits, hyphens and dots\n", false },
+	{ "hostname = \"relay.example.com.\"\n",
+	  "@F@:1: hostname \"relay.example.com.\" has an empty label (a dot at the start or "
+	  "end, or two in a row)\n", false },
+	{ "hostname = \"relay.-example.com\"\n",
+	  "@F@:1: hostname \"relay.-example.com\" has a label that starts or ends with \"-\"\n",
+	  false },
+	{ "hostname = \"relay\\x01.example\"\n",
+	  "@F@:1: hostname \"relay\\x01.example\" holds \"\\x01\": a host name is made of "
+	  "letters, digits, hyphens and dots\n", false },
+	{ "hostname = \"\"\n",
+	  "@F@:1: hostname \"\" is empty\n", false },
+	/* the same bounds for an upstream's host (underscores allowed: some
+	 * internal names have them), or an IP address */
+	{ "upstream \"u\" {\n  host = \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaae\"\n}\n",
+	  "@F@:2: upstream u: host \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa...\" is 254 octets long; a host name has at most 253\n",
+	  false },
+	{ "upstream \"u\" {\n  host = \"smtp..example.com\"\n}\n",
+	  "@F@:2: upstream u: host \"smtp..example.com\" has an empty label (a dot at the start "
+	  "or end, or two in a row)\n", false },
+	{ "upstream \"u\" {\n  host = \"[::1]\"\n}\n",
+	  "@F@:2: upstream u: host \"[::1]\" holds \"[\": a host name is made of letters, "
+	  "digits, hyphens and dots (or an IP address, without brackets)\n", false },
+	/* a section, list, comment or string still open at the end of the file */
+	{ "upstream \"u\" {\n  host = \"a\"\n",
+	  "@F@:2: end of file inside upstream \"u\" (opened on line 1): \"}\" missing\n", false },
+	{ "timeout = 5\nretry {\n  attempts = 2\n\n",
+	  "@F@:4: end of file inside retry (opened on line 2): \"}\" missing\n", false },
+	{ "upstream \"u\" { host = \"a\" }\ndomain \"example.com\" {\n  upstream = \"u\"\n"
+	  "  dkim {\n    selector = \"s\"",
+	  "@F@:4: domain example.com: dkim s: key_file is required\n"
+	  "@F@:5: end of file inside dkim (opened on line 4): \"}\" missing\n"
+	  "@F@:5: end of file inside domain \"example.com\" (opened on line 2): \"}\" missing\n",
+	  false },
+	{ "listen = { \"127.0.0.1:1\",\n  \"127.0.0.1:2\"\n",
+	  "@F@:2: end of file inside the list of listen (opened on line 1): \"}\" missing\n", false },
+	{ "timeout = 5\n/* timeout = 0\n\n",
+	  "@F@:3: end of file inside a comment (opened on line 2): \"*/\" missing\n", false },
+	{ "hostname = \"a.example\"\nuser = \"root\n",
+	  "@F@:2: end of file inside a string (opened on line 2): closing \" missing\n", false },
+	{ "user = 'root\n\n",
+	  "@F@:2: end of file inside a string (opened on line 1): closing ' missing\n", false },
+	/* characters libconfuse drops without a word outside quotes */
+	{ "upstream \"u\" {\n  host = \"a\"\n  username = \"me\"\n  password = secret*\n}\n",
+	  "@F@:4: \"*\" outside quotes is not part of any value (libconfuse drops it); "
+	  "write the value in quotes\n", false },
+	{ "upstream \"u\" {\n  host = \"a\"\n  username = \"me\"\n  password = pass+\n}\n",
+	  "@F@:4: \"+\" outside quotes is not part of any value (libconfuse drops it); "
+	  "write the value in quotes\n", false },
+	/* line numbers after comments that span lines and values with "//" */
+	{ "hostname = \"a.example\" /* x\n y \"\n */ timeout = 0\n",
+	  "@F@:3: timeout = 0 is out of range (1 to 86400)\n", false },
+	{ "spool = /var//spool # x\n// y\ntimeout = 0\n",
+	  "@F@:3: timeout = 0 is out of range (1 to 86400)\n", false },
 	{ "spool = \"var/spool\"\n",
 	  "@F@:1: spool var/spool: must be an absolute path\n", false },
 	{ "user = \"no-such-user-relayd\"\n",
@@ -853,6 +1066,11 @@ config_suite(void)
 	tcase_add_test(tc, test_upstream_defaults);
 	tcase_add_test(tc, test_retry_override);
 	tcase_add_test(tc, test_comments_in_lists);
+	tcase_add_loop_test(tc, test_comment_marks_in_values, 0,
+	    (int)(sizeof(unquoted) / sizeof(unquoted[0])));
+	tcase_add_test(tc, test_comment_marks_in_paths);
+	tcase_add_test(tc, test_tls_none_auth_warns);
+	tcase_add_test(tc, test_tls_none_auth_warns_among_errors);
 	tcase_add_loop_test(tc, test_password_file_newline, 0,
 	    (int)(sizeof(secrets) / sizeof(secrets[0])));
 	tcase_add_loop_test(tc, test_errors, 0, (int)(sizeof(bad) / sizeof(bad[0])));
