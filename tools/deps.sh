@@ -24,6 +24,7 @@ PACKAGES=(
 	swaks msmtp postfix					# real SMTP clients; postfix for smtp-source/sink
 	groff-base						# groff, to lint the man pages
 	procps iproute2 util-linux				# pgrep/ps, ss, setsid/flock in scripts
+	strace							# t_relayctl: delays bind() to race the control socket
 	systemd							# systemd-analyze verify/security, sysusers, tmpfiles (t_systemd)
 )
 

@@ -29,10 +29,12 @@ def sendmail_bin(t):
 
 def run_sendmail(t, conf, args, message, prefix=()):
 	"""Runs relayd-sendmail -C conf ARGS with message on stdin; returns
-	(status, stdout, stderr)."""
+	(status, stdout, stderr).  Run as another user (prefix), it runs from
+	a copy that user can reach, wherever the build tree is."""
 	if isinstance(message, str):
 		message = message.encode()
-	argv = list(prefix) + [sendmail_bin(t), "-C", conf.path] + list(args)
+	prog = t.reachable_copy(sendmail_bin(t)) if prefix else sendmail_bin(t)
+	argv = list(prefix) + [prog, "-C", conf.path] + list(args)
 	rc, out, err = t.run(argv, timeout=60, input=message)
 	m = SANITIZER_RE.search(err)
 	assert not m, "sanitizer report from relayd-sendmail: %s" % err[m.start():m.start() + 1500]
