@@ -1059,46 +1059,79 @@ config_open_private(struct config_parse *p, int line, const char *key,
 	return fd;
 }
 
-/* The password in path, one trailing newline (LF or CRLF) removed. */
+/*
+ * The whole of a file named by setting `key` (at most max octets, a NUL
+ * added, *len its length): with private, a secret that only its owner may
+ * read (config_open_private), else any readable regular file.  NULL after
+ * reporting why not.  The caller wipes what it held a secret.
+ */
 static char *
-config_read_secret(struct config_parse *p, int line, const char *path)
+config_slurp(struct config_parse *p, int line, const char *key, const char *path,
+    bool private, size_t max, size_t *len)
 {
-	char buf[CONFIG_SECRET_MAX + 1];
-	size_t len = 0;
+	char *buf;
 	ssize_t n;
-	char *secret = NULL;
 	int fd;
 
-	if ((fd = config_open_private(p, line, "password_file", path)) == -1)
+	if (private) {
+		fd = config_open_private(p, line, key, path);
+	} else if (path[0] != '/') {
+		config_error(p, line, "%s %s: must be an absolute path", key, path);
 		return NULL;
-	while (len < sizeof(buf) && (n = read(fd, buf + len, sizeof(buf) - len)) != 0) {
+	} else if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) == -1) {
+		config_error(p, line, "%s %s: %s", key, path, strerror(errno));
+	}
+	if (fd == -1)
+		return NULL;
+	buf = xmalloc(max + 2);
+	*len = 0;
+	while (*len <= max && (n = read(fd, buf + *len, max + 1 - *len)) != 0) {
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
-			config_error(p, line, "password_file %s: %s", path, strerror(errno));
-			goto out;
+			config_error(p, line, "%s %s: %s", key, path, strerror(errno));
+			goto fail;
 		}
-		len += (size_t)n;
+		*len += (size_t)n;
 	}
-	if (len > CONFIG_SECRET_MAX) {
-		config_error(p, line, "password_file %s is larger than %d bytes", path,
-		    CONFIG_SECRET_MAX);
-		goto out;
+	if (*len > max) {
+		config_error(p, line, "%s %s is larger than %zu bytes", key, path, max);
+		goto fail;
 	}
+	buf[*len] = '\0';
+	close(fd);
+	return buf;
+fail:
+	explicit_bzero(buf, max + 2);
+	free(buf);
+	close(fd);
+	return NULL;
+}
+
+/* The secret in path (a password, a client secret, a refresh token), one
+ * trailing newline (LF or CRLF) removed. */
+static char *
+config_read_secret(struct config_parse *p, int line, const char *key, const char *path)
+{
+	size_t len = 0;
+	char *buf = config_slurp(p, line, key, path, true, CONFIG_SECRET_MAX, &len);
+	char *secret = NULL;
+
+	if (buf == NULL)
+		return NULL;
 	if (len > 0 && buf[len - 1] == '\n') {
 		len--;
 		if (len > 0 && buf[len - 1] == '\r')
 			len--;
 	}
 	if (len == 0)
-		config_error(p, line, "password_file %s is empty", path);
+		config_error(p, line, "%s %s is empty", key, path);
 	else if (memchr(buf, '\0', len) != NULL)
-		config_error(p, line, "password_file %s contains a NUL byte", path);
+		config_error(p, line, "%s %s contains a NUL byte", key, path);
 	else
 		secret = xstrndup(buf, len);
-out:
-	explicit_bzero(buf, sizeof(buf));
-	close(fd);
+	explicit_bzero(buf, len);
+	free(buf);
 	return secret;
 }
 
@@ -1202,6 +1235,222 @@ config_build_retry(struct config_parse *p, cfg_t *sec, const char *where,
 	}
 }
 
+#define CONFIG_PEM_MAX	(64u << 10)	/* bytes of a certificate, key or JSON key file */
+
+/* The oauth2 settings each provider takes; what it may not take is an error. */
+static const struct {
+	const char	*key;
+	bool		 microsoft, google, generic;
+} config_oauth2_keys[] = {
+	{ "tenant",			true,	false,	false },
+	{ "client_id",			true,	false,	true },
+	{ "client_secret_file",		true,	false,	true },
+	{ "client_certificate_file",	true,	false,	false },
+	{ "client_key_file",		true,	false,	false },
+	{ "service_account_file",	false,	true,	false },
+	{ "refresh_token_file",		false,	false,	true },
+};
+
+static const char *const config_provider_names[] = { "microsoft", "google", "generic" };
+
+/* microsoft: client_certificate_file + client_key_file into c. */
+static void
+config_oauth2_certificate(struct config_parse *p, cfg_t *sec, const char *where,
+    struct oauth_creds *c)
+{
+	const char *cf = cfg_getstr(sec, "client_certificate_file");
+	const char *kf = cfg_getstr(sec, "client_key_file");
+	int cline = config_line(p, sec, "client_certificate_file", 0);
+	int kline = config_line(p, sec, "client_key_file", 0);
+	size_t cl = 0, kl = 0;
+	char *cert, *key, err[256];
+	int which = 0;
+
+	if (kf == NULL) {
+		config_error(p, cline, "%sclient_certificate_file needs client_key_file", where);
+		return;
+	}
+	if (cf == NULL) {
+		config_error(p, kline, "%sclient_key_file needs client_certificate_file", where);
+		return;
+	}
+	cert = config_slurp(p, cline, "client_certificate_file", cf, false, CONFIG_PEM_MAX, &cl);
+	key = config_slurp(p, kline, "client_key_file", kf, true, CONFIG_PEM_MAX, &kl);
+	if (cert != NULL && key != NULL &&
+	    oauth_cert_key(cert, cl, key, kl, &c->key, &c->x5t_s256, err, sizeof(err),
+	    &which) < 0)
+		config_error(p, which ? kline : cline, "%s%s %s: %s", where,
+		    which ? "client_key_file" : "client_certificate_file", which ? kf : cf, err);
+	free(cert);
+	if (key != NULL)
+		explicit_bzero(key, kl);
+	free(key);
+}
+
+/* google: the service account's JSON key into c. */
+static void
+config_oauth2_service_account(struct config_parse *p, cfg_t *sec, const char *where,
+    int secline, struct oauth_creds *c)
+{
+	const char *f = cfg_getstr(sec, "service_account_file");
+	int line = config_line(p, sec, "service_account_file", 0);
+	size_t len = 0;
+	char *json, err[256];
+
+	if (f == NULL) {
+		config_error(p, secline, "%sprovider google needs "
+		    "service_account_file (the JSON key of the service account)", where);
+		return;
+	}
+	if ((json = config_slurp(p, line, "service_account_file", f, true, CONFIG_PEM_MAX,
+	    &len)) == NULL)
+		return;
+	if (oauth_service_account(json, len, c, err, sizeof(err)) < 0)
+		config_error(p, line, "%sservice_account_file %s: %s", where, f, err);
+	explicit_bzero(json, len);
+	free(json);
+}
+
+/*
+ * The oauth2 section of upstream u (auth = "xoauth2"): every setting
+ * checked, every file read, so that -n finds what a fetch would trip on,
+ * offline.  authline: where to report a missing section.
+ */
+static void
+config_build_oauth2(struct config_parse *p, cfg_t *sec, struct cfg_upstream *u, int authline)
+{
+	static const char *const keys[] = { "provider", "tenant", "client_id",
+	    "client_secret_file", "client_certificate_file", "client_key_file",
+	    "service_account_file", "refresh_token_file", "token_url", "scope", "tls_ca_file" };
+	char where[300];
+	int secline = 0;
+	const char *s;
+	struct cfg_oauth2 *o;
+	int prov = -1;
+
+	/* A section without a title that is not in the file still exists,
+	 * with the parent's line: it is there if one of its keys was given,
+	 * and the first of them stands for it in messages. */
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]) && secline == 0; i++)
+		secline = config_given(p, sec, keys[i], 0);
+
+	snprintf(where, sizeof(where), "upstream %s: oauth2: ", u->name);
+	if (u->auth != CFG_AUTH_XOAUTH2) {
+		if (secline > 0)
+			config_error(p, secline, "upstream %s: an oauth2 section is only used with "
+			    "auth = \"xoauth2\"", u->name);
+		return;
+	}
+	if (secline == 0) {
+		config_error(p, authline, "upstream %s: auth xoauth2 needs an oauth2 { provider = "
+		    "... } section", u->name);
+		return;
+	}
+	if ((s = cfg_getstr(sec, "provider")) == NULL) {
+		config_error(p, secline, "%sprovider is required (\"microsoft\", \"google\" or "
+		    "\"generic\")", where);
+		return;
+	}
+	for (int i = 0; i < 3; i++)
+		if (strcmp(s, config_provider_names[i]) == 0)
+			prov = i;
+	if (prov < 0) {
+		config_error(p, config_line(p, sec, "provider", 0), "%sunknown provider \"%s\": "
+		    "\"microsoft\", \"google\" or \"generic\"", where, s);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(config_oauth2_keys) / sizeof(config_oauth2_keys[0]); i++) {
+		bool ok = prov == 0 ? config_oauth2_keys[i].microsoft :
+		    prov == 1 ? config_oauth2_keys[i].google : config_oauth2_keys[i].generic;
+
+		if (!ok && cfg_getstr(sec, config_oauth2_keys[i].key) != NULL)
+			config_error(p, config_line(p, sec, config_oauth2_keys[i].key, 0),
+			    "%s%s is not used with provider %s", where, config_oauth2_keys[i].key,
+			    config_provider_names[prov]);
+	}
+
+	o = xcalloc(1, sizeof(*o));
+	o->line = secline;
+	o->creds.provider = (enum oauth_provider)prov;
+	if ((s = cfg_getstr(sec, "token_url")) != NULL) {
+		if (strncmp(s, "https://", 8) != 0 || s[8] == '\0' || s[8] == '/')
+			config_error(p, config_line(p, sec, "token_url", 0), "%stoken_url \"%s\" "
+			    "must be an https:// URL", where, s);
+		else
+			o->creds.token_url = xstrdup(s);
+	}
+	if ((s = cfg_getstr(sec, "scope")) != NULL)
+		o->creds.scope = xstrdup(s);
+	if ((s = cfg_getstr(sec, "client_id")) != NULL)
+		o->creds.client_id = xstrdup(s);
+	if ((s = cfg_getstr(sec, "tls_ca_file")) != NULL) {
+		if (config_check_readable(p, config_line(p, sec, "tls_ca_file", 0), "tls_ca_file", s))
+			o->ca_file = xstrdup(s);
+	} else if (u->tls_ca_file != NULL) {
+		o->ca_file = xstrdup(u->tls_ca_file);
+	}
+	if (u->username != NULL)
+		o->creds.subject = xstrdup(u->username);
+
+	bool secrets = !(p->flags & CONFIG_NO_SECRETS);
+	const char *secret_file = cfg_getstr(sec, "client_secret_file");
+
+	switch (o->creds.provider) {
+	case OAUTH_MICROSOFT:
+		if (o->creds.client_id == NULL)
+			config_error(p, secline, "%sprovider microsoft needs client_id (the "
+			    "application (client) id of the app registration)", where);
+		if ((s = cfg_getstr(sec, "tenant")) == NULL && o->creds.token_url == NULL)
+			config_error(p, secline, "%sprovider microsoft needs tenant (the directory "
+			    "(tenant) id, or a domain such as contoso.onmicrosoft.com)", where);
+		else if (s != NULL && (!config_is_token(s) || strchr(s, '/') != NULL))
+			config_error(p, config_line(p, sec, "tenant", 0), "%stenant \"%s\" is not a "
+			    "tenant id or domain", where, s);
+		else if (o->creds.token_url == NULL)
+			o->creds.token_url = xasprintf("https://login.microsoftonline.com/%s/oauth2/"
+			    "v2.0/token", s);
+		if (o->creds.scope == NULL)
+			o->creds.scope = xstrdup(OAUTH_SCOPE_MICROSOFT);
+		if (secret_file != NULL && (cfg_getstr(sec, "client_certificate_file") != NULL ||
+		    cfg_getstr(sec, "client_key_file") != NULL))
+			config_error(p, config_line(p, sec, "client_secret_file", 0), "%sa client "
+			    "secret and a certificate are both set; keep one", where);
+		else if (secret_file != NULL && secrets)
+			o->creds.client_secret = config_read_secret(p, config_line(p, sec,
+			    "client_secret_file", 0), "client_secret_file", secret_file);
+		else if (secret_file == NULL && cfg_getstr(sec, "client_certificate_file") == NULL &&
+		    cfg_getstr(sec, "client_key_file") == NULL)
+			config_error(p, secline, "%sprovider microsoft needs client_secret_file, or "
+			    "client_certificate_file and client_key_file", where);
+		else if (secret_file == NULL && secrets)
+			config_oauth2_certificate(p, sec, where, &o->creds);
+		break;
+	case OAUTH_GOOGLE:
+		if (o->creds.scope == NULL)
+			o->creds.scope = xstrdup(OAUTH_SCOPE_GOOGLE);
+		if (secrets)
+			config_oauth2_service_account(p, sec, where, secline, &o->creds);
+		break;
+	case OAUTH_GENERIC:
+		if (o->creds.token_url == NULL && !config_bad(p, sec, "token_url") &&
+		    cfg_getstr(sec, "token_url") == NULL)
+			config_error(p, secline, "%sprovider generic needs token_url", where);
+		if (o->creds.client_id == NULL)
+			config_error(p, secline, "%sprovider generic needs client_id", where);
+		if (secret_file != NULL && secrets)
+			o->creds.client_secret = config_read_secret(p, config_line(p, sec,
+			    "client_secret_file", 0), "client_secret_file", secret_file);
+		if ((s = cfg_getstr(sec, "refresh_token_file")) != NULL) {
+			o->refresh_token_file = xstrdup(s);
+			if (secrets)
+				o->creds.refresh_token = config_read_secret(p, config_line(p, sec,
+				    "refresh_token_file", 0), "refresh_token_file", s);
+		}
+		break;
+	}
+	u->oauth2 = o;
+}
+
 static void
 config_build_upstream(struct config_parse *p, struct config *cfg, cfg_t *sec,
     struct cfg_upstream *u)
@@ -1268,12 +1517,10 @@ config_build_upstream(struct config_parse *p, struct config *cfg, cfg_t *sec,
 	else if (strcmp(s, "none") == 0)
 		u->auth = CFG_AUTH_NONE;
 	else if (strcmp(s, "xoauth2") == 0)
-		config_error(p, config_line(p, sec, "auth", 0),
-		    "%sauth \"xoauth2\" is not supported yet; use \"plain\" or \"login\"",
-		    where);
+		u->auth = CFG_AUTH_XOAUTH2;
 	else
-		config_error(p, config_line(p, sec, "auth", 0),
-		    "%sauth must be \"plain\", \"login\" or \"none\", not \"%s\"", where, s);
+		config_error(p, config_line(p, sec, "auth", 0), "%sauth must be \"plain\", "
+		    "\"login\", \"xoauth2\" or \"none\", not \"%s\"", where, s);
 
 	if (cfg_getstr(sec, "password") != NULL && cfg_getstr(sec, "password_file") != NULL) {
 		config_error(p, config_line(p, sec, "password_file", 0),
@@ -1289,10 +1536,20 @@ config_build_upstream(struct config_parse *p, struct config *cfg, cfg_t *sec,
 		/* relayd-sendmail, run by any user, needs no password */
 		if (!(p->flags & CONFIG_NO_SECRETS))
 			u->password = config_read_secret(p,
-			    config_line(p, sec, "password_file", 0), s);
+			    config_line(p, sec, "password_file", 0), "password_file", s);
 	}
 
-	if (u->auth != CFG_AUTH_NONE) {
+	if (u->auth == CFG_AUTH_XOAUTH2) {
+		int line = config_line(p, sec, "auth", 0);
+
+		if (cfg_getstr(sec, "username") == NULL)
+			config_error(p, line, "%sauth xoauth2 needs a username: the mailbox it "
+			    "sends as", where);
+		if (cfg_getstr(sec, "password") != NULL || cfg_getstr(sec, "password_file") != NULL)
+			config_error(p, config_line(p, sec, cfg_getstr(sec, "password") != NULL ?
+			    "password" : "password_file", 0), "%sa password is not used with auth "
+			    "xoauth2: the oauth2 section says how to get a token", where);
+	} else if (u->auth != CFG_AUTH_NONE) {
 		const char *mech = u->auth == CFG_AUTH_LOGIN ? "login" : "plain";
 		int line = config_line(p, sec, "auth", 0);
 
@@ -1328,6 +1585,8 @@ config_build_upstream(struct config_parse *p, struct config *cfg, cfg_t *sec,
 		else
 			u->spf = xstrdup(s);
 	}
+
+	config_build_oauth2(p, cfg_getsec(sec, "oauth2"), u, config_line(p, sec, "auth", 0));
 
 	snprintf(where, sizeof(where), "upstream %s: retry: ", u->name);
 	config_build_retry(p, cfg_getsec(sec, "retry"), where, &cfg->retry, &u->retry,
@@ -1584,6 +1843,20 @@ config_parse_tree(struct config_parse *p)
 		OPT_INT_NODEF("max_delay"),
 		CFG_END()
 	};
+	cfg_opt_t oauth2_opts[] = {
+		OPT_STR_NODEF("provider"),
+		OPT_STR_NODEF("tenant"),
+		OPT_STR_NODEF("client_id"),
+		OPT_STR_NODEF("client_secret_file"),
+		OPT_STR_NODEF("client_certificate_file"),
+		OPT_STR_NODEF("client_key_file"),
+		OPT_STR_NODEF("service_account_file"),
+		OPT_STR_NODEF("refresh_token_file"),
+		OPT_STR_NODEF("token_url"),
+		OPT_STR_NODEF("scope"),
+		OPT_STR_NODEF("tls_ca_file"),
+		CFG_END()
+	};
 	cfg_opt_t upstream_opts[] = {
 		OPT_SECLINE,
 		OPT_STR_NODEF("host"),
@@ -1600,6 +1873,7 @@ config_parse_tree(struct config_parse *p)
 		OPT_INT("timeout", 300),
 		OPT_STR_NODEF("spf"),
 		CFG_SEC("retry", retry_override_opts, CFGF_NONE),
+		CFG_SEC("oauth2", oauth2_opts, CFGF_NONE),
 		CFG_END()
 	};
 	cfg_opt_t dkim_opts[] = {
@@ -1741,6 +2015,12 @@ config_free(struct config *cfg)
 		}
 		free(u->password_file);
 		free(u->spf);
+		if (u->oauth2 != NULL) {
+			oauth_creds_free(&u->oauth2->creds);
+			free(u->oauth2->ca_file);
+			free(u->oauth2->refresh_token_file);
+			free(u->oauth2);
+		}
 	}
 	free(cfg->upstreams);
 	for (size_t i = 0; i < cfg->ndomains; i++) {

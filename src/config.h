@@ -20,6 +20,7 @@
 #include <stdio.h>
 
 #include "net.h"
+#include "oauth_grant.h"
 
 #ifndef SYSCONFDIR
 #define SYSCONFDIR "/etc"
@@ -55,6 +56,21 @@ struct cfg_listen {
 	int		 line;
 };
 
+/*
+ * An upstream's oauth2 section (auth = "xoauth2"), with every file it
+ * names already read: creds is what the token grant needs (secrets and
+ * keys: never logged).
+ */
+struct cfg_oauth2 {
+	struct oauth_creds	 creds;
+	char			*ca_file;		/* the token endpoint's CA bundle: its
+							 * tls_ca_file, else the upstream's;
+							 * NULL: the system store */
+	char			*refresh_token_file;	/* generic: where a rotated refresh
+							 * token goes; NULL if none */
+	int			 line;
+};
+
 struct cfg_upstream {
 	char		*name;
 	char		*host;
@@ -70,6 +86,8 @@ struct cfg_upstream {
 	int		 rate;		/* messages per minute, 0 = unlimited */
 	int		 timeout;	/* seconds to wait for a connection or reply (300) */
 	char		*spf;		/* NULL: built-in default for known providers, if any */
+	struct cfg_oauth2 *oauth2;	/* auth = "xoauth2" only (NULL with
+					 * CONFIG_NO_SECRETS: nothing read) */
 	struct cfg_retry retry;		/* effective schedule: the upstream's override or the global one */
 	bool		 retry_overridden;
 	int		 line;

@@ -650,9 +650,11 @@ static const struct {
 	  "@F@:5: upstream u: password and password_file are both set; keep one\n", false },
 	/* auth and tls */
 	{ "upstream \"u\" {\n  host = \"a\"\n  auth = \"xoauth2\"\n}\n",
-	  "@F@:3: upstream u: auth \"xoauth2\" is not supported yet; use \"plain\" or \"login\"\n", false },
+	  "@F@:3: upstream u: auth xoauth2 needs a username: the mailbox it sends as\n"
+	  "@F@:3: upstream u: auth xoauth2 needs an oauth2 { provider = ... } section\n", false },
 	{ "upstream \"u\" {\n  host = \"a\"\n  auth = \"cram-md5\"\n}\n",
-	  "@F@:3: upstream u: auth must be \"plain\", \"login\" or \"none\", not \"cram-md5\"\n", false },
+	  "@F@:3: upstream u: auth must be \"plain\", \"login\", \"xoauth2\" or \"none\", not "
+	  "\"cram-md5\"\n", false },
 	{ "upstream \"u\" {\n  host = \"a\"\n  auth = \"plain\"\n  username = \"me\"\n}\n",
 	  "@F@:3: upstream u: auth plain needs password or password_file\n", false },
 	{ "upstream \"u\" {\n  host = \"a\"\n  auth = \"login\"\n  password = \"pw\"\n}\n",
@@ -869,6 +871,206 @@ START_TEST(test_errors)
 }
 END_TEST
 
+/* ---- oauth2 sections -------------------------------------------------- */
+
+/* Copies a fixture from the test data into the temp dir with mode. */
+static void
+copy_fixture(const char *from, const char *to, mode_t mode)
+{
+	char src[PATH_MAX], buf[65536];
+	FILE *f;
+	size_t n;
+
+	snprintf(src, sizeof(src), "%s/%s", TEST_DATADIR, from);
+	f = fopen(src, "r");
+	ck_assert_msg(f != NULL, "%s", src);
+	n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	char dst[PATH_MAX + 64];
+
+	snprintf(dst, sizeof(dst), "%s/%s", tmpdir, to);
+	write_file(dst, buf, n, mode);
+}
+
+/* A service account's JSON key made of the test RSA key. */
+static void
+write_service_account(const char *name, const char *type, mode_t mode)
+{
+	char src[PATH_MAX], pem[8192], json[16384];
+	FILE *f;
+	size_t n, j = 0;
+
+	snprintf(src, sizeof(src), "%s/dkim-rsa2048.key", TEST_DATADIR);
+	f = fopen(src, "r");
+	ck_assert_ptr_nonnull(f);
+	n = fread(pem, 1, sizeof(pem) - 1, f);
+	fclose(f);
+	j = (size_t)snprintf(json, sizeof(json), "{\"type\": \"%s\", \"client_email\": "
+	    "\"relay@p.iam.gserviceaccount.com\", \"private_key_id\": \"k1\", \"private_key\": \"",
+	    type);
+	for (size_t i = 0; i < n; i++) {
+		if (pem[i] == '\n') {
+			json[j++] = '\\';
+			json[j++] = 'n';
+		} else {
+			json[j++] = pem[i];
+		}
+	}
+	j += (size_t)snprintf(json + j, sizeof(json) - j, "\"}\n");
+	char dst[PATH_MAX + 64];
+
+	snprintf(dst, sizeof(dst), "%s/%s", tmpdir, name);
+	write_file(dst, json, j, mode);
+}
+
+static void
+oauth_fixtures(void)
+{
+	copy_fixture("oauth-app.crt", "app.crt", 0644);
+	copy_fixture("dkim-rsa2048.key", "app.key", 0600);
+	copy_fixture("dkim-rsa2048.key", "open-app.key", 0644);
+	copy_fixture("dkim-rsa512.key", "other.key", 0600);
+	copy_fixture("dkim-ed25519.key", "ed.key", 0600);
+	write_service_account("sa.json", "service_account", 0600);
+	write_service_account("open-sa.json", "service_account", 0644);
+	write_service_account("user.json", "authorized_user", 0600);
+	write_in_dir("not.json", "{ \"type\": ", 0600);
+	write_in_dir("rt.secret", "refresh-1\n", 0600);
+}
+
+#define XO(oauth) "upstream \"o\" {\n  host = \"smtp.office365.com\"\n  auth = \"xoauth2\"\n" \
+	"  username = \"relay@example.com\"\n  oauth2 {\n" oauth "  }\n}\n"
+
+START_TEST(test_oauth2_ok)
+{
+	struct config *cfg;
+	const struct cfg_oauth2 *o;
+
+	oauth_fixtures();
+	cfg = load_ok(XO("    provider = \"microsoft\"\n    tenant = \"contoso.onmicrosoft.com\"\n"
+	    "    client_id = \"cid\"\n    client_secret_file = \"@D@/ok.secret\"\n"));
+	o = cfg->upstreams[0].oauth2;
+	ck_assert_ptr_nonnull(o);
+	ck_assert_int_eq(cfg->upstreams[0].auth, CFG_AUTH_XOAUTH2);
+	ck_assert_int_eq(o->creds.provider, OAUTH_MICROSOFT);
+	ck_assert_str_eq(o->creds.token_url,
+	    "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token");
+	ck_assert_str_eq(o->creds.scope, "https://outlook.office365.com/.default");
+	ck_assert_str_eq(o->creds.client_secret, "s3cret");
+	ck_assert_ptr_null(o->creds.key);
+	config_free(cfg);
+
+	cfg = load_ok(XO("    provider = \"microsoft\"\n    tenant = \"t1\"\n    client_id = \"cid\"\n"
+	    "    client_certificate_file = \"@D@/app.crt\"\n"
+	    "    client_key_file = \"@D@/app.key\"\n    token_url = \"https://127.0.0.1:9443/t\"\n"
+	    "    tls_ca_file = \"@D@/ca.pem\"\n"));
+	o = cfg->upstreams[0].oauth2;
+	ck_assert_ptr_nonnull(o->creds.key);
+	ck_assert_str_eq(o->creds.x5t_s256, "9QKIA793Go4gM2H2_ONPSCS1pYsiOWI1qf_gWnJ9nN8");
+	ck_assert_str_eq(o->creds.token_url, "https://127.0.0.1:9443/t");
+	ck_assert_ptr_nonnull(strstr(o->ca_file, "/ca.pem"));
+	config_free(cfg);
+
+	cfg = load_ok(XO("    provider = \"google\"\n    service_account_file = \"@D@/sa.json\"\n"));
+	o = cfg->upstreams[0].oauth2;
+	ck_assert_str_eq(o->creds.client_email, "relay@p.iam.gserviceaccount.com");
+	ck_assert_str_eq(o->creds.subject, "relay@example.com");
+	ck_assert_str_eq(o->creds.token_url, "https://oauth2.googleapis.com/token");
+	ck_assert_str_eq(o->creds.scope, "https://mail.google.com/");
+	config_free(cfg);
+
+	cfg = load_ok(XO("    provider = \"generic\"\n    token_url = \"https://login.example.net/t\"\n"
+	    "    client_id = \"app\"\n    refresh_token_file = \"@D@/rt.secret\"\n"
+	    "    scope = \"smtp\"\n"));
+	o = cfg->upstreams[0].oauth2;
+	ck_assert_str_eq(o->creds.refresh_token, "refresh-1");
+	ck_assert_ptr_nonnull(strstr(o->refresh_token_file, "/rt.secret"));
+	ck_assert_ptr_null(o->creds.client_secret);
+	config_free(cfg);
+}
+END_TEST
+
+static const struct {
+	const char	*conf;
+	const char	*errors;
+} oauth_bad[] = {
+	/* 0: no client_id; neither secret nor certificate */
+	{ XO("    provider = \"microsoft\"\n    tenant = \"t\"\n"),
+	  "@F@:6: upstream o: oauth2: provider microsoft needs client_id (the application "
+	  "(client) id of the app registration)\n"
+	  "@F@:6: upstream o: oauth2: provider microsoft needs client_secret_file, or "
+	  "client_certificate_file and client_key_file\n" },
+	/* 1: unknown provider */
+	{ XO("    provider = \"yahoo\"\n"),
+	  "@F@:6: upstream o: oauth2: unknown provider \"yahoo\": \"microsoft\", \"google\" or "
+	  "\"generic\"\n" },
+	/* 2: a key that is not the certificate's */
+	{ XO("    provider = \"microsoft\"\n    tenant = \"t\"\n    client_id = \"c\"\n"
+	  "    client_certificate_file = \"@D@/app.crt\"\n    client_key_file = \"@D@/other.key\"\n"),
+	  "@F@:10: upstream o: oauth2: client_key_file @D@/other.key: the key does not match the "
+	  "certificate\n" },
+	/* 3: an Ed25519 key */
+	{ XO("    provider = \"microsoft\"\n    tenant = \"t\"\n    client_id = \"c\"\n"
+	  "    client_certificate_file = \"@D@/app.crt\"\n    client_key_file = \"@D@/ed.key\"\n"),
+	  "@F@:10: upstream o: oauth2: client_key_file @D@/ed.key: the key is not an RSA key "
+	  "(the JWT is signed RS256)\n" },
+	/* 4: a key others may read */
+	{ XO("    provider = \"microsoft\"\n    tenant = \"t\"\n    client_id = \"c\"\n"
+	  "    client_certificate_file = \"@D@/app.crt\"\n"
+	  "    client_key_file = \"@D@/open-app.key\"\n"),
+	  "@F@:10: client_key_file @D@/open-app.key is readable by others (mode 0644); chmod 600 "
+	  "it\n" },
+	/* 5: a secret and a certificate */
+	{ XO("    provider = \"microsoft\"\n    tenant = \"t\"\n    client_id = \"c\"\n"
+	  "    client_secret_file = \"@D@/ok.secret\"\n    client_certificate_file = \"@D@/app.crt\"\n"),
+	  "@F@:9: upstream o: oauth2: a client secret and a certificate are both set; keep one\n" },
+	/* 6: service account: unparsable, wrong type, readable by others */
+	{ XO("    provider = \"google\"\n    service_account_file = \"@D@/not.json\"\n"),
+	  "@F@:7: upstream o: oauth2: service_account_file @D@/not.json: not a JSON object "
+	  "(line 1, column 10)\n" },
+	{ XO("    provider = \"google\"\n    service_account_file = \"@D@/user.json\"\n"),
+	  "@F@:7: upstream o: oauth2: service_account_file @D@/user.json: \"type\" is not "
+	  "\"service_account\" (is it the key of a service account, as the Google Cloud console "
+	  "downloads it?)\n" },
+	{ XO("    provider = \"google\"\n    service_account_file = \"@D@/open-sa.json\"\n"),
+	  "@F@:7: service_account_file @D@/open-sa.json is readable by others (mode 0644); "
+	  "chmod 600 it\n" },
+	/* 9: settings another provider takes; a token URL that is not https */
+	{ XO("    provider = \"google\"\n    service_account_file = \"@D@/sa.json\"\n"
+	  "    client_id = \"c\"\n    token_url = \"http://x/token\"\n"),
+	  "@F@:8: upstream o: oauth2: client_id is not used with provider google\n"
+	  "@F@:9: upstream o: oauth2: token_url \"http://x/token\" must be an https:// URL\n" },
+	/* 10: generic without token_url and client_id; a secret others may read */
+	{ XO("    provider = \"generic\"\n    client_secret_file = \"@D@/open.secret\"\n"),
+	  "@F@:6: upstream o: oauth2: provider generic needs token_url\n"
+	  "@F@:6: upstream o: oauth2: provider generic needs client_id\n"
+	  "@F@:7: client_secret_file @D@/open.secret is readable by others (mode 0644); chmod "
+	  "600 it\n" },
+	/* 11: a password with xoauth2; an oauth2 section without it */
+	{ "upstream \"o\" {\n  host = \"h.example\"\n  auth = \"xoauth2\"\n  username = \"a@b\"\n"
+	  "  password = \"pw\"\n  oauth2 { provider = \"generic\" token_url = \"https://x/t\" "
+	  "client_id = \"c\" }\n}\n"
+	  "upstream \"p\" {\n  host = \"h.example\"\n  oauth2 { provider = \"google\" }\n}\n",
+	  "@F@:5: upstream o: a password is not used with auth xoauth2: the oauth2 section says "
+	  "how to get a token\n"
+	  "@F@:10: upstream p: an oauth2 section is only used with auth = \"xoauth2\"\n" },
+};
+
+START_TEST(test_oauth2_errors)
+{
+	char *errs = NULL;
+	struct config *cfg;
+	char *want = subst(oauth_bad[_i].errors);
+
+	oauth_fixtures();
+	cfg = load(oauth_bad[_i].conf, &errs);
+	ck_assert_msg(cfg == NULL, "case %d accepted", _i);
+	ck_assert_msg(strcmp(errs, want) == 0, "case %d:\n got: %s\nwant: %s", _i, errs, want);
+	free(want);
+	free(errs);
+}
+END_TEST
+
 START_TEST(test_missing_file)
 {
 	char *errs = NULL;
@@ -1074,6 +1276,9 @@ config_suite(void)
 	tcase_add_loop_test(tc, test_password_file_newline, 0,
 	    (int)(sizeof(secrets) / sizeof(secrets[0])));
 	tcase_add_loop_test(tc, test_errors, 0, (int)(sizeof(bad) / sizeof(bad[0])));
+	tcase_add_test(tc, test_oauth2_ok);
+	tcase_add_loop_test(tc, test_oauth2_errors, 0,
+	    (int)(sizeof(oauth_bad) / sizeof(oauth_bad[0])));
 	tcase_add_test(tc, test_missing_file);
 	tcase_add_test(tc, test_null_errout);
 	tcase_add_test(tc, test_example_conf);
