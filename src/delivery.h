@@ -114,6 +114,7 @@ enum dlv_trouble {
 	DLV_T_SPOOL,		/* the message cannot be read from the spool: 4.3.0 */
 	DLV_T_UNROUTABLE,	/* no domain section for it (any more): 4.3.5, config */
 	DLV_T_UNSIGNED,		/* it cannot be signed again: 4.7.0, config */
+	DLV_T_TOKEN,		/* no OAuth 2.0 token could be had: 4.7.0, config */
 };
 
 /* reason: words an admin can act on, for the log and the DSN. */

@@ -22,6 +22,7 @@
 #include "delivery.h"
 #include "idmap.h"
 #include "log.h"
+#include "oauth.h"
 #include "qid.h"
 #include "queue.h"
 #include "resign.h"
@@ -62,12 +63,14 @@ struct qmsg {
 	size_t			 nr;
 	struct smtp_client_msg	 cm;
 	struct buf		 head;		/* cm.head: its signature fields */
+	char			*token;		/* cm.token: an xoauth2 access token (secret) */
 	bool			 dropped;	/* retired while a DSN commit was pending */
 	bool			 relocating;	/* spool_relocate() under way */
 };
 
 struct upclient {
 	struct smtp_client	*c;
+	struct oauth_wait	*tokwait;	/* waiting for a token for busy */
 	struct upstate		*ups;
 	struct qmsg		*busy;		/* message in progress, or NULL */
 	struct upclient		*next;
@@ -124,6 +127,7 @@ struct queue {
 	struct qgen		*gen;		/* current */
 	struct qgen		*old;		/* retired, still with sessions */
 	struct smtp_client_env	 cenv;
+	struct oauth		*oauth;		/* tokens of xoauth2 upstreams */
 	bool			 started, stopping;
 	size_t			 active;
 };
@@ -460,6 +464,32 @@ msg_signatures(struct queue *q, struct qmsg *m, int fd, char *why, size_t whylen
 	return 0;
 }
 
+/*
+ * The token for the session that is to deliver uc->busy: deliver, or, when
+ * it could not be had, defer every recipient with the endpoint's words
+ * (a configuration problem: 4.7.0, never bounced).
+ */
+static void
+token_ready(void *arg, const char *token, const char *error)
+{
+	struct upclient *uc = arg;
+	struct qmsg *m = uc->busy;
+
+	uc->tokwait = NULL;
+	if (token != NULL) {
+		m->token = xstrdup(token);
+		m->cm.token = m->token;
+		smtp_client_deliver(uc->c, &m->cm, deliver_result, uc);
+		return;
+	}
+	struct dlv_status *res = xcalloc(m->nr, sizeof(*res));
+
+	for (size_t i = 0; i < m->nr; i++)
+		dlv_trouble(DLV_T_TOKEN, error, &res[i]);
+	deliver_result(uc, uc->c, res, m->nr);
+	free(res);
+}
+
 /* Starts delivering m over uc. */
 static void
 msg_start(struct upclient *uc, struct qmsg *m)
@@ -530,6 +560,11 @@ msg_start(struct upclient *uc, struct qmsg *m)
 		free(res);
 		return;
 	}
+	if (uc->ups->cfg->auth == CFG_AUTH_XOAUTH2 && !smtp_client_idle(uc->c)) {
+		/* a new session authenticates: with a token, maybe fetched now */
+		uc->tokwait = oauth_get(q->oauth, uc->ups->cfg->name, token_ready, uc);
+		return;
+	}
 	smtp_client_deliver(uc->c, &m->cm, deliver_result, uc);
 }
 
@@ -591,6 +626,7 @@ msg_free(struct qmsg *m)
 	free(m->rcpts);
 	free(m->ridx);
 	buf_free(&m->head);
+	oauth_wipe(m->token);
 	spool_envelope_free(m->env);
 	free(m);
 }
@@ -963,6 +999,17 @@ deliver_result(void *arg, struct smtp_client *c, const struct dlv_status *res, s
 
 	uc->busy = NULL;
 	q->active--;
+	if (m->token != NULL) {
+		/* a token the upstream refused is not offered again */
+		for (size_t i = 0; i < n; i++)
+			if (res[i].auth_refused) {
+				oauth_reject(q->oauth, u->cfg->name, m->token);
+				break;
+			}
+		oauth_wipe(m->token);
+		m->token = NULL;
+		m->cm.token = NULL;
+	}
 	attempt_finish(m, res, smtp_client_relay(c));
 	if ((q->stopping || u->gen != q->gen) && smtp_client_idle(c)) {
 		/* stopping, or a session of a replaced configuration: no new
@@ -1064,6 +1111,18 @@ gen_new(struct queue *q, struct config *cfg, char *err, size_t errlen)
 			return NULL;
 		}
 	}
+	/* the credentials of xoauth2 upstreams: a token already held stays
+	 * if they did not change */
+	for (size_t i = 0; i < g->nups; i++) {
+		const struct cfg_upstream *c = g->ups[i].cfg;
+		struct oauth_creds creds;
+
+		if (c->auth != CFG_AUTH_XOAUTH2 || c->oauth2 == NULL)
+			continue;
+		oauth_creds_copy(&creds, &c->oauth2->creds);
+		oauth_set(q->oauth, c->name, &creds, c->oauth2->ca_file,
+		    c->oauth2->refresh_token_file);
+	}
 	return g;
 }
 
@@ -1077,6 +1136,7 @@ gen_free(struct qgen *g)
 			struct upclient *uc = u->clients;
 
 			u->clients = uc->next;
+			oauth_cancel(uc->tokwait);
 			smtp_client_abort(uc->c);
 			free(uc);
 		}
@@ -1132,6 +1192,7 @@ queue_new(struct event_base *base, struct evdns_base *dns, struct config *cfg)
 	q->cenv.dns = dns;
 	q->cenv.helo = cfg->hostname;
 	q->cenv.idle_sec = SESSION_IDLE_SEC;
+	q->oauth = oauth_new(base);
 	/* upstreams and their TLS contexts come with queue_start() */
 	q->gen = xcalloc(1, sizeof(*q->gen));
 	q->gen->cfg = config_ref(cfg);
@@ -1470,6 +1531,7 @@ queue_free(struct queue *q)
 	}
 	gen_free(q->gen);
 	smtp_client_abort_all(&q->cenv);
+	oauth_free(q->oauth);
 	for (size_t i = 0; i < OUTCOMES_KEPT; i++)
 		outcome_clear(&q->outcomes[i]);
 	while (q->watches) {

@@ -270,6 +270,7 @@ START_TEST(test_trouble)
 		{ DLV_T_SPOOL, DLV_DEFER, "4.3.0", false },
 		{ DLV_T_UNROUTABLE, DLV_DEFER, "4.3.5", true },
 		{ DLV_T_UNSIGNED, DLV_DEFER, "4.7.0", true },
+		{ DLV_T_TOKEN, DLV_DEFER, "4.7.0", true },
 	};
 	struct dlv_status st;
 
