@@ -41,6 +41,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,25 @@
 #define LAZY_MAX_MS	100		/* a record nobody waits for: durable within this */
 #define PREP_CHUNK	(256u << 10)	/* space written ahead at a time, when idle */
 #define PREP_AHEAD	(1u << 20)	/* keep this much written ahead of the tail */
+
+/*
+ * Tests only: RELAYD_TEST_SPOOL_KILL=POINT[:N] (relayd(8)) makes the
+ * committer SIGKILL its own process at POINT while it commits the Nth MSG
+ * record since start (default 1), or in the batch that holds it, so that
+ * the tests can crash relayd at every write boundary of a message.
+ */
+enum kill_point {
+	KP_NONE = 0,
+	KP_START,	/* before any byte of the record */
+	KP_BODY,	/* half of a spilled body written */
+	KP_HEAD,	/* a spilled body written, its record header not yet */
+	KP_WRITTEN,	/* the whole record written */
+	KP_SYNC,	/* before the batch's fdatasync */
+	KP_SYNCED,	/* after it, before the event loop hears of it */
+};
+static const char *const kill_point_names[] = {
+	"", "start", "body", "head", "written", "sync", "synced",
+};
 
 struct spool_body {
 	struct spool	*sp;
@@ -156,7 +176,40 @@ struct spool {
 	bool			 seg_suspect;	/* a sync failed: start a new segment */
 	uint64_t		 seg_max;	/* rotate past this size */
 	long			 lazy_max_ms;	/* guarded by mu */
+
+	/* tests only (RELAYD_TEST_SPOOL_KILL), the committer's */
+	enum kill_point		 kill_at;
+	uint64_t		 kill_msg;	/* at the commit of this MSG record */
+	uint64_t		 kill_msgs;	/* MSG records begun so far */
 };
+
+/* The test hook: dies here if the tests asked for it (see kill_point). */
+static void
+test_kill(struct spool *sp, enum kill_point at)
+{
+	if (sp->kill_at == at && sp->kill_msgs >= sp->kill_msg)
+		raise(SIGKILL);
+}
+
+/* Reads RELAYD_TEST_SPOOL_KILL; an unknown point is ignored, loudly. */
+static void
+test_kill_init(struct spool *sp)
+{
+	const char *v = getenv("RELAYD_TEST_SPOOL_KILL");
+
+	if (v == NULL || *v == '\0')
+		return;
+	size_t n = strcspn(v, ":");
+	for (size_t i = 1; i < sizeof(kill_point_names) / sizeof(*kill_point_names); i++)
+		if (strlen(kill_point_names[i]) == n && strncmp(v, kill_point_names[i], n) == 0)
+			sp->kill_at = (enum kill_point)i;
+	sp->kill_msg = v[n] == ':' ? strtoull(v + n + 1, NULL, 10) : 1;
+	if (sp->kill_at == KP_NONE)
+		log_warn("RELAYD_TEST_SPOOL_KILL=%s: no such point; ignored", v);
+	else
+		log_warn("test hook: relayd kills itself at \"%s\" of MSG record %llu",
+		    kill_point_names[sp->kill_at], (unsigned long long)sp->kill_msg);
+}
 
 /* ---- little-endian encoding ------------------------------------------ */
 
@@ -605,6 +658,8 @@ commit_write_msg(struct spool *sp, struct spool_req *r)
 		r->error = EFBIG;
 		return -1;
 	}
+	sp->kill_msgs++;
+	test_kill(sp, KP_START);
 	set_u32le(h + 8, (uint32_t)payload);
 	crc = crc32c(0, h + 4, 8);
 	crc = crc32c(crc, h + REC_HDR_LEN, r->head.len - REC_HDR_LEN);
@@ -645,8 +700,11 @@ commit_write_msg(struct spool *sp, struct spool_req *r)
 			if (pwrite_full(sp->segfd, chunk, (size_t)n, off) < 0)
 				goto fail;
 			off += (uint64_t)n;
+			if (done < b->size / 2 && done + (uint64_t)n >= b->size / 2)
+				test_kill(sp, KP_BODY);
 			done += (uint64_t)n;
 		}
+		test_kill(sp, KP_HEAD);
 		set_u32le(h + 12, crc);
 		if (pwrite_full(sp->segfd, r->head.p, r->head.len, start) < 0)
 			goto fail;
@@ -655,6 +713,7 @@ commit_write_msg(struct spool *sp, struct spool_req *r)
 	r->loc.off = start + r->head.len;
 	r->loc.len = textlen;
 	sp->segoff = start + REC_HDR_LEN + payload;
+	test_kill(sp, KP_WRITTEN);
 	return 0;
 fail:
 	r->error = errno ? errno : EIO;
@@ -748,6 +807,7 @@ commit_batch(struct spool *sp, struct spool_req *batch, uint64_t seg_max)
 	}
 	if (written == 0)
 		goto reclaim;
+	test_kill(sp, KP_SYNC);
 	if (fdatasync(sp->segfd) < 0) {
 		int e = errno;
 
@@ -765,6 +825,7 @@ commit_batch(struct spool *sp, struct spool_req *batch, uint64_t seg_max)
 		sp->seg_suspect = true;
 		return;
 	}
+	test_kill(sp, KP_SYNCED);
 	pthread_mutex_lock(&sp->mu);
 	sp->stats.commits++;
 	sp->stats.records += written;
@@ -1580,6 +1641,7 @@ spool_open(const char *dir, struct event_base *base, spool_load_fn load, void *l
 	sp->done_tail = &sp->done;
 	sp->seg_max = SEG_MAX_SIZE;
 	sp->lazy_max_ms = LAZY_MAX_MS;
+	test_kill_init(sp);
 
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
 		snprintf(err, errlen, "cannot create spool %s: %s", dir, strerror(errno));
