@@ -9,12 +9,16 @@
  * itself down under steady load.  Appending every message accepted during
  * one fdatasync to the current segment turns N syncs into one.
  *
- * On-disk format (little-endian):
+ * On-disk format (little-endian), version 2:
  *   segment file "<seq>.seg", seq 16 hex digits, a sequence of records:
- *   header  u32 magic "RLYR" | u8 type | u8 version | u16 reserved |
- *           u32 payload length | u32 CRC-32C over bytes 4..12 of the
- *           header and the payload
+ *   header  u32 magic "RLYR" | u8 type | u8 version (2) | u16 reserved |
+ *           u32 payload length | u32 CRC-32C over bytes 4..12 and 16..32
+ *           of the header and the payload | 16 bytes seal
+ *   The first record, at offset 0, is the segment header (SEG); its seal
+ *   is 16 random bytes (getrandom) drawn when the segment is created, and
+ *   every record of the segment carries the same seal.
  *   payload by type:
+ *     SEG   u64 seq | i64 created_us (offset 0 only)
  *     MSG   u64 qid | i64 arrival_us | u32 flags | u32 nrcpt | str sender |
  *           str route | nrcpt * (str addr | u8 status | u16 attempts |
  *           i64 next | str last_error | str dsn) | u64 textlen |
@@ -25,6 +29,40 @@
  *     SIG   u64 qid | text (the DKIM-Signature fields of a message whose
  *           MSG record has SPOOL_F_SIGPEND: they go before its text)
  *   str = u32 length (0xffffffff for NULL) | bytes
+ *   Version 1 (relayd before the seal): no SEG record, 16-byte headers
+ *   (the same fields without the seal), the same payloads.
+ *
+ * Why a seal.  A record's payload holds a client's message text, and a
+ * spilled body is copied into the segment before its record header is
+ * written; a crash in between leaves client bytes where a header should
+ * be.  A reader that searched those bytes for the next magic number and
+ * trusted any CRC-32C that matched (CRC-32C is no secret) obeyed records a
+ * client had hidden in its text: a DONE deleting another message that got
+ * its 250, a MSG injecting mail with any envelope.  So:
+ *  - Recovery reads strictly in sequence: each position it parses is the
+ *    end of a record whose header, seal and CRC it verified, so it never
+ *    looks inside a payload.  A crash (kill -9, OOM, power loss) can only
+ *    damage what follows the last fdatasync of the newest segment, and
+ *    nothing there was acknowledged: that tail is cut off.
+ *  - Damage elsewhere is not a crash but a bad block.  To lose only the
+ *    records in it, recovery goes on at the next header that carries the
+ *    segment's seal.  No client can write one: the seal never leaves the
+ *    spool (never logged, never sent; relocation and delivery copy text
+ *    only), and offset 0, where recovery learns it, is written and synced
+ *    at creation, before any message text is in the file.  Records found
+ *    that way are ones relayd wrote; at worst they belong to a batch no
+ *    client was told about, which is as harmless as if its sync had ended.
+ *  - Version-1 segments (an older relayd's, read once after an upgrade)
+ *    have no seal: they are read in sequence only and never searched.  At
+ *    the first bad record the newest one is cut off; in an older one the
+ *    rest is left unread, and said so, for it cannot be told from text.
+ *  - A segment whose SEG record is damaged (though not by a crash: it is
+ *    synced before anything follows it) is not read at all but set aside
+ *    as "<seq>.seg.damaged"; one of an unknown, newer version makes the
+ *    spool unusable rather than be misread.
+ * Every damaged or cut-off record is logged with its queue id when its
+ * header is readable, and with what it cost (a message lost, one that will
+ * be delivered again, an attempt repeated, signatures made again).
  *
  * Recovery reads segments in order: a MSG creates (or, when a message was
  * relocated, replaces) a message, RCPT records update it, SIG gives it its
@@ -47,6 +85,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -59,12 +98,15 @@
 #include "util.h"
 
 #define REC_MAGIC	0x52594c52u	/* "RLYR" */
-#define REC_HDR_LEN	16
-#define REC_VERSION	1
+#define REC_VERSION	2		/* sealed records; 1: before the seal */
+#define REC_HDR_V1	16		/* a version-1 header */
+#define REC_HDR_LEN	32		/* a version-2 header: the v1 fields, the seal */
+#define SEAL_LEN	16
 #define REC_MSG		1
 #define REC_RCPT	2
 #define REC_DONE	3
 #define REC_SIG		4
+#define REC_SEG		5		/* the segment header, at offset 0 only */
 #define REC_MAX_PAYLOAD	(1ULL << 32)	/* u32 length: > 4 GiB messages cannot exist */
 
 #define SEG_MAX_SIZE	(64ULL << 20)	/* rotate once a segment passes this */
@@ -171,10 +213,12 @@ struct spool {
 	int			 segfd;
 	uint64_t		 segseq;
 	uint64_t		 segoff;
+	uint64_t		 seg_head;	/* where its first record goes */
 	uint64_t		 seg_alloc;	/* preallocated size, 0 if not preallocated */
 	uint64_t		 seg_ready;	/* written (zeros or records) and synced up to */
 	bool			 seg_suspect;	/* a sync failed: start a new segment */
 	uint64_t		 seg_max;	/* rotate past this size */
+	unsigned char		 seal[SEAL_LEN];	/* the current segment's; secret */
 	long			 lazy_max_ms;	/* guarded by mu */
 
 	/* tests only (RELAYD_TEST_SPOOL_KILL), the committer's */
@@ -347,17 +391,48 @@ spool_envelope_free(struct spool_envelope *env)
 	free(env);
 }
 
+/*
+ * A record header with its length, CRC and seal still zero: the committer
+ * fills them in (rec_seal), as only it knows the segment, hence the seal,
+ * the record will be written to.
+ */
 static void
-encode_msg_head(struct buf *b, const struct spool_envelope *env, uint64_t qid,
-    uint32_t flags, uint64_t textlen)
+put_header(struct buf *b, int type)
 {
-	/* header, CRC and length filled in by the committer */
+	static const unsigned char noseal[SEAL_LEN];
+
 	put_u32(b, REC_MAGIC);
-	put_u8(b, REC_MSG);
+	put_u8(b, (uint8_t)type);
 	put_u8(b, REC_VERSION);
 	put_u16(b, 0);
 	put_u32(b, 0);
 	put_u32(b, 0);
+	buf_add(b, noseal, SEAL_LEN);
+}
+
+/* The CRC-32C of a version-2 header's checked fields (type, version,
+ * length, seal); the payload follows. */
+static uint32_t
+header_crc(const unsigned char *h)
+{
+	return crc32c(crc32c(0, h + 4, 8), h + 16, SEAL_LEN);
+}
+
+/* Seals header h for the current segment: the seal and the payload length;
+ * returns the CRC so far, for the caller to run over the payload. */
+static uint32_t
+rec_seal(const struct spool *sp, unsigned char *h, uint32_t payload)
+{
+	set_u32le(h + 8, payload);
+	memcpy(h + 16, sp->seal, SEAL_LEN);
+	return header_crc(h);
+}
+
+static void
+encode_msg_head(struct buf *b, const struct spool_envelope *env, uint64_t qid,
+    uint32_t flags, uint64_t textlen)
+{
+	put_header(b, REC_MSG);
 	put_u64(b, qid);
 	put_u64(b, (uint64_t)env->arrival);
 	put_u32(b, flags);
@@ -532,24 +607,52 @@ seg_finish(struct spool *sp)
 	sp->segfd = -1;
 }
 
-/* Creates segment seq and makes its directory entry durable. */
+/*
+ * The segment header: a SEG record at offset 0 (u64 sequence number, i64
+ * creation time) under a fresh random seal, which every later record of
+ * the segment carries and its CRC covers.
+ */
+static int
+seg_write_header(int fd, uint64_t seq, unsigned char seal[SEAL_LEN])
+{
+	struct buf b;
+	int rc;
+
+	if (getrandom(seal, SEAL_LEN, 0) != SEAL_LEN) {
+		if (errno == 0)
+			errno = EIO;
+		return -1;
+	}
+	buf_init(&b);
+	put_header(&b, REC_SEG);
+	put_u64(&b, seq);
+	put_u64(&b, (uint64_t)now_us());
+	unsigned char *h = (unsigned char *)b.p;
+	set_u32le(h + 8, (uint32_t)(b.len - REC_HDR_LEN));
+	memcpy(h + 16, seal, SEAL_LEN);
+	set_u32le(h + 12, crc32c(header_crc(h), h + REC_HDR_LEN, b.len - REC_HDR_LEN));
+	rc = pwrite_full(fd, b.p, b.len, 0) < 0 ? -1 : (int)b.len;
+	buf_free(&b);
+	return rc;
+}
+
+/*
+ * Creates segment seq: its header (the seal) written and synced, and its
+ * directory entry durable, before any record goes into it.  Syncing the
+ * header at once means offset 0 holds it for good: no message text can
+ * ever be there, so the seal recovery trusts is one relayd wrote.
+ */
 static int
 seg_create(struct spool *sp, uint64_t seq)
 {
+	unsigned char seal[SEAL_LEN];
 	char name[32];
-	int fd;
+	int fd, hlen;
 
 	seg_name(seq, name);
-	fd = openat(sp->dirfd, name, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+	fd = openat(sp->dirfd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -1;
-	if (fsync(sp->dirfd) < 0) {
-		int e = errno;
-		close(fd);
-		unlinkat(sp->dirfd, name, 0);
-		errno = e;
-		return -1;
-	}
 	/* Preallocated space makes each group commit's fdatasync cheaper (no
 	 * block allocation, no size change: 0.17 ms instead of 0.29 ms on the
 	 * reference machine), and seg_prepare() then makes it cheaper still.
@@ -559,6 +662,14 @@ seg_create(struct spool *sp, uint64_t seq)
 	uint64_t prealloc = sp->seg_max;
 	pthread_mutex_unlock(&sp->mu);
 	bool allocated = fallocate(fd, 0, 0, (off_t)prealloc) == 0;
+	if ((hlen = seg_write_header(fd, seq, seal)) < 0 || fdatasync(fd) < 0 ||
+	    fsync(sp->dirfd) < 0) {
+		int e = errno;
+		close(fd);
+		unlinkat(sp->dirfd, name, 0);
+		errno = e;
+		return -1;
+	}
 	seg_finish(sp);
 	sp->files = xrealloc(sp->files, (sp->nfiles + 1) * sizeof(*sp->files));
 	sp->files[sp->nfiles++] = seq;
@@ -567,7 +678,9 @@ seg_create(struct spool *sp, uint64_t seq)
 	pthread_mutex_unlock(&sp->mu);
 	sp->segfd = fd;
 	sp->segseq = seq;
-	sp->segoff = 0;
+	sp->segoff = sp->seg_head = (uint64_t)hlen;
+	memcpy(sp->seal, seal, SEAL_LEN);
+	explicit_bzero(seal, SEAL_LEN);
 	sp->seg_alloc = allocated ? prealloc : 0;
 	sp->seg_ready = 0;
 	sp->seg_suspect = false;
@@ -660,8 +773,7 @@ commit_write_msg(struct spool *sp, struct spool_req *r)
 	}
 	sp->kill_msgs++;
 	test_kill(sp, KP_START);
-	set_u32le(h + 8, (uint32_t)payload);
-	crc = crc32c(0, h + 4, 8);
+	crc = rec_seal(sp, h, (uint32_t)payload);
 	crc = crc32c(crc, h + REC_HDR_LEN, r->head.len - REC_HDR_LEN);
 	crc = crc32c(crc, r->prefix, r->prefixlen);
 
@@ -723,10 +835,14 @@ fail:
 	return -1;
 }
 
-/* Writes a prebuilt record (RCPT, DONE) at sp->segoff. */
+/* Writes a prebuilt record (RCPT, DONE, SIG) at sp->segoff. */
 static int
 commit_write_rec(struct spool *sp, struct spool_req *r)
 {
+	unsigned char *h = (unsigned char *)r->head.p;
+	uint32_t crc = rec_seal(sp, h, (uint32_t)(r->head.len - REC_HDR_LEN));
+
+	set_u32le(h + 12, crc32c(crc, h + REC_HDR_LEN, r->head.len - REC_HDR_LEN));
 	if (pwrite_full(sp->segfd, r->head.p, r->head.len, sp->segoff) < 0) {
 		r->error = errno ? errno : EIO;
 		if (ftruncate(sp->segfd, (off_t)sp->segoff) < 0)
@@ -777,7 +893,8 @@ commit_batch(struct spool *sp, struct spool_req *batch, uint64_t seg_max)
 	uint64_t batch_start, reclaim_below = 0;
 	size_t written = 0;
 
-	if (sp->segfd < 0 || sp->seg_suspect || sp->segoff >= seg_max) {
+	if (sp->segfd < 0 || sp->seg_suspect || (sp->segoff >= seg_max &&
+	    sp->segoff > sp->seg_head)) {
 		if (seg_create(sp, sp->segseq + 1) < 0) {
 			int e = errno;
 			log_err("spool: cannot create segment in %s: %s", sp->dir, strerror(e));
@@ -1065,8 +1182,6 @@ static struct spool_req *
 rec_req(int type, const struct buf *p, spool_done_fn done, void *arg)
 {
 	struct spool_req *r = xcalloc(1, sizeof(*r));
-	unsigned char *h;
-	uint32_t crc;
 
 	r->kind = REQ_REC;
 	r->done_seg = -1;
@@ -1074,17 +1189,8 @@ rec_req(int type, const struct buf *p, spool_done_fn done, void *arg)
 	r->arg = arg;
 	r->waited = done != NULL;
 	buf_init(&r->head);
-	put_u32(&r->head, REC_MAGIC);
-	put_u8(&r->head, (uint8_t)type);
-	put_u8(&r->head, REC_VERSION);
-	put_u16(&r->head, 0);
-	put_u32(&r->head, (uint32_t)p->len);
-	put_u32(&r->head, 0);
+	put_header(&r->head, type);
 	buf_add(&r->head, p->p, p->len);
-	h = (unsigned char *)r->head.p;
-	crc = crc32c(0, h + 4, 8);
-	crc = crc32c(crc, h + REC_HDR_LEN, p->len);
-	set_u32le(h + 12, crc);
 	return r;
 }
 
@@ -1317,9 +1423,24 @@ spool_max_qid(const struct spool *sp)
 
 /* ---- recovery ---------------------------------------------------------- */
 
+/* A damaged record met while reading the spool, reported once every
+ * segment is read (what it cost depends on what came after). */
+struct damage {
+	uint64_t	seq;		/* segment */
+	uint64_t	off;		/* where the damage starts */
+	uint64_t	bytes;		/* how many bytes are skipped or cut off */
+	int		type;		/* the record's type if its header is readable, else 0 */
+	uint64_t	qid;		/* its queue id if readable, else 0 */
+	bool		cut;		/* cut off: the tail of the newest segment */
+	bool		unread;		/* the rest of an old-format segment, not read */
+	bool		retired;	/* a later DONE retired this qid */
+};
+
 struct recovery {
 	struct idmap	*msgs;		/* qid -> envelope */
 	uint64_t	 maxqid;
+	struct damage	*dmg;
+	size_t		 ndmg;
 };
 
 static void
@@ -1334,8 +1455,12 @@ recover_record(struct recovery *rc, int type, const unsigned char *p, size_t n,
 		struct spool_envelope *env = decode_msg(p, n, &qid, seg, payload_off);
 
 		if (env == NULL || qid == 0) {
+			char id[QID_SIZE];
+
+			qid_encode(qid, id);
 			log_err("spool: %016" PRIx64 ".seg offset %" PRIu64
-			    ": unreadable message record skipped", seg, payload_off);
+			    ": unreadable MSG record of queue id %s skipped: message %s is lost",
+			    seg, payload_off, id, id);
 			spool_envelope_free(env);
 			return;
 		}
@@ -1371,8 +1496,12 @@ recover_record(struct recovery *rc, int type, const unsigned char *p, size_t n,
 	}
 	case REC_DONE:
 		qid = rd_uint(&r, 8);
-		if (!r.bad)
-			spool_envelope_free(idmap_del(rc->msgs, qid));
+		if (r.bad)
+			return;
+		spool_envelope_free(idmap_del(rc->msgs, qid));
+		for (size_t i = 0; i < rc->ndmg; i++)
+			if (rc->dmg[i].qid == qid)
+				rc->dmg[i].retired = true;
 		return;
 	case REC_SIG: {
 		qid = rd_uint(&r, 8);
@@ -1391,99 +1520,343 @@ recover_record(struct recovery *rc, int type, const unsigned char *p, size_t n,
 	}
 }
 
-/* Is there a whole, checksummed record at p?  Returns its total length. */
-static uint64_t
-record_at(const unsigned char *p, uint64_t avail)
+/* One segment being read. */
+struct segread {
+	struct spool		*sp;
+	struct recovery		*rc;
+	char			 name[32];
+	uint64_t		 seq;
+	const unsigned char	*map;
+	uint64_t		 size;
+	int			 version;	/* 1 or 2 */
+	unsigned char		 seal[SEAL_LEN];	/* version 2 */
+};
+
+static size_t
+hdr_len(const struct segread *s)
 {
-	if (avail < REC_HDR_LEN || get_u32le(p) != REC_MAGIC)
-		return 0;
-	uint64_t len = get_u32le(p + 8);
-	if (len > avail - REC_HDR_LEN)
-		return 0;
-	uint32_t crc = crc32c(0, p + 4, 8);
-	crc = crc32c(crc, p + REC_HDR_LEN, (size_t)len);
-	if (crc != get_u32le(p + 12))
-		return 0;
-	return REC_HDR_LEN + len;
+	return s->version == 1 ? REC_HDR_V1 : REC_HDR_LEN;
 }
 
 /*
- * Reads one segment.  Damage (a torn tail after a crash, or corrupt blocks)
- * is skipped by scanning for the next whole record; a torn tail of the last
- * segment is cut off.  Returns -1 only if the file cannot be read at all.
+ * Whether a record header of this segment's format starts at off: the
+ * magic, the version and, in a sealed segment, its seal: then relayd wrote
+ * it, as no client can know the seal.  Its CRC may still fail.
+ */
+static bool
+header_at(const struct segread *s, uint64_t off)
+{
+	const unsigned char *p = s->map + off;
+
+	if (s->size - off < hdr_len(s) || get_u32le(p) != REC_MAGIC || p[5] != s->version)
+		return false;
+	return s->version == 1 || memcmp(p + 16, s->seal, SEAL_LEN) == 0;
+}
+
+/* The length of the whole, checksummed record at off, or 0. */
+static uint64_t
+record_at(const struct segread *s, uint64_t off)
+{
+	const unsigned char *p = s->map + off;
+	size_t hl = hdr_len(s);
+
+	if (!header_at(s, off))
+		return 0;
+	uint64_t len = get_u32le(p + 8);
+	if (len > s->size - off - hl)
+		return 0;
+	uint32_t crc = s->version == 1 ? crc32c(0, p + 4, 8) : header_crc(p);
+	if (crc32c(crc, p + hl, (size_t)len) != get_u32le(p + 12))
+		return 0;
+	return hl + len;
+}
+
+/* Where the last non-zero byte before `to` ends (from at least). */
+static uint64_t
+nonzero_end(const struct segread *s, uint64_t from, uint64_t to)
+{
+	while (to > from && s->map[to - 1] == 0)
+		to--;
+	return to;
+}
+
+/* The next header of this sealed segment after off, or its size. */
+static uint64_t
+next_header(const struct segread *s, uint64_t off)
+{
+	static const unsigned char magic[4] = { 'R', 'L', 'Y', 'R' };
+
+	while (++off < s->size) {
+		const unsigned char *nx = memmem(s->map + off, s->size - off, magic, 4);
+
+		if (nx == NULL)
+			break;
+		off = (uint64_t)(nx - s->map);
+		if (header_at(s, off))
+			return off;
+	}
+	return s->size;
+}
+
+/* Notes damage from off to end, naming the record there if its header
+ * can be read. */
+static void
+damage_note(struct segread *s, uint64_t off, uint64_t end, bool unread)
+{
+	struct recovery *rc = s->rc;
+	struct damage *d;
+
+	rc->dmg = xrealloc(rc->dmg, (rc->ndmg + 1) * sizeof(*rc->dmg));
+	d = &rc->dmg[rc->ndmg++];
+	memset(d, 0, sizeof(*d));
+	d->seq = s->seq;
+	d->off = off;
+	d->bytes = nonzero_end(s, off, end) - off;
+	d->unread = unread;
+	if (header_at(s, off)) {
+		struct rd r = { s->map + off + hdr_len(s), s->size - off - hdr_len(s), false };
+
+		d->type = s->map[off + 4];
+		d->qid = rd_uint(&r, 8);	/* every type but SEG starts with it */
+		if (d->type == REC_SEG || r.bad)
+			d->qid = 0;
+	}
+}
+
+/*
+ * Reads the records of a segment from `off` on, strictly in sequence:
+ * every position read is the end of a record whose header and CRC were
+ * verified, so message text is never read as a record.  At a record that
+ * fails, a sealed segment (version 2) goes on at the next header carrying
+ * its seal, which only relayd can have written (a bad block in the middle
+ * of a segment costs only the records in it); an old-format one stops,
+ * since there a header cannot be told from message text.  Returns where
+ * the last whole record ends.
+ */
+static uint64_t
+read_records(struct segread *s, uint64_t off)
+{
+	uint64_t good_end = off;
+
+	while (off < s->size) {
+		uint64_t len = record_at(s, off);
+		size_t hl = hdr_len(s);
+
+		if (len > 0) {
+			const unsigned char *p = s->map + off;
+
+			if (p[4] != REC_SEG)
+				recover_record(s->rc, p[4], p + hl, len - hl, s->seq, off + hl);
+			off += len;
+			good_end = off;
+			continue;
+		}
+		if (nonzero_end(s, off, s->size) == off)
+			break;		/* the preallocated tail */
+		if (s->version == 1) {
+			damage_note(s, off, s->size, true);
+			break;
+		}
+		uint64_t next = next_header(s, off);
+		damage_note(s, off, next, false);
+		off = next;
+	}
+	return good_end;
+}
+
+enum seg_format { SEGF_OK, SEGF_EMPTY, SEGF_BAD, SEGF_NEWER };
+
+/*
+ * Tells the format from the first record: a sealed segment starts with
+ * its SEG record (the seal), an old one with any version-1 record.  First
+ * is where the records after the segment header start.
+ */
+static enum seg_format
+seg_format(struct segread *s, uint64_t *first)
+{
+	const unsigned char *p = s->map;
+
+	*first = 0;
+	if (s->size >= 6 && get_u32le(p) == REC_MAGIC && p[5] == 1) {
+		s->version = 1;
+		return SEGF_OK;
+	}
+	if (s->size >= REC_HDR_LEN && get_u32le(p) == REC_MAGIC && p[5] == 2 && p[4] == REC_SEG) {
+		s->version = 2;
+		memcpy(s->seal, p + 16, SEAL_LEN);
+		if ((*first = record_at(s, 0)) > 0)
+			return SEGF_OK;
+	}
+	if (s->size >= 6 && get_u32le(p) == REC_MAGIC && p[5] > REC_VERSION)
+		return SEGF_NEWER;
+	/* zeros, or a segment header a crash cut short before anything was
+	 * written after it (it is synced before any record) */
+	return nonzero_end(s, 0, s->size) <= REC_HDR_LEN + 16 ? SEGF_EMPTY : SEGF_BAD;
+}
+
+/*
+ * A segment whose first record cannot be read: without its seal, no
+ * record in it can be told from message text, so none is read; it is set
+ * aside for the admin (renamed), not deleted.
+ */
+static void
+seg_set_aside(struct segread *s)
+{
+	char aside[48];
+
+	snprintf(aside, sizeof(aside), "%s.damaged", s->name);
+	if (renameat(s->sp->dirfd, s->name, s->sp->dirfd, aside) < 0 || fsync(s->sp->dirfd) < 0) {
+		log_err("spool: %s/%s: its segment header is damaged, and it cannot be renamed to "
+		    "%s: %s", s->sp->dir, s->name, aside, strerror(errno));
+		return;
+	}
+	log_err("spool: %s/%s: its segment header is damaged: none of its %" PRIu64 " bytes can "
+	    "be read safely, and the messages in it are lost; renamed %s (their text can be "
+	    "read with less: remove the file when done)", s->sp->dir, s->name, s->size, aside);
+}
+
+/*
+ * Reads one segment (see read_records).  What follows the last whole
+ * record: zeros (preallocated) are trimmed; in the newest segment, the
+ * rest of a write a crash interrupted, never acknowledged, is cut off; in
+ * an older one, damage is left where it is.  Returns 0, 1 if the segment
+ * was set aside, -1 if it cannot be read at all or was written by a newer
+ * relayd.
  */
 static int
 recover_segment(struct spool *sp, struct recovery *rc, uint64_t seq, bool last,
     char *err, size_t errlen)
 {
-	char name[32];
+	struct segread s = { .sp = sp, .rc = rc, .seq = seq };
 	struct stat st;
 	int fd;
 
-	seg_name(seq, name);
-	fd = openat(sp->dirfd, name, O_RDWR | O_CLOEXEC);
+	seg_name(seq, s.name);
+	fd = openat(sp->dirfd, s.name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (fd < 0 || fstat(fd, &st) < 0) {
-		snprintf(err, errlen, "cannot open %s/%s: %s", sp->dir, name, strerror(errno));
+		snprintf(err, errlen, "cannot open %s/%s: %s", sp->dir, s.name, strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
 	}
-	uint64_t size = (uint64_t)st.st_size;
-	if (size == 0) {
+	s.size = (uint64_t)st.st_size;
+	if (s.size == 0) {
 		close(fd);
 		return 0;
 	}
-	const unsigned char *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (map == MAP_FAILED) {
-		snprintf(err, errlen, "cannot map %s/%s: %s", sp->dir, name, strerror(errno));
+	s.map = mmap(NULL, s.size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (s.map == MAP_FAILED) {
+		snprintf(err, errlen, "cannot map %s/%s: %s", sp->dir, s.name, strerror(errno));
 		close(fd);
 		return -1;
 	}
-	uint64_t off = 0, good_end = 0, skipped = 0;
-	while (off < size) {
-		uint64_t len = record_at(map + off, size - off);
-
-		if (len == 0) {
-			/* Resynchronise on the next magic number. */
-			static const unsigned char magic[4] = { 'R', 'L', 'Y', 'R' };
-			const unsigned char *nx = memmem(map + off + 1, size - off - 1, magic, 4);
-			uint64_t to = nx ? (uint64_t)(nx - map) : size;
-
-			skipped += to - off;
-			off = to;
-			continue;
-		}
-		if (skipped > 0)
-			log_err("spool: %s/%s: %" PRIu64 " damaged bytes skipped before offset %"
-			    PRIu64, sp->dir, name, skipped, off);
-		skipped = 0;
-		recover_record(rc, map[off + 4], map + off + REC_HDR_LEN, len - REC_HDR_LEN, seq,
-		    off + REC_HDR_LEN);
-		off += len;
-		good_end = off;
+	uint64_t first, good_end = 0;
+	int status = 0;
+	switch (seg_format(&s, &first)) {
+	case SEGF_OK:
+		good_end = read_records(&s, first);
+		break;
+	case SEGF_EMPTY:
+		break;
+	case SEGF_NEWER:
+		snprintf(err, errlen, "%s/%s was written by a newer relayd (record format %d; this "
+		    "one reads 1 and %d): run that version, or move the segment away", sp->dir,
+		    s.name, s.map[5], REC_VERSION);
+		status = -1;
+		break;
+	case SEGF_BAD:
+		seg_set_aside(&s);
+		munmap((void *)s.map, s.size);
+		close(fd);
+		return 1;
 	}
-	/* A preallocated tail (zeros) is not damage. */
-	bool zeros = true;
-	for (uint64_t i = good_end; i < size && zeros; i++)
-		zeros = map[i] == 0;
-	munmap((void *)map, size);
-	if (good_end < size && zeros) {
-		if (ftruncate(fd, (off_t)good_end) < 0)
-			log_warn("spool: %s/%s: cannot trim: %s", sp->dir, name, strerror(errno));
-	} else if (good_end < size) {
-		if (last) {
-			log_warn("spool: %s/%s: %" PRIu64 " bytes of an unfinished write removed",
-			    sp->dir, name, size - good_end);
-			if (ftruncate(fd, (off_t)good_end) < 0 || fsync(fd) < 0)
-				log_err("spool: %s/%s: cannot cut off debris: %s", sp->dir, name,
-				    strerror(errno));
-		} else {
-			log_err("spool: %s/%s: %" PRIu64 " damaged bytes at the end skipped", sp->dir,
-			    name, size - good_end);
-		}
+	bool rest_zeros = nonzero_end(&s, good_end, s.size) == good_end;
+	munmap((void *)s.map, s.size);
+	if (status == 0 && good_end < s.size && (rest_zeros || last)) {
+		/* the tail: preallocated zeros, or an unfinished write */
+		for (size_t i = 0; i < rc->ndmg; i++)
+			if (rc->dmg[i].seq == seq && rc->dmg[i].off >= good_end) {
+				rc->dmg[i].cut = true;
+				rc->dmg[i].unread = false;
+			}
+		if (ftruncate(fd, (off_t)good_end) < 0 || (!rest_zeros && fsync(fd) < 0))
+			log_err("spool: %s/%s: cannot cut off what follows offset %" PRIu64 ": %s",
+			    sp->dir, s.name, good_end, strerror(errno));
 	}
 	close(fd);
-	return 0;
+	return status;
+}
+
+/* What a damaged record cost, in words an admin can act on. */
+static void
+damage_describe(const struct damage *d, bool live, struct buf *b)
+{
+	char id[QID_SIZE];
+
+	qid_encode(d->qid, id);
+	switch (d->qid ? d->type : 0) {
+	case REC_MSG:
+		if (live)
+			buf_printf(b, "a copy of message %s; it stays queued from another copy", id);
+		else if (d->retired)
+			buf_printf(b, "the MSG record of %s, retired later: nothing lost", id);
+		else if (d->cut)
+			buf_printf(b, "the MSG record of %s, never acknowledged", id);
+		else
+			buf_printf(b, "the MSG record of %s: message %s is lost; its client= and "
+			    "from= log lines say who sent it", id, id);
+		return;
+	case REC_DONE:
+		if (live)
+			buf_printf(b, "the DONE record of %s: it will be delivered again (relayctl "
+			    "remove %s if it must not)", id, id);
+		else
+			buf_printf(b, "the DONE record of %s: nothing lost", id);
+		return;
+	case REC_RCPT:
+		buf_printf(b, "a recipient's state of %s: %s", id, live ?
+		    "a delivery attempt may be repeated" : "nothing lost");
+		return;
+	case REC_SIG:
+		buf_printf(b, "the signatures of %s: %s", id, live ?
+		    "it will be signed again before it is sent" : "nothing lost");
+		return;
+	case 0:
+		buf_printf(b, "%s", d->cut ? "no record header there: a message whose header "
+		    "was not written yet, never acknowledged" : "no record header readable there: "
+		    "what they held is unknown");
+		return;
+	default:
+		buf_printf(b, "a record of unknown type %d", d->type);
+	}
+}
+
+/* Logs every damaged record met, one line each: where, what, what it cost. */
+static void
+damage_report(const struct spool *sp, const struct recovery *rc)
+{
+	for (size_t i = 0; i < rc->ndmg; i++) {
+		const struct damage *d = &rc->dmg[i];
+		bool live = d->qid != 0 && idmap_get(rc->msgs, d->qid) != NULL;
+		char name[32];
+		struct buf what;
+
+		seg_name(d->seq, name);
+		buf_init(&what);
+		damage_describe(d, live, &what);
+		if (d->unread)
+			log_err("spool: %s/%s: offset %" PRIu64 ": a damaged record (%s); the %" PRIu64
+			    " bytes from there on are not read: in a segment of the old format "
+			    "(version 1) message text cannot be told from records, so the messages "
+			    "recorded there are lost", sp->dir, name, d->off, what.p, d->bytes);
+		else if (d->cut)
+			log_warn("spool: %s/%s: offset %" PRIu64 ": %" PRIu64 " bytes of an "
+			    "unfinished write cut off (%s)", sp->dir, name, d->off, d->bytes, what.p);
+		else
+			log_err("spool: %s/%s: offset %" PRIu64 ": %" PRIu64 " damaged bytes skipped "
+			    "(%s)", sp->dir, name, d->off, d->bytes, what.p);
+		buf_free(&what);
+	}
 }
 
 static int
@@ -1567,15 +1940,23 @@ free_env_entry(void *arg, uint64_t key, void *val)
 static int
 spool_recover(struct spool *sp, spool_load_fn load, void *load_arg, char *err, size_t errlen)
 {
-	struct recovery rc = { idmap_new(), 0 };
+	struct recovery rc = { idmap_new(), 0, NULL, 0 };
 	uint64_t *segs = NULL;
-	size_t nsegs = 0;
+	size_t nsegs = 0, kept = 0;
 
 	if (list_segments(sp, &segs, &nsegs, err, errlen) < 0)
 		goto fail;
-	for (size_t i = 0; i < nsegs; i++)
-		if (recover_segment(sp, &rc, segs[i], i + 1 == nsegs, err, errlen) < 0)
+	for (size_t i = 0; i < nsegs; i++) {
+		int r = recover_segment(sp, &rc, segs[i], i + 1 == nsegs, err, errlen);
+
+		if (r < 0)
 			goto fail;
+		if (r == 0)
+			segs[kept++] = segs[i];
+	}
+	sp->segseq = nsegs ? segs[nsegs - 1] : 0;	/* the next one is new */
+	nsegs = kept;
+	damage_report(sp, &rc);
 
 	/* Delete the oldest segments that no live message starts in. */
 	size_t nmsg = idmap_count(rc.msgs);
@@ -1602,7 +1983,6 @@ spool_recover(struct spool *sp, spool_load_fn load, void *load_arg, char *err, s
 		memcpy(sp->files, segs + first, sp->nfiles * sizeof(*sp->files));
 	for (size_t i = 0; i < c.n; i++)
 		seg_live_add(sp, c.v[i]->loc.seg, +1);
-	sp->segseq = nsegs ? segs[nsegs - 1] : 0;
 	sp->maxqid = rc.maxqid;
 
 	qsort(c.v, c.n, sizeof(*c.v), cmp_env);
@@ -1610,11 +1990,13 @@ spool_recover(struct spool *sp, spool_load_fn load, void *load_arg, char *err, s
 		load(load_arg, c.v[i]);
 	free(c.v);
 	idmap_free(rc.msgs);
+	free(rc.dmg);
 	free(segs);
 	return 0;
 fail:
 	idmap_foreach(rc.msgs, free_env_entry, NULL);
 	idmap_free(rc.msgs);
+	free(rc.dmg);
 	free(segs);
 	return -1;
 }

@@ -15,6 +15,9 @@
  *  - A record is either whole, with a valid CRC32C, or ignored at recovery:
  *    a crash at any instant never yields a half-written message that would
  *    later be sent.  Recovery truncates torn tails ("debris").
+ *  - Message text is never read as a record, whatever a client puts in it
+ *    and wherever a crash cuts a write: recovery reads records in sequence
+ *    and resynchronises only on the segment's secret seal (spool.c).
  *  - On a write or sync failure (ENOSPC, EIO) the records of the batch are
  *    cut off again and each caller is told the errno; nothing is lost that
  *    was acknowledged before.
