@@ -79,6 +79,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -521,7 +522,8 @@ spool_tmpfile(struct spool *sp)
 	char path[64];
 	for (int tries = 0; tries < 100; tries++) {
 		snprintf(path, sizeof(path), "tmp.%lx.%d", (unsigned long)random(), tries);
-		fd = openat(sp->dirfd, path, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0600);
+		fd = openat(sp->dirfd, path, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_CLOEXEC,
+		    0600);
 		if (fd >= 0) {
 			unlinkat(sp->dirfd, path, 0);
 			return fd;
@@ -608,6 +610,21 @@ seg_finish(struct spool *sp)
 }
 
 /*
+ * A segment created while still root (between spool_open and the drop to
+ * the relay user) belongs, like every other, to the spool's owner.
+ */
+static void
+seg_own(struct spool *sp, int fd)
+{
+	struct stat st;
+
+	if (geteuid() == 0 && fstat(sp->dirfd, &st) == 0 && st.st_uid != 0 &&
+	    fchown(fd, st.st_uid, st.st_gid) < 0)
+		log_warn("spool: %s: cannot hand a new segment to uid %lu: %s", sp->dir,
+		    (unsigned long)st.st_uid, strerror(errno));
+}
+
+/*
  * The segment header: a SEG record at offset 0 (u64 sequence number, i64
  * creation time) under a fresh random seal, which every later record of
  * the segment carries and its CRC covers.
@@ -653,6 +670,7 @@ seg_create(struct spool *sp, uint64_t seq)
 	fd = openat(sp->dirfd, name, O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return -1;
+	seg_own(sp, fd);
 	/* Preallocated space makes each group commit's fdatasync cheaper (no
 	 * block allocation, no size change: 0.17 ms instead of 0.29 ms on the
 	 * reference machine), and seg_prepare() then makes it cheaper still.
@@ -1131,7 +1149,7 @@ spool_text_fd(struct spool *sp, const struct spool_loc *loc)
 		if (sp->rfds[i].seq == loc->seg)
 			return sp->rfds[i].fd;
 	seg_name(loc->seg, name);
-	fd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC);
+	fd = openat(sp->dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
 	sp->rfds = xrealloc(sp->rfds, (sp->nrfds + 1) * sizeof(*sp->rfds));
@@ -1733,10 +1751,21 @@ recover_segment(struct spool *sp, struct recovery *rc, uint64_t seq, bool last,
 
 	seg_name(seq, s.name);
 	fd = openat(sp->dirfd, s.name, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0 && errno == ELOOP) {
+		snprintf(err, errlen, "%s/%s is a symbolic link, not a spool segment: relayd never "
+		    "follows links in its spool; remove it", sp->dir, s.name);
+		return -1;
+	}
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		snprintf(err, errlen, "cannot open %s/%s: %s", sp->dir, s.name, strerror(errno));
 		if (fd >= 0)
 			close(fd);
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s/%s is not a regular file, not a spool segment: remove it",
+		    sp->dir, s.name);
+		close(fd);
 		return -1;
 	}
 	s.size = (uint64_t)st.st_size;
@@ -2003,9 +2032,126 @@ fail:
 
 /* ---- open / close ------------------------------------------------------ */
 
+/* Files of relayd's own in the spool: segments, set-aside ones, the lock. */
+static bool
+spool_file(const char *nm)
+{
+	size_t len = strlen(nm);
+
+	if (strcmp(nm, "lock") == 0)
+		return true;
+	return len >= 20 && strspn(nm, "0123456789abcdef") == 16 &&
+	    (strcmp(nm + 16, ".seg") == 0 || strcmp(nm + 16, ".seg.damaged") == 0);
+}
+
+int
+spool_chown(struct spool *sp, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+	int fd = dup(sp->dirfd);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+	struct dirent *de;
+	int rc = 0;
+
+	if (d == NULL || fchown(sp->dirfd, uid, gid) < 0) {
+		snprintf(err, errlen, "cannot hand spool %s to the relay user: %s", sp->dir,
+		    strerror(errno));
+		if (d != NULL)
+			closedir(d);
+		else if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	rewinddir(d);
+	while (rc == 0 && (de = readdir(d)) != NULL) {
+		/* by name, but never through a link; other files are not ours */
+		if (spool_file(de->d_name) && fchownat(sp->dirfd, de->d_name, uid, gid,
+		    AT_SYMLINK_NOFOLLOW) < 0 && errno != ENOENT) {
+			snprintf(err, errlen, "cannot hand %s/%s to the relay user: %s", sp->dir,
+			    de->d_name, strerror(errno));
+			rc = -1;
+		}
+	}
+	closedir(d);
+	return rc;
+}
+
+/* "name" of a user, or "uid N" when it has none. */
+static void
+user_name(uid_t uid, char *out, size_t n)
+{
+	struct passwd *pw = getpwuid(uid);
+
+	if (pw != NULL)
+		snprintf(out, n, "%s", pw->pw_name);
+	else
+		snprintf(out, n, "uid %lu", (unsigned long)uid);
+}
+
+/*
+ * relayd, root at this point when it drops privileges later, works inside
+ * the spool: only root and the relay user may be able to change what is
+ * in it (plant a link or swap a segment for relayd to write through).
+ */
+static int
+spool_check_dir(struct spool *sp, uid_t owner, char *err, size_t errlen)
+{
+	struct stat st;
+	char who[64], relay[64];
+
+	if (fstat(sp->dirfd, &st) < 0) {
+		snprintf(err, errlen, "cannot stat spool %s: %s", sp->dir, strerror(errno));
+		return -1;
+	}
+	if (st.st_uid != 0 && st.st_uid != owner && st.st_uid != geteuid()) {
+		user_name(st.st_uid, who, sizeof(who));
+		user_name(owner, relay, sizeof(relay));
+		snprintf(err, errlen, "spool %s belongs to %s, not to root%s%s, so that user could "
+		    "change queued mail: chown %s %s", sp->dir, who, owner ? " or to the relay "
+		    "user " : "", owner ? relay : "", relay, sp->dir);
+		return -1;
+	}
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		snprintf(err, errlen, "spool %s may be written by its group or others (mode %04o), "
+		    "who could change queued mail: chmod 0700 %s", sp->dir,
+		    (unsigned)(st.st_mode & 07777), sp->dir);
+		return -1;
+	}
+	return 0;
+}
+
+/* Opens (creating it) and locks spool/lock, never through a link. */
+static int
+spool_lock(struct spool *sp, char *err, size_t errlen)
+{
+	struct stat st;
+
+	sp->lockfd = openat(sp->dirfd, "lock", O_CREAT | O_RDWR | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC, 0600);
+	if (sp->lockfd < 0 && errno == ELOOP) {
+		snprintf(err, errlen, "%s/lock is a symbolic link: relayd never follows links in "
+		    "its spool; remove it", sp->dir);
+		return -1;
+	}
+	if (sp->lockfd < 0) {
+		snprintf(err, errlen, "cannot create %s/lock: %s", sp->dir, strerror(errno));
+		return -1;
+	}
+	if (fstat(sp->lockfd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "%s/lock is not a regular file: remove it", sp->dir);
+		return -1;
+	}
+	if (flock(sp->lockfd, LOCK_EX | LOCK_NB) < 0) {
+		snprintf(err, errlen, errno == EWOULDBLOCK ?
+		    "spool %s is in use by another relayd" : "cannot lock spool %s: %s",
+		    sp->dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 struct spool *
-spool_open(const char *dir, struct event_base *base, spool_load_fn load, void *load_arg,
-    char *err, size_t errlen)
+spool_open(const char *dir, uid_t owner, struct event_base *base, spool_load_fn load,
+    void *load_arg, char *err, size_t errlen)
 {
 	struct spool *sp = xcalloc(1, sizeof(*sp));
 	pthread_condattr_t ca;
@@ -2029,22 +2175,15 @@ spool_open(const char *dir, struct event_base *base, spool_load_fn load, void *l
 		snprintf(err, errlen, "cannot create spool %s: %s", dir, strerror(errno));
 		goto fail;
 	}
+	/* From here on everything is opened relative to this descriptor,
+	 * never by path again, and never through a symbolic link. */
 	sp->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (sp->dirfd < 0) {
 		snprintf(err, errlen, "cannot open spool %s: %s", dir, strerror(errno));
 		goto fail;
 	}
-	sp->lockfd = openat(sp->dirfd, "lock", O_CREAT | O_RDWR | O_CLOEXEC, 0600);
-	if (sp->lockfd < 0) {
-		snprintf(err, errlen, "cannot create %s/lock: %s", dir, strerror(errno));
+	if (spool_check_dir(sp, owner, err, errlen) < 0 || spool_lock(sp, err, errlen) < 0)
 		goto fail;
-	}
-	if (flock(sp->lockfd, LOCK_EX | LOCK_NB) < 0) {
-		snprintf(err, errlen, errno == EWOULDBLOCK ?
-		    "spool %s is in use by another relayd" : "cannot lock spool %s: %s",
-		    dir, strerror(errno));
-		goto fail;
-	}
 	if (spool_recover(sp, load, load_arg, err, errlen) < 0)
 		goto fail;
 	/* Always start a fresh segment: never append after a possibly torn tail. */

@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <event2/event.h>
 
@@ -109,10 +110,19 @@ typedef void (*spool_load_fn)(void *arg, struct spool_envelope *env);
  * Opens (creating it, mode 0700, if missing) the spool directory, takes its
  * lock, recovers every segment, calls load for each queued message, and
  * starts the committer thread.  Returns NULL with a reason in err (for
- * "spool unusable", exit status 2).
+ * "spool unusable", exit status 2).  The directory must belong to root, to
+ * owner (the relay user) or to the caller, and no group or other may write
+ * to it; inside it nothing is opened through a symbolic link.
  */
-struct spool *spool_open(const char *dir, struct event_base *base,
+struct spool *spool_open(const char *dir, uid_t owner, struct event_base *base,
     spool_load_fn load, void *load_arg, char *err, size_t errlen);
+
+/*
+ * Hands the spool (the directory, by its descriptor, and relayd's files in
+ * it, never through a link) to uid:gid, for a relayd started as root that
+ * is about to become the relay user.  Returns -1 with a reason in err.
+ */
+int spool_chown(struct spool *sp, uid_t uid, gid_t gid, char *err, size_t errlen);
 /* Stops the committer after it finished what was submitted; closes files. */
 void spool_close(struct spool *sp);
 

@@ -2,7 +2,10 @@
 452 4.3.1 and the daemon carries on; a clean stop exits 0 and keeps the queue."""
 
 import os
+import re
 import signal
+import stat
+import time
 
 from harness import queued_id
 
@@ -199,3 +202,120 @@ def test_sigterm_lets_transaction_finish(t):
 	d2 = t.start(conf)
 	m = d2.wait_log(LOADED_RE)
 	assert m.group(1) == "1", "%r: the message finished during shutdown (%s) is not queued" % (m.group(0), qid)
+
+
+def _victim(t, name="victim", data=b"VICTIM-CONTENT must stay as it is\n"):
+	path = os.path.join(t.dir, name)
+	with open(path, "wb") as f:
+		f.write(data)
+	os.chmod(path, 0o644)
+	return path, data
+
+
+def _start_on(t, conf):
+	"""Starts relayd and waits until it exits or has read its spool."""
+	d = t.start(conf, wait=False)
+	deadline = time.monotonic() + 15
+	while d.alive() and not re.search(LOADED_RE, d.log()) and time.monotonic() < deadline:
+		time.sleep(0.05)
+	return d
+
+
+def _refused(d, what):
+	"""relayd must have refused the spool: exit status 2 and a log line
+	saying why; returns that line."""
+	rc = d.wait_exit(15)
+	d.expected_exit = True
+	assert rc == 2, "%s: relayd exit status %s (expected 2, spool unusable); log:\n%s" % (
+	    what, rc, d.log_tail())
+	m = re.search(r"^.*spool unusable: .*$", d.log(), re.M)
+	assert m, "%s: no 'spool unusable' line; log:\n%s" % (what, d.log_tail())
+	print("%s: %s" % (what, m.group(0)))
+	return m.group(0)
+
+
+def test_symlink_as_segment_not_followed(t):
+	"""A symbolic link planted under a segment's name is not followed (as
+	root, following it let recovery truncate any file): the victim stays
+	as it was and relayd says which entry is wrong."""
+	if os.geteuid() != 0:
+		print("not root; skipped")
+		return
+	victim, data = _victim(t)
+	spool = os.path.join(t.dir, "spool")
+	os.mkdir(spool, 0o700)
+	seg = os.path.join(spool, "0000000000000001.seg")
+	os.symlink(victim, seg)
+	d = _start_on(t, t.config(spool=spool))
+	with open(victim, "rb") as f:
+		got = f.read()
+	assert got == data, "the file a segment's symlink points to was changed: %d bytes left of %d" % (
+	    len(got), len(data))
+	line = _refused(d, "symlink as a segment")
+	assert seg in line and "symbolic link" in line, "the line does not name %s as a link: %s" % (
+	    seg, line)
+	assert os.path.islink(seg), "the planted link is gone"
+
+
+def test_symlink_as_lock_not_followed(t):
+	"""A symbolic link planted as spool/lock is not followed: neither an
+	existing file nor a missing one (O_CREAT would have created it) is
+	touched."""
+	if os.geteuid() != 0:
+		print("not root; skipped")
+		return
+	spool = os.path.join(t.dir, "spool")
+	os.mkdir(spool, 0o700)
+	lock = os.path.join(spool, "lock")
+	missing = os.path.join(t.dir, "would-be-created")
+	os.symlink(missing, lock)
+	d = _start_on(t, t.config(spool=spool))
+	assert not os.path.exists(missing), "relayd created the file spool/lock points to"
+	line = _refused(d, "lock -> missing file")
+	assert lock in line and "symbolic link" in line, line
+	os.unlink(lock)
+	victim, data = _victim(t)
+	os.symlink(victim, lock)
+	d = _start_on(t, t.config(spool=spool))
+	with open(victim, "rb") as f:
+		assert f.read() == data
+	st = os.stat(victim)
+	assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o644), "victim's owner or mode changed"
+	_refused(d, "lock -> existing file")
+
+
+def test_spool_others_may_write_refused(t):
+	"""A spool directory that group or others may write to is refused with
+	exit status 2 and the fix in the log line."""
+	spool = os.path.join(t.dir, "spool")
+	os.mkdir(spool)
+	for mode in (0o777, 0o770, 0o1777):
+		os.chmod(spool, mode)
+		line = _refused(_start_on(t, t.config(spool=spool)), "mode %o" % mode)
+		assert spool in line and "chmod" in line, line
+	os.chmod(spool, 0o700)
+	d = t.start(t.config(spool=spool))
+	d.wait_log(LOADED_RE)
+
+
+def test_spool_of_another_user_refused(t):
+	"""A spool directory owned by a user other than root or the relay user
+	is refused, with exit status 2 and the fix in the log line."""
+	if os.geteuid() != 0:
+		print("not root; skipped")
+		return
+	import pwd
+	try:
+		pw = pwd.getpwnam("nobody")
+	except KeyError:
+		print("no user nobody; skipped")
+		return
+	spool = os.path.join(t.dir, "spool")
+	os.mkdir(spool, 0o700)
+	os.chown(spool, pw.pw_uid, pw.pw_gid)
+	line = _refused(_start_on(t, t.config(spool=spool)), "owned by nobody")
+	assert spool in line and "nobody" in line and "chown" in line, line
+	# owned by the relay user: fine
+	os.chmod(t.dir, 0o755)
+	d = t.start(t.config(spool=spool, user="nobody"))
+	d.wait_log(LOADED_RE)

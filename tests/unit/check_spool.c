@@ -429,7 +429,7 @@ START_TEST(commit_and_recover)
 	for (size_t i = 0; i < bigsz; i++)
 		big[i] = (i % 80 == 79) ? '\n' : (char)('a' + i % 26);
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "open: %s", err);
 	ck_assert_uint_eq(l.n, 0);
 	struct done d1 = commit_one(base, sp, "a@example.com", "x@example.net",
@@ -454,7 +454,7 @@ START_TEST(commit_and_recover)
 	ck_assert_uint_ge(st.commits, 1);
 	spool_close(sp);
 
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "reopen: %s", err);
 	ck_assert_uint_eq(l.n, 3);
 	ck_assert_str_eq(l.env[0]->id, id1);	/* arrival order */
@@ -492,7 +492,7 @@ START_TEST(torn_tail_is_cut_off)
 	const char *cuts[] = { "header", "middle", "last-byte" };
 
 	for (int c = 0; c < 3; c++) {
-		struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+		struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 		ck_assert_msg(sp != NULL, "%s", err);
 		loaded_free(&l);
 		struct done d1 = commit_one(base, sp, "a@example.com", "x@example.net", "",
@@ -511,7 +511,7 @@ START_TEST(torn_tail_is_cut_off)
 		off_t cut = c == 0 ? rec2 + 5 : c == 1 ? (rec2 + end) / 2 : end - 1;
 		ck_assert_int_eq(truncate(path, cut), 0);
 
-		sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+		sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 		ck_assert_msg(sp != NULL, "%s", err);
 		/* all earlier rounds' first messages survive, no second one */
 		ck_assert_uint_eq(l.n, (size_t)c + 1);
@@ -539,7 +539,7 @@ START_TEST(damaged_record_is_skipped_not_the_rest)
 	char id[3][QID_SIZE];
 	struct done d[3];
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	for (int i = 0; i < 3; i++) {
 		d[i] = commit_one(base, sp, "a@example.com", "x@example.net", "",
@@ -555,7 +555,7 @@ START_TEST(damaged_record_is_skipped_not_the_rest)
 	close(fd);
 
 	capture_start();
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	char *log = capture_end();
 	ck_assert_msg(sp != NULL, "%s", err);
 	ck_assert_uint_eq(l.n, 2);
@@ -608,7 +608,7 @@ START_TEST(forged_records_in_a_torn_message_are_not_obeyed)
 		struct loaded l = { { NULL }, 0 };
 		size_t len;
 
-		struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+		struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 		ck_assert_msg(sp != NULL, "%s", err);
 		commit_text(base, sp, "a@example.com", "A\r\n", 3, ida);
 		struct done db = commit_text(base, sp, "b@example.com", "B\r\n", 3, idb);
@@ -631,7 +631,7 @@ START_TEST(forged_records_in_a_torn_message_are_not_obeyed)
 		else
 			file_zero(path, start, (size_t)((off_t)dc.loc.off - start));
 
-		sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+		sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 		ck_assert_msg(sp != NULL, "%s", err);
 		ck_assert_msg(loaded_has(&l, ida, "a@example.com"),
 		    "%s: a forged DONE deleted an acknowledged message", tears[tear]);
@@ -722,7 +722,7 @@ START_TEST(old_format_segments_are_read_sequentially)
 	file_write(p2, s2.p, s2.len);
 
 	capture_start();
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	char *log = capture_end();
 	ck_assert_msg(sp != NULL, "%s", err);
 	ck_assert_msg(loaded_has(&l, ida, "a@example.com"), "a forged DONE deleted A");
@@ -759,7 +759,7 @@ START_TEST(damaged_header_is_skipped_not_the_rest)
 	struct loaded l = { { NULL }, 0 };
 	struct done d[4];
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	for (int i = 0; i < 3; i++)
 		d[i] = commit_text(base, sp, "a@example.com", "some text\r\n", 11, id[i]);
@@ -771,7 +771,7 @@ START_TEST(damaged_header_is_skipped_not_the_rest)
 	file_zero(path, (off_t)(d[0].loc.off + d[0].loc.len), 32);
 
 	capture_start();
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	char *log = capture_end();
 	ck_assert_msg(sp != NULL, "%s", err);
 	ck_assert_uint_eq(l.n, 3);
@@ -802,7 +802,7 @@ START_TEST(damaged_segment_header_and_newer_format)
 	char err[256], ida[QID_SIZE], idb[QID_SIZE];
 	struct loaded l = { { NULL }, 0 };
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	struct done da = commit_text(base, sp, "a@example.com", "A\r\n", 3, ida);
 	spool_set_segment_max(sp, 1);
@@ -813,7 +813,7 @@ START_TEST(damaged_segment_header_and_newer_format)
 	file_zero(pa, 0, 48);
 
 	capture_start();
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	char *log = capture_end();
 	ck_assert_msg(sp != NULL, "%s", err);
 	ck_assert_uint_eq(l.n, 1);
@@ -834,7 +834,7 @@ START_TEST(damaged_segment_header_and_newer_format)
 		buf_add(&nb, "z", 1);
 	char *pn = seg_path(dir, 9);
 	file_write(pn, nb.p, nb.len);
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_ptr_null(sp);
 	ck_assert_msg(strstr(err, "0000000000000009.seg") && strstr(err, "newer relayd"), "%s", err);
 	loaded_free(&l);
@@ -855,9 +855,9 @@ START_TEST(lock_debris_and_empty_segments)
 	char err[256];
 	struct loaded l = { { NULL }, 0 };
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
-	struct spool *sp2 = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp2 = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_ptr_null(sp2);
 	ck_assert_msg(strstr(err, "in use by another relayd") != NULL, "%s", err);
 	spool_close(sp);
@@ -868,7 +868,7 @@ START_TEST(lock_debris_and_empty_segments)
 	ck_assert_int_ge(fd, 0);
 	close(fd);
 	for (int i = 0; i < 3; i++) {
-		sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+		sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 		ck_assert_msg(sp != NULL, "%s", err);
 		spool_close(sp);
 	}
@@ -891,10 +891,61 @@ START_TEST(unusable_directory_is_reported)
 	char err[256] = "";
 	struct loaded l = { { NULL }, 0 };
 
-	struct spool *sp = spool_open("/proc/relayd-no-such/spool", base, load_cb, &l, err,
+	struct spool *sp = spool_open("/proc/relayd-no-such/spool", geteuid(), base, load_cb, &l, err,
 	    sizeof(err));
 	ck_assert_ptr_null(sp);
 	ck_assert_msg(strstr(err, "/proc/relayd-no-such/spool") != NULL, "%s", err);
+	event_base_free(base);
+}
+END_TEST
+
+/*
+ * relayd works inside its spool as root: a directory others may write to
+ * is refused, and a symbolic link planted as a segment or as the lock is
+ * never followed (the file it points to is neither truncated nor created).
+ */
+START_TEST(spool_refuses_open_directories_and_links)
+{
+	struct event_base *base = event_base_new();
+	char *dir = mktmpdir();
+	char err[512];
+	struct loaded l = { { NULL }, 0 };
+
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	ck_assert_int_eq(chmod(dir, 0770), 0);
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+	ck_assert_ptr_null(sp);
+	ck_assert_msg(strstr(err, dir) && strstr(err, "chmod 0700"), "%s", err);
+	ck_assert_int_eq(chmod(dir, 0700), 0);
+
+	char *target = xasprintf("%s.target", dir);
+	char *seg = seg_path(dir, 5), *lock = xasprintf("%s/lock", dir);
+	file_write(target, "VICTIM\n", 7);
+	ck_assert_int_eq(symlink(target, seg), 0);
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+	ck_assert_ptr_null(sp);
+	ck_assert_msg(strstr(err, seg) && strstr(err, "symbolic link"), "%s", err);
+	struct stat st;
+	ck_assert_int_eq(stat(target, &st), 0);
+	ck_assert_int_eq(st.st_size, 7);
+	ck_assert_int_eq(unlink(seg), 0);
+
+	ck_assert_int_eq(unlink(lock), 0);	/* made by the first attempt */
+	ck_assert_int_eq(unlink(target), 0);
+	ck_assert_int_eq(symlink(target, lock), 0);
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+	ck_assert_ptr_null(sp);
+	ck_assert_msg(strstr(err, lock) && strstr(err, "symbolic link"), "%s", err);
+	ck_assert_int_eq(access(target, F_OK), -1);
+	ck_assert_int_eq(unlink(lock), 0);
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	spool_close(sp);
+	free(target);
+	free(seg);
+	free(lock);
+	rm_rf(dir);
+	free(dir);
 	event_base_free(base);
 }
 END_TEST
@@ -929,12 +980,12 @@ START_TEST(state_records_survive_restart)
 	char id[QID_SIZE];
 	int calls = 0;
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	struct done d = commit_one(base, sp, "a@example.com", "x@example.net", "", "t\r\n", 3, id);
 	ck_assert_int_eq(d.error, 0);
 	spool_close(sp);
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_uint_eq(l.n, 1);
 	struct spool_envelope *env = l.env[0];
 
@@ -953,7 +1004,7 @@ START_TEST(state_records_survive_restart)
 	spool_close(sp);
 	loaded_free(&l);
 
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_uint_eq(l.n, 1);
 	ck_assert_str_eq(l.env[0]->id, id);
 	ck_assert_uint_eq(l.env[0]->rcpts[0].attempts, 2);
@@ -968,7 +1019,7 @@ START_TEST(state_records_survive_restart)
 	wait_calls(base, &calls, 1);
 	spool_close(sp);
 	loaded_free(&l);
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_uint_eq(l.n, 0);
 	spool_close(sp);
 	rm_rf(dir);
@@ -987,7 +1038,7 @@ START_TEST(retired_segments_are_reclaimed_oldest_first)
 	struct done d[4];
 	int calls = 0;
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	spool_set_segment_max(sp, 1);	/* every commit starts a new segment */
 	for (int i = 0; i < 4; i++) {
@@ -1031,7 +1082,7 @@ START_TEST(retired_segments_are_reclaimed_oldest_first)
 	ck_assert_int_eq(memcmp(t, "t\r\n", 3), 0);
 	spool_close(sp);
 
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_uint_eq(l.n, 2);
 	ck_assert_str_eq(l.env[0]->id, id[2]);
 	ck_assert_str_eq(l.env[1]->id, id[3]);
@@ -1057,7 +1108,7 @@ START_TEST(lazy_records_ride_along_or_wait_their_bound)
 	char id[3][QID_SIZE];
 	struct spool_stats s0, s1;
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	for (int i = 0; i < 2; i++)
 		ck_assert_int_eq(commit_one(base, sp, "a@example.com", "x@example.net", "",
@@ -1098,7 +1149,7 @@ START_TEST(lazy_records_ride_along_or_wait_their_bound)
 
 	/* what was retired stays retired: only the third message comes back */
 	spool_close(sp);
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	ck_assert_uint_eq(l.n, 1);
 	ck_assert_str_eq(l.env[0]->id, id[2]);
@@ -1170,7 +1221,7 @@ START_TEST(idle_committer_writes_ahead)
 	char id[2][QID_SIZE];
 	struct spool_stats st;
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	ck_assert_uint_ge(wait_prepared(sp, 1u << 20), 1u << 20);
 	spool_get_stats(sp, &st);
@@ -1206,7 +1257,7 @@ START_TEST(idle_committer_writes_ahead)
 	ck_assert_int_eq(memcmp(text, big, biglen), 0);
 	free(text);
 	spool_close(sp);
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	ck_assert_uint_eq(l.n, 2);
 	ck_assert_str_eq(l.env[0]->id, id[0]);
@@ -1235,7 +1286,7 @@ START_TEST(relocation_frees_old_segments)
 	struct done d[4];
 	int calls = 0;
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	spool_set_segment_max(sp, 1);	/* a segment per commit */
 	d[0] = commit_one(base, sp, "old@example.com", "x@example.net", "P: 1\r\n",
@@ -1286,7 +1337,7 @@ START_TEST(relocation_frees_old_segments)
 	ck_assert_int_eq(access(seg0, F_OK), -1);	/* the pinned segment is gone */
 	spool_close(sp);
 
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	ck_assert_uint_eq(l.n, 1);
 	ck_assert_str_eq(l.env[0]->id, id[0]);
@@ -1327,7 +1378,7 @@ START_TEST(signatures_kept_apart)
 	struct spool_envelope env[3];
 	size_t tl = strlen(text);
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	spool_set_segment_max(sp, 1);	/* a segment per commit */
 	for (int i = 0; i < 3; i++) {
@@ -1354,7 +1405,7 @@ START_TEST(signatures_kept_apart)
 	/* the second's never come (a crash); the third's are in memory only */
 	spool_close(sp);
 
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	spool_set_segment_max(sp, 1);
 	ck_assert_uint_eq(l.n, 3);
@@ -1408,7 +1459,7 @@ START_TEST(signatures_kept_apart)
 	loaded_free(&l);
 
 	/* and so they come back, the SIG record of the old copy ignored */
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	ck_assert_uint_eq(l.n, 3);
 	for (int i = 0; i < 3; i++) {
@@ -1450,6 +1501,7 @@ spool_suite(void)
 	tcase_add_test(tc, damaged_segment_header_and_newer_format);
 	tcase_add_test(tc, lock_debris_and_empty_segments);
 	tcase_add_test(tc, unusable_directory_is_reported);
+	tcase_add_test(tc, spool_refuses_open_directories_and_links);
 	tcase_add_test(tc, state_records_survive_restart);
 	tcase_add_test(tc, retired_segments_are_reclaimed_oldest_first);
 	tcase_add_test(tc, relocation_frees_old_segments);
