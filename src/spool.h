@@ -21,6 +21,10 @@
  *  - On a write or sync failure (ENOSPC, EIO) the records of the batch are
  *    cut off again and each caller is told the errno; nothing is lost that
  *    was acknowledged before.
+ *  - A full disk does not wedge the spool: message records leave a reserve
+ *    for the records that retire delivered mail, and the space of retired
+ *    mail comes back (the current segment's too, on a full disk) without a
+ *    restart.  spool_open works on a full disk.
  *  - Only one relayd uses a spool at a time (flock on "lock").
  *
  * Threading: every function here is called on the event-loop thread; the

@@ -1,6 +1,7 @@
 """Durability: a 250 means the message survives kill -9; a full disk gets
 452 4.3.1 and the daemon carries on; a clean stop exits 0 and keeps the queue."""
 
+import json
 import os
 import re
 import signal
@@ -319,3 +320,141 @@ def test_spool_of_another_user_refused(t):
 	os.chmod(t.dir, 0o755)
 	d = t.start(t.config(spool=spool, user="nobody"))
 	d.wait_log(LOADED_RE)
+
+
+def _relayctl(t, conf, *args):
+	p = os.path.join(os.path.dirname(t.relayd), "relayctl")
+	rc, out, err = t.run([p, "-f", conf.path] + list(args), timeout=30)
+	assert rc == 0, "relayctl %s: exit %d: %s" % (" ".join(args), rc, err)
+	return out
+
+
+def _try_send(d, marker, size):
+	"""One message of about size bytes on a connection of its own: its
+	queue id on 250, None on 452 4.3.1 (at whatever step it came)."""
+	c = d.connect()
+	c.hello()
+	body = b"Subject: " + marker.encode() + b"\r\n\r\n" + marker.encode() + b"\r\n"
+	body += (b"f" * 78 + b"\r\n") * max(0, (size - len(body)) // 80)
+	for line, ok in (("MAIL FROM:<filler@example.com>", 250), ("RCPT TO:<r@example.net>", 250),
+	    ("DATA", 354)):
+		r = c.cmd(line)
+		if r.code != ok:
+			c.check(r, 452, "4.3.1")
+			c.close()
+			return None
+	c.send(body + b".\r\n", what="%d-byte message %s" % (len(body), marker))
+	r = c.read_reply(timeout=30)
+	c.close()
+	if r.code == 452:
+		c.check(r, 452, "4.3.1")
+		return None
+	return queued_id(c, r)
+
+
+def _fill(d, tag, acked):
+	"""Sends 60 kB messages, then 500-byte ones, each until the spool
+	answers 452 4.3.1; adds {marker: id} of those acknowledged to acked."""
+	for size in (60000, 500):
+		for i in range(300):
+			marker = "MARK-%s-%d-%d" % (tag, size, i)
+			qid = _try_send(d, marker, size)
+			if qid is None:
+				break
+			acked[marker] = qid
+		else:
+			raise AssertionError("%d-byte messages never got 452 4.3.1" % size)
+
+
+def _delivered(up):
+	got = set()
+	for m in up.messages():
+		got.update(x.decode() for x in re.findall(rb"MARK-[\w-]+", m["data"]))
+	return got
+
+
+def test_full_spool_takes_mail_again_once_delivered(t):
+	"""On a 2 MB tmpfs filled by queued mail: 452 4.3.1 (never a 250 for
+	mail not on disk); once the upstream takes the queued mail, new mail
+	gets 250 again without a restart; filled again, relayd restarts on the
+	full disk and loses nothing."""
+	from relayutil import relay_config, start_upstream
+	spooldir = os.path.join(t.dir, "spool")
+	t.mount_tmpfs(spooldir, "2m")
+	port = t.free_port()
+	conf = relay_config(t, {"up": {"host": "127.0.0.1", "port": port, "tls": "none"}},
+	    {"example.com": "up"}, retry={"attempts": 50, "delay": 3600, "backoff": 1.0,
+	    "max_delay": 3600}, spool=spooldir)
+	d = t.start(conf)
+	acked = {}
+	_fill(d, "fill", acked)
+	print("full after %d messages (%d bytes free)" % (len(acked), statvfs_free(spooldir)))
+	assert len(acked) >= 10, "the spool took only %d messages" % len(acked)
+
+	up = start_upstream(t, port=port)
+	_relayctl(t, conf, "flush")
+	up.wait(lambda u: set(acked) <= _delivered(u), "all %d queued messages" % len(acked), timeout=60)
+	deadline = time.monotonic() + 20
+	while json.loads(_relayctl(t, conf, "queue", "--json")) and time.monotonic() < deadline:
+		time.sleep(0.2)
+	assert json.loads(_relayctl(t, conf, "queue", "--json")) == [], "queue not empty after delivery"
+	# the delivered mail's space serves new mail, without a restart
+	deadline = time.monotonic() + 10
+	while True:
+		qid = _try_send(d, "MARK-after-0", 60000)
+		if qid is not None:
+			break
+		assert time.monotonic() < deadline, "452 4.3.1 still, %d s after the queue emptied " \
+		    "(%d bytes free)" % (10, statvfs_free(spooldir))
+		time.sleep(0.5)
+	acked["MARK-after-0"] = qid
+	up.wait(lambda u: "MARK-after-0" in _delivered(u), "the message sent after delivery")
+	print("\n".join(re.findall(r"^.* spool: .*(?:is full|room again|removing it).*$", d.log(),
+	    re.M)))
+	said = re.findall(r"^.* spool: .*(?:is full \(|room again).*$", d.log(), re.M)
+	assert said and "is full" in said[0] and "room again" in said[-1], \
+	    "the log does not say when the spool got full and when it had room again"
+
+	missing = set(acked) - _delivered(up)
+	assert not missing, "acknowledged but never delivered: %s" % sorted(missing)[:10]
+
+
+test_full_spool_takes_mail_again_once_delivered.timeout = 240
+
+
+def test_restart_on_a_full_spool_loses_nothing(t):
+	"""relayd stopped with its spool full of queued mail starts again (no
+	room for a new segment is no reason to refuse), loads every message
+	and delivers them; meanwhile new mail gets 452 4.3.1."""
+	from relayutil import relay_config, start_upstream
+	spooldir = os.path.join(t.dir, "spool")
+	t.mount_tmpfs(spooldir, "2m")
+	port = t.free_port()
+	conf = relay_config(t, {"up": {"host": "127.0.0.1", "port": port, "tls": "none"}},
+	    {"example.com": "up"}, retry={"attempts": 50, "delay": 3600, "backoff": 1.0,
+	    "max_delay": 3600}, spool=spooldir)
+	d = t.start(conf)
+	queued = {}
+	_fill(d, "fill", queued)
+	assert d.stop() == 0
+	print("stopped with %d messages queued, %d bytes free" % (len(queued), statvfs_free(spooldir)))
+	for i in range(2):	# and once more, without having delivered anything
+		d = t.start(conf)
+		m = d.wait_log(LOADED_RE)
+		assert int(m.group(1)) == len(queued), "%s after a restart on a full spool holding %d" % (
+		    m.group(0), len(queued))
+		assert _try_send(d, "MARK-while-full-%d" % i, 60000) is None, "250 on a full spool"
+		if i == 0:
+			assert d.stop() == 0
+	up = start_upstream(t, port=port)
+	_relayctl(t, conf, "flush")
+	up.wait(lambda u: set(queued) <= _delivered(u), "the %d messages queued before the restart" %
+	    len(queued), timeout=60)
+	deadline = time.monotonic() + 10
+	while _try_send(d, "MARK-after", 60000) is None:
+		assert time.monotonic() < deadline, "452 4.3.1 still, 10 s after the queue was delivered"
+		time.sleep(0.5)
+	up.wait(lambda u: "MARK-after" in _delivered(u), "the message sent after delivery")
+
+
+test_restart_on_a_full_spool_loses_nothing.timeout = 180
