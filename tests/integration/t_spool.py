@@ -9,6 +9,7 @@ import stat
 import time
 
 from harness import queued_id
+from relayutil import relay_config, start_upstream
 
 LOADED_RE = r"queue: (\d+) messages? loaded from the spool"
 
@@ -302,14 +303,10 @@ def test_spool_others_may_write_refused(t):
 def test_spool_of_another_user_refused(t):
 	"""A spool directory owned by a user other than root or the relay user
 	is refused, with exit status 2 and the fix in the log line."""
-	if os.geteuid() != 0:
-		print("not root; skipped")
-		return
 	import pwd
-	try:
-		pw = pwd.getpwnam("nobody")
-	except KeyError:
-		print("no user nobody; skipped")
+	pw = {p.pw_name: p for p in pwd.getpwall()}.get("nobody")
+	if os.geteuid() != 0 or pw is None:
+		print("needs root and the user nobody; skipped")
 		return
 	spool = os.path.join(t.dir, "spool")
 	os.mkdir(spool, 0o700)
@@ -366,6 +363,19 @@ def _fill(d, tag, acked):
 			raise AssertionError("%d-byte messages never got 452 4.3.1" % size)
 
 
+def _small_spool_relay(t):
+	"""A configuration whose spool is a 2 MB tmpfs and whose upstream is on
+	a port nothing listens on yet (start_upstream(t, port=...) later);
+	retries only by relayctl flush.  Returns (conf, port)."""
+	spooldir = os.path.join(t.dir, "spool")
+	t.mount_tmpfs(spooldir, "2m")
+	port = t.free_port()
+	conf = relay_config(t, {"up": {"host": "127.0.0.1", "port": port, "tls": "none"}},
+	    {"example.com": "up"}, retry={"attempts": 50, "delay": 3600, "backoff": 1.0,
+	    "max_delay": 3600}, spool=spooldir)
+	return conf, port
+
+
 def _delivered(up):
 	got = set()
 	for m in up.messages():
@@ -378,17 +388,11 @@ def test_full_spool_takes_mail_again_once_delivered(t):
 	mail not on disk); once the upstream takes the queued mail, new mail
 	gets 250 again without a restart; filled again, relayd restarts on the
 	full disk and loses nothing."""
-	from relayutil import relay_config, start_upstream
-	spooldir = os.path.join(t.dir, "spool")
-	t.mount_tmpfs(spooldir, "2m")
-	port = t.free_port()
-	conf = relay_config(t, {"up": {"host": "127.0.0.1", "port": port, "tls": "none"}},
-	    {"example.com": "up"}, retry={"attempts": 50, "delay": 3600, "backoff": 1.0,
-	    "max_delay": 3600}, spool=spooldir)
+	conf, port = _small_spool_relay(t)
 	d = t.start(conf)
 	acked = {}
 	_fill(d, "fill", acked)
-	print("full after %d messages (%d bytes free)" % (len(acked), statvfs_free(spooldir)))
+	print("full after %d messages (%d bytes free)" % (len(acked), statvfs_free(conf.spool)))
 	assert len(acked) >= 10, "the spool took only %d messages" % len(acked)
 
 	up = start_upstream(t, port=port)
@@ -405,7 +409,7 @@ def test_full_spool_takes_mail_again_once_delivered(t):
 		if qid is not None:
 			break
 		assert time.monotonic() < deadline, "452 4.3.1 still, %d s after the queue emptied " \
-		    "(%d bytes free)" % (10, statvfs_free(spooldir))
+		    "(%d bytes free)" % (10, statvfs_free(conf.spool))
 		time.sleep(0.5)
 	acked["MARK-after-0"] = qid
 	up.wait(lambda u: "MARK-after-0" in _delivered(u), "the message sent after delivery")
@@ -426,18 +430,12 @@ def test_restart_on_a_full_spool_loses_nothing(t):
 	"""relayd stopped with its spool full of queued mail starts again (no
 	room for a new segment is no reason to refuse), loads every message
 	and delivers them; meanwhile new mail gets 452 4.3.1."""
-	from relayutil import relay_config, start_upstream
-	spooldir = os.path.join(t.dir, "spool")
-	t.mount_tmpfs(spooldir, "2m")
-	port = t.free_port()
-	conf = relay_config(t, {"up": {"host": "127.0.0.1", "port": port, "tls": "none"}},
-	    {"example.com": "up"}, retry={"attempts": 50, "delay": 3600, "backoff": 1.0,
-	    "max_delay": 3600}, spool=spooldir)
+	conf, port = _small_spool_relay(t)
 	d = t.start(conf)
 	queued = {}
 	_fill(d, "fill", queued)
 	assert d.stop() == 0
-	print("stopped with %d messages queued, %d bytes free" % (len(queued), statvfs_free(spooldir)))
+	print("stopped with %d messages queued, %d bytes free" % (len(queued), statvfs_free(conf.spool)))
 	for i in range(2):	# and once more, without having delivered anything
 		d = t.start(conf)
 		m = d.wait_log(LOADED_RE)

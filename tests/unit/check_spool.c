@@ -342,6 +342,17 @@ file_write(const char *path, const void *p, size_t len)
 	close(fd);
 }
 
+/* The end of a test: its directory removed, what it allocated freed. */
+static void
+test_end(struct event_base *base, char *dir, struct loaded *l)
+{
+	if (l != NULL)
+		loaded_free(l);
+	rm_rf(dir);
+	free(dir);
+	event_base_free(base);
+}
+
 /* Log lines written to stderr while capturing. */
 static int capture_saved = -1;
 static char capture_path[64];
@@ -643,12 +654,9 @@ START_TEST(forged_records_in_a_torn_message_are_not_obeyed)
 			ck_assert_msg(loaded_has(&l, idd, "d@example.com"), "%s: D lost", tears[tear]);
 		ck_assert_uint_eq(l.n, tear == 3 ? 3 : 2);
 		spool_close(sp);
-		loaded_free(&l);
 		free(path);
 		free(text);
-		rm_rf(dir);
-		free(dir);
-		event_base_free(base);
+		test_end(base, dir, &l);
 	}
 }
 END_TEST
@@ -737,15 +745,12 @@ START_TEST(old_format_segments_are_read_sequentially)
 	ck_assert_int_eq(stat(p2, &st), 0);
 	ck_assert_int_eq(st.st_size, (off_t)h_end);
 	spool_close(sp);
-	loaded_free(&l);
 	free(log);
 	free(p1);
 	free(p2);
 	buf_free(&s1);
 	buf_free(&s2);
-	rm_rf(dir);
-	free(dir);
-	event_base_free(base);
+	test_end(base, dir, &l);
 }
 END_TEST
 
@@ -780,12 +785,9 @@ START_TEST(damaged_header_is_skipped_not_the_rest)
 	ck_assert_str_eq(l.env[2]->id, id[3]);
 	ck_assert_msg(strstr(log, "damaged") != NULL, "%s", log);
 	spool_close(sp);
-	loaded_free(&l);
 	free(log);
 	free(path);
-	rm_rf(dir);
-	free(dir);
-	event_base_free(base);
+	test_end(base, dir, &l);
 }
 END_TEST
 
@@ -837,14 +839,11 @@ START_TEST(damaged_segment_header_and_newer_format)
 	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_ptr_null(sp);
 	ck_assert_msg(strstr(err, "0000000000000009.seg") && strstr(err, "newer relayd"), "%s", err);
-	loaded_free(&l);
 	buf_free(&nb);
 	free(pn);
 	free(aside);
 	free(pa);
-	rm_rf(dir);
-	free(dir);
-	event_base_free(base);
+	test_end(base, dir, &l);
 }
 END_TEST
 
@@ -944,9 +943,7 @@ START_TEST(spool_refuses_open_directories_and_links)
 	free(target);
 	free(seg);
 	free(lock);
-	rm_rf(dir);
-	free(dir);
-	event_base_free(base);
+	test_end(base, dir, NULL);
 }
 END_TEST
 
