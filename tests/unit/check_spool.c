@@ -1059,16 +1059,21 @@ START_TEST(retired_segments_are_reclaimed_oldest_first)
 	env.loc = d[0].loc;
 	spool_commit_done(sp, &env, count_cb, &calls);
 	wait_calls(base, &calls, 2);
-	/* the reclaim runs in the committer after the callback: give it a moment */
-	for (int i = 0; i < 200 && count_segments(dir) > 4; i++)
+	/* the reclaim runs in the committer after the callback: give it a
+	 * moment, until its count of segments is updated too */
+	struct spool_stats st;
+	for (int i = 0; i < 200; i++) {
+		spool_get_stats(sp, &st);
+		if (count_segments(dir) <= 4 && st.segments == (uint64_t)count_segments(dir))
+			break;
 		usleep(10000);
+	}
 	char *seg1 = xasprintf("%s/%016llx.seg", dir, (unsigned long long)d[0].loc.seg);
 	char *seg2 = xasprintf("%s/%016llx.seg", dir, (unsigned long long)d[1].loc.seg);
 	char *seg3 = xasprintf("%s/%016llx.seg", dir, (unsigned long long)d[2].loc.seg);
 	ck_assert_int_eq(access(seg1, F_OK), -1);
 	ck_assert_int_eq(access(seg2, F_OK), -1);
 	ck_assert_int_eq(access(seg3, F_OK), 0);
-	struct spool_stats st;
 	spool_get_stats(sp, &st);
 	ck_assert_uint_eq(st.segments, (uint64_t)count_segments(dir));
 	/* the text of a live message is still readable */
