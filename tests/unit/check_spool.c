@@ -716,6 +716,18 @@ START_TEST(old_format_segments_are_read_sequentially)
 	buf_init(&s2);
 	msg_v1(&s1, ida, "a@example.com");
 	msg_v1(&s1, idb, "b@example.com");
+	/* a recipient's state, as an old relayd recorded it: applied */
+	struct buf rp;
+	buf_init(&rp);
+	le(&rp, qidv(ida), 8);
+	le(&rp, 0, 4);
+	le(&rp, SPOOL_RCPT_PENDING, 1);
+	le(&rp, 2, 2);
+	le(&rp, 4242, 8);
+	lestr(&rp, "connect to h[127.0.0.1]:25: Connection refused");
+	lestr(&rp, "4.4.1");
+	rec_v1(&s1, 2, &rp);
+	buf_free(&rp);
 	char *text = forged_text(qidv(ida), 40000, &len);
 	torn_v1(&s1, qidv(ida) + 5, text, len);
 	free(text);
@@ -739,6 +751,10 @@ START_TEST(old_format_segments_are_read_sequentially)
 	ck_assert_msg(loaded_has(&l, idb, "b@example.com"), "B lost");
 	ck_assert_msg(!loaded_has(&l, NULL, "torn@example.com"), "a torn message came back");
 	ck_assert_uint_eq(l.n, 3);
+	ck_assert_str_eq(l.env[0]->id, ida);
+	ck_assert_uint_eq(l.env[0]->rcpts[0].attempts, 2);
+	ck_assert_int_eq(l.env[0]->rcpts[0].next_attempt, 4242);
+	ck_assert_str_eq(l.env[0]->rcpts[0].dsn, "4.4.1");
 	/* the older segment's unread rest is reported, the newest one cut */
 	ck_assert_msg(strstr(log, "0000000000000001.seg") && strstr(log, "not read"), "%s", log);
 	struct stat st;
