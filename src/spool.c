@@ -1275,8 +1275,10 @@ spool_maybe_reclaim(struct spool *sp, bool force)
 		k++;
 	if (k == 0 && !force)
 		return;
-	memmove(sp->segs, sp->segs + k, (sp->nsegs - k) * sizeof(*sp->segs));
-	sp->nsegs -= k;
+	if (k > 0) {
+		memmove(sp->segs, sp->segs + k, (sp->nsegs - k) * sizeof(*sp->segs));
+		sp->nsegs -= k;
+	}
 
 	uint64_t below = sp->nsegs ? sp->segs[0].seq : UINT64_MAX;
 	struct spool_req *r = xcalloc(1, sizeof(*r));
