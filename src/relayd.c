@@ -11,7 +11,6 @@
  */
 #include "acconfig.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -274,41 +273,30 @@ signal_hup_cb(evutil_socket_t sig, short what, void *arg)
 	sd_notify_msg("READY=1");
 }
 
-/* Hands the spool directory and its files to uid/gid. */
-static int
-chown_spool(const char *dir, uid_t uid, gid_t gid, char *err, size_t errlen)
+/*
+ * Who may own the spool besides root: the relay user when started as root
+ * with `user` set (it owns the spool from the first start on), else the
+ * user relayd runs as.
+ */
+static uid_t
+spool_owner(const struct config *cfg)
 {
-	DIR *d;
-	struct dirent *de;
-	int dfd;
+	struct passwd *pw;
 
-	if (chown(dir, uid, gid) < 0 || (d = opendir(dir)) == NULL) {
-		snprintf(err, errlen, "cannot hand spool %s to the relay user: %s", dir,
-		    strerror(errno));
-		return -1;
-	}
-	dfd = dirfd(d);
-	while ((de = readdir(d)) != NULL) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (fchownat(dfd, de->d_name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
-			snprintf(err, errlen, "cannot hand %s/%s to the relay user: %s", dir,
-			    de->d_name, strerror(errno));
-			closedir(d);
-			return -1;
-		}
-	}
-	closedir(d);
-	return 0;
+	if (geteuid() == 0 && cfg->user != NULL && (pw = getpwnam(cfg->user)) != NULL)
+		return pw->pw_uid;
+	return geteuid();
 }
 
 /*
  * Started as root with `user` set: everything that needs root is done
- * (listeners bound, configuration and secrets read, spool open), so become
- * that user for good.
+ * (listeners bound, configuration and secrets read, spool open), so hand
+ * the spool to that user (through its open descriptor, never by path: a
+ * path can be swapped for a link in between) and become that user for
+ * good.
  */
 static int
-drop_privileges(const struct config *cfg, char *err, size_t errlen)
+drop_privileges(const struct config *cfg, struct spool *spool, char *err, size_t errlen)
 {
 	struct passwd *pw;
 
@@ -319,7 +307,7 @@ drop_privileges(const struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "user %s does not exist", cfg->user);
 		return -1;
 	}
-	if (chown_spool(cfg->spool, pw->pw_uid, pw->pw_gid, err, errlen) < 0)
+	if (spool_chown(spool, pw->pw_uid, pw->pw_gid, err, errlen) < 0)
 		return -1;
 	if (setgroups(1, &pw->pw_gid) < 0 || setgid(pw->pw_gid) < 0 ||
 	    setuid(pw->pw_uid) < 0) {
@@ -464,7 +452,8 @@ main(int argc, char **argv)
 	}
 	r.dns = dns_new(r.base);
 	r.queue = queue_new(r.base, r.dns, r.cfg);
-	r.spool = spool_open(r.cfg->spool, r.base, load_cb, r.queue, err, sizeof(err));
+	r.spool = spool_open(r.cfg->spool, spool_owner(r.cfg), r.base, load_cb, r.queue, err,
+	    sizeof(err));
 	if (r.spool == NULL) {
 		log_err("spool unusable: %s", err);
 		status = EXIT_RUNTIME;
@@ -497,7 +486,7 @@ main(int argc, char **argv)
 		status = EXIT_RUNTIME;
 		goto out;
 	}
-	if (drop_privileges(r.cfg, err, sizeof(err)) < 0) {
+	if (drop_privileges(r.cfg, r.spool, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		status = EXIT_RUNTIME;
 		goto out;

@@ -15,9 +15,16 @@
  *  - A record is either whole, with a valid CRC32C, or ignored at recovery:
  *    a crash at any instant never yields a half-written message that would
  *    later be sent.  Recovery truncates torn tails ("debris").
+ *  - Message text is never read as a record, whatever a client puts in it
+ *    and wherever a crash cuts a write: recovery reads records in sequence
+ *    and resynchronises only on the segment's secret seal (spool.c).
  *  - On a write or sync failure (ENOSPC, EIO) the records of the batch are
  *    cut off again and each caller is told the errno; nothing is lost that
  *    was acknowledged before.
+ *  - A full disk does not wedge the spool: message records leave a reserve
+ *    for the records that retire delivered mail, and the space of retired
+ *    mail comes back (the current segment's too, on a full disk) without a
+ *    restart.  spool_open works on a full disk.
  *  - Only one relayd uses a spool at a time (flock on "lock").
  *
  * Threading: every function here is called on the event-loop thread; the
@@ -30,6 +37,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <event2/event.h>
 
@@ -106,10 +114,19 @@ typedef void (*spool_load_fn)(void *arg, struct spool_envelope *env);
  * Opens (creating it, mode 0700, if missing) the spool directory, takes its
  * lock, recovers every segment, calls load for each queued message, and
  * starts the committer thread.  Returns NULL with a reason in err (for
- * "spool unusable", exit status 2).
+ * "spool unusable", exit status 2).  The directory must belong to root, to
+ * owner (the relay user) or to the caller, and no group or other may write
+ * to it; inside it nothing is opened through a symbolic link.
  */
-struct spool *spool_open(const char *dir, struct event_base *base,
+struct spool *spool_open(const char *dir, uid_t owner, struct event_base *base,
     spool_load_fn load, void *load_arg, char *err, size_t errlen);
+
+/*
+ * Hands the spool (the directory, by its descriptor, and relayd's files in
+ * it, never through a link) to uid:gid, for a relayd started as root that
+ * is about to become the relay user.  Returns -1 with a reason in err.
+ */
+int spool_chown(struct spool *sp, uid_t uid, gid_t gid, char *err, size_t errlen);
 /* Stops the committer after it finished what was submitted; closes files. */
 void spool_close(struct spool *sp);
 

@@ -1,10 +1,15 @@
 """Durability: a 250 means the message survives kill -9; a full disk gets
 452 4.3.1 and the daemon carries on; a clean stop exits 0 and keeps the queue."""
 
+import json
 import os
+import re
 import signal
+import stat
+import time
 
 from harness import queued_id
+from relayutil import relay_config, start_upstream
 
 LOADED_RE = r"queue: (\d+) messages? loaded from the spool"
 
@@ -199,3 +204,255 @@ def test_sigterm_lets_transaction_finish(t):
 	d2 = t.start(conf)
 	m = d2.wait_log(LOADED_RE)
 	assert m.group(1) == "1", "%r: the message finished during shutdown (%s) is not queued" % (m.group(0), qid)
+
+
+def _victim(t, name="victim", data=b"VICTIM-CONTENT must stay as it is\n"):
+	path = os.path.join(t.dir, name)
+	with open(path, "wb") as f:
+		f.write(data)
+	os.chmod(path, 0o644)
+	return path, data
+
+
+def _start_on(t, conf):
+	"""Starts relayd and waits until it exits or has read its spool."""
+	d = t.start(conf, wait=False)
+	deadline = time.monotonic() + 15
+	while d.alive() and not re.search(LOADED_RE, d.log()) and time.monotonic() < deadline:
+		time.sleep(0.05)
+	return d
+
+
+def _refused(d, what):
+	"""relayd must have refused the spool: exit status 2 and a log line
+	saying why; returns that line."""
+	rc = d.wait_exit(15)
+	d.expected_exit = True
+	assert rc == 2, "%s: relayd exit status %s (expected 2, spool unusable); log:\n%s" % (
+	    what, rc, d.log_tail())
+	m = re.search(r"^.*spool unusable: .*$", d.log(), re.M)
+	assert m, "%s: no 'spool unusable' line; log:\n%s" % (what, d.log_tail())
+	print("%s: %s" % (what, m.group(0)))
+	return m.group(0)
+
+
+def test_symlink_as_segment_not_followed(t):
+	"""A symbolic link planted under a segment's name is not followed (as
+	root, following it let recovery truncate any file): the victim stays
+	as it was and relayd says which entry is wrong."""
+	if os.geteuid() != 0:
+		print("not root; skipped")
+		return
+	victim, data = _victim(t)
+	spool = os.path.join(t.dir, "spool")
+	os.mkdir(spool, 0o700)
+	seg = os.path.join(spool, "0000000000000001.seg")
+	os.symlink(victim, seg)
+	d = _start_on(t, t.config(spool=spool))
+	with open(victim, "rb") as f:
+		got = f.read()
+	assert got == data, "the file a segment's symlink points to was changed: %d bytes left of %d" % (
+	    len(got), len(data))
+	line = _refused(d, "symlink as a segment")
+	assert seg in line and "symbolic link" in line, "the line does not name %s as a link: %s" % (
+	    seg, line)
+	assert os.path.islink(seg), "the planted link is gone"
+
+
+def test_symlink_as_lock_not_followed(t):
+	"""A symbolic link planted as spool/lock is not followed: neither an
+	existing file nor a missing one (O_CREAT would have created it) is
+	touched."""
+	if os.geteuid() != 0:
+		print("not root; skipped")
+		return
+	spool = os.path.join(t.dir, "spool")
+	os.mkdir(spool, 0o700)
+	lock = os.path.join(spool, "lock")
+	missing = os.path.join(t.dir, "would-be-created")
+	os.symlink(missing, lock)
+	d = _start_on(t, t.config(spool=spool))
+	assert not os.path.exists(missing), "relayd created the file spool/lock points to"
+	line = _refused(d, "lock -> missing file")
+	assert lock in line and "symbolic link" in line, line
+	os.unlink(lock)
+	victim, data = _victim(t)
+	os.symlink(victim, lock)
+	d = _start_on(t, t.config(spool=spool))
+	with open(victim, "rb") as f:
+		assert f.read() == data
+	st = os.stat(victim)
+	assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o644), "victim's owner or mode changed"
+	_refused(d, "lock -> existing file")
+
+
+def test_spool_others_may_write_refused(t):
+	"""A spool directory that group or others may write to is refused with
+	exit status 2 and the fix in the log line."""
+	spool = os.path.join(t.dir, "spool")
+	os.mkdir(spool)
+	for mode in (0o777, 0o770, 0o1777):
+		os.chmod(spool, mode)
+		line = _refused(_start_on(t, t.config(spool=spool)), "mode %o" % mode)
+		assert spool in line and "chmod" in line, line
+	os.chmod(spool, 0o700)
+	d = t.start(t.config(spool=spool))
+	d.wait_log(LOADED_RE)
+
+
+def test_spool_of_another_user_refused(t):
+	"""A spool directory owned by a user other than root or the relay user
+	is refused, with exit status 2 and the fix in the log line."""
+	import pwd
+	pw = {p.pw_name: p for p in pwd.getpwall()}.get("nobody")
+	if os.geteuid() != 0 or pw is None:
+		print("needs root and the user nobody; skipped")
+		return
+	spool = os.path.join(t.dir, "spool")
+	os.mkdir(spool, 0o700)
+	os.chown(spool, pw.pw_uid, pw.pw_gid)
+	line = _refused(_start_on(t, t.config(spool=spool)), "owned by nobody")
+	assert spool in line and "nobody" in line and "chown" in line, line
+	# owned by the relay user: fine
+	os.chmod(t.dir, 0o755)
+	d = t.start(t.config(spool=spool, user="nobody"))
+	d.wait_log(LOADED_RE)
+
+
+def _relayctl(t, conf, *args):
+	p = os.path.join(os.path.dirname(t.relayd), "relayctl")
+	rc, out, err = t.run([p, "-f", conf.path] + list(args), timeout=30)
+	assert rc == 0, "relayctl %s: exit %d: %s" % (" ".join(args), rc, err)
+	return out
+
+
+def _try_send(d, marker, size):
+	"""One message of about size bytes on a connection of its own: its
+	queue id on 250, None on 452 4.3.1 (at whatever step it came)."""
+	c = d.connect()
+	c.hello()
+	body = b"Subject: " + marker.encode() + b"\r\n\r\n" + marker.encode() + b"\r\n"
+	body += (b"f" * 78 + b"\r\n") * max(0, (size - len(body)) // 80)
+	for line, ok in (("MAIL FROM:<filler@example.com>", 250), ("RCPT TO:<r@example.net>", 250),
+	    ("DATA", 354)):
+		r = c.cmd(line)
+		if r.code != ok:
+			c.check(r, 452, "4.3.1")
+			c.close()
+			return None
+	c.send(body + b".\r\n", what="%d-byte message %s" % (len(body), marker))
+	r = c.read_reply(timeout=30)
+	c.close()
+	if r.code == 452:
+		c.check(r, 452, "4.3.1")
+		return None
+	return queued_id(c, r)
+
+
+def _fill(d, tag, acked):
+	"""Sends 60 kB messages, then 500-byte ones, each until the spool
+	answers 452 4.3.1; adds {marker: id} of those acknowledged to acked."""
+	for size in (60000, 500):
+		for i in range(300):
+			marker = "MARK-%s-%d-%d" % (tag, size, i)
+			qid = _try_send(d, marker, size)
+			if qid is None:
+				break
+			acked[marker] = qid
+		else:
+			raise AssertionError("%d-byte messages never got 452 4.3.1" % size)
+
+
+def _small_spool_relay(t):
+	"""A configuration whose spool is a 2 MB tmpfs and whose upstream is on
+	a port nothing listens on yet (start_upstream(t, port=...) later);
+	retries only by relayctl flush.  Returns (conf, port)."""
+	spooldir = os.path.join(t.dir, "spool")
+	t.mount_tmpfs(spooldir, "2m")
+	port = t.free_port()
+	conf = relay_config(t, {"up": {"host": "127.0.0.1", "port": port, "tls": "none"}},
+	    {"example.com": "up"}, retry={"attempts": 50, "delay": 3600, "backoff": 1.0,
+	    "max_delay": 3600}, spool=spooldir)
+	return conf, port
+
+
+def _delivered(up):
+	got = set()
+	for m in up.messages():
+		got.update(x.decode() for x in re.findall(rb"MARK-[\w-]+", m["data"]))
+	return got
+
+
+def test_full_spool_takes_mail_again_once_delivered(t):
+	"""On a 2 MB tmpfs filled by queued mail: 452 4.3.1 (never a 250 for
+	mail not on disk); once the upstream takes the queued mail, new mail
+	gets 250 again without a restart; filled again, relayd restarts on the
+	full disk and loses nothing."""
+	conf, port = _small_spool_relay(t)
+	d = t.start(conf)
+	acked = {}
+	_fill(d, "fill", acked)
+	print("full after %d messages (%d bytes free)" % (len(acked), statvfs_free(conf.spool)))
+	assert len(acked) >= 10, "the spool took only %d messages" % len(acked)
+
+	up = start_upstream(t, port=port)
+	_relayctl(t, conf, "flush")
+	up.wait(lambda u: set(acked) <= _delivered(u), "all %d queued messages" % len(acked), timeout=60)
+	deadline = time.monotonic() + 20
+	while json.loads(_relayctl(t, conf, "queue", "--json")) and time.monotonic() < deadline:
+		time.sleep(0.2)
+	assert json.loads(_relayctl(t, conf, "queue", "--json")) == [], "queue not empty after delivery"
+	# the delivered mail's space serves new mail, without a restart
+	deadline = time.monotonic() + 10
+	while True:
+		qid = _try_send(d, "MARK-after-0", 60000)
+		if qid is not None:
+			break
+		assert time.monotonic() < deadline, "452 4.3.1 still, %d s after the queue emptied " \
+		    "(%d bytes free)" % (10, statvfs_free(conf.spool))
+		time.sleep(0.5)
+	acked["MARK-after-0"] = qid
+	up.wait(lambda u: "MARK-after-0" in _delivered(u), "the message sent after delivery")
+	print("\n".join(re.findall(r"^.* spool: .*(?:is full|room again|removing it).*$", d.log(),
+	    re.M)))
+	said = re.findall(r"^.* spool: .*(?:is full \(|room again).*$", d.log(), re.M)
+	assert said and "is full" in said[0] and "room again" in said[-1], \
+	    "the log does not say when the spool got full and when it had room again"
+
+	missing = set(acked) - _delivered(up)
+	assert not missing, "acknowledged but never delivered: %s" % sorted(missing)[:10]
+
+
+test_full_spool_takes_mail_again_once_delivered.timeout = 240
+
+
+def test_restart_on_a_full_spool_loses_nothing(t):
+	"""relayd stopped with its spool full of queued mail starts again (no
+	room for a new segment is no reason to refuse), loads every message
+	and delivers them; meanwhile new mail gets 452 4.3.1."""
+	conf, port = _small_spool_relay(t)
+	d = t.start(conf)
+	queued = {}
+	_fill(d, "fill", queued)
+	assert d.stop() == 0
+	print("stopped with %d messages queued, %d bytes free" % (len(queued), statvfs_free(conf.spool)))
+	for i in range(2):	# and once more, without having delivered anything
+		d = t.start(conf)
+		m = d.wait_log(LOADED_RE)
+		assert int(m.group(1)) == len(queued), "%s after a restart on a full spool holding %d" % (
+		    m.group(0), len(queued))
+		assert _try_send(d, "MARK-while-full-%d" % i, 60000) is None, "250 on a full spool"
+		if i == 0:
+			assert d.stop() == 0
+	up = start_upstream(t, port=port)
+	_relayctl(t, conf, "flush")
+	up.wait(lambda u: set(queued) <= _delivered(u), "the %d messages queued before the restart" %
+	    len(queued), timeout=60)
+	deadline = time.monotonic() + 10
+	while _try_send(d, "MARK-after", 60000) is None:
+		assert time.monotonic() < deadline, "452 4.3.1 still, 10 s after the queue was delivered"
+		time.sleep(0.5)
+	up.wait(lambda u: "MARK-after" in _delivered(u), "the message sent after delivery")
+
+
+test_restart_on_a_full_spool_loses_nothing.timeout = 180

@@ -159,6 +159,242 @@ count_segments(const char *dir)
 	return n;
 }
 
+/* ---- hand-made records, for damage and forgery ------------------------ */
+
+static void
+le(struct buf *b, uint64_t v, int width)
+{
+	for (int i = 0; i < width; i++) {
+		unsigned char c = (unsigned char)(v >> (8 * i));
+		buf_add(b, &c, 1);
+	}
+}
+
+static void
+lestr(struct buf *b, const char *s)
+{
+	if (s == NULL) {
+		le(b, 0xffffffffu, 4);
+		return;
+	}
+	le(b, strlen(s), 4);
+	buf_addstr(b, s);
+}
+
+/* A MSG payload: one pending recipient, then the text. */
+static void
+msg_payload_n(struct buf *b, uint64_t qid, const char *sender, const char *rcpt,
+    const char *text, size_t textlen)
+{
+	le(b, qid, 8);
+	le(b, 1700000000000000ull, 8);
+	le(b, 0, 4);
+	le(b, 1, 4);
+	lestr(b, sender);
+	lestr(b, NULL);
+	lestr(b, rcpt);
+	le(b, 0, 1);
+	le(b, 0, 2);
+	le(b, 0, 8);
+	lestr(b, NULL);
+	lestr(b, "");
+	le(b, textlen, 8);
+	buf_add(b, text, textlen);
+}
+
+static void
+msg_payload(struct buf *b, uint64_t qid, const char *sender, const char *rcpt, const char *text)
+{
+	msg_payload_n(b, qid, sender, rcpt, text, strlen(text));
+}
+
+/* A record as relayd wrote them before the sealed format (version 1):
+ * magic, type, version, reserved, length, CRC-32C over bytes 4..12 and
+ * the payload. */
+static void
+rec_v1(struct buf *out, int type, const struct buf *payload)
+{
+	size_t h = out->len;
+
+	buf_add(out, "RLYR", 4);
+	le(out, (uint64_t)type, 1);
+	le(out, 1, 1);
+	le(out, 0, 2);
+	le(out, payload->len, 4);
+	uint32_t crc = crc32c(0, out->p + h + 4, 8);
+	crc = crc32c(crc, payload->p, payload->len);
+	le(out, crc, 4);
+	buf_add(out, payload->p, payload->len);
+}
+
+/* A record in the sealed layout (version 2) with the given seal: magic,
+ * type, version, reserved, length, CRC-32C over bytes 4..12, the seal and
+ * the payload, the seal (16 bytes). */
+static void
+rec_v2(struct buf *out, int type, const struct buf *payload, const unsigned char seal[16])
+{
+	size_t h = out->len;
+
+	buf_add(out, "RLYR", 4);
+	le(out, (uint64_t)type, 1);
+	le(out, 2, 1);
+	le(out, 0, 2);
+	le(out, payload->len, 4);
+	uint32_t crc = crc32c(0, out->p + h + 4, 8);
+	crc = crc32c(crc, seal, 16);
+	crc = crc32c(crc, payload->p, payload->len);
+	le(out, crc, 4);
+	buf_add(out, seal, 16);
+	buf_add(out, payload->p, payload->len);
+}
+
+static uint64_t
+qidv(const char *id)
+{
+	uint64_t v = 0;
+
+	ck_assert(qid_decode(id, &v));
+	return v;
+}
+
+#define FORGED_QID	0x7a7a7a7a7a7a7aull	/* an id no real message has */
+
+/*
+ * What a client could hide in its text: a DONE of `victim` and a MSG from
+ * forged@example.com, each in the old layout with a correct CRC and in the
+ * sealed layout with guessed seals (zeros, and random bytes), each on a
+ * line of its own, then filler up to `size` octets.
+ */
+static char *
+forged_text(uint64_t victim, size_t size, size_t *len)
+{
+	struct buf t, done, msg;
+	unsigned char zero[16] = { 0 }, guess[16];
+
+	for (int i = 0; i < 16; i++)
+		guess[i] = (unsigned char)(random() >> 8);
+	buf_init(&t);
+	buf_init(&done);
+	buf_init(&msg);
+	le(&done, victim, 8);
+	msg_payload(&msg, FORGED_QID, "forged@example.com", "rcpt@example.net",
+	    "Subject: injected\r\n\r\nMARK-injected\r\n");
+	buf_addstr(&t, "Subject: carries forged records\r\n\r\n");
+	for (int k = 0; k < 3; k++) {
+		buf_addstr(&t, "X");
+		if (k == 0) {
+			rec_v1(&t, 3, &done);
+			rec_v1(&t, 1, &msg);
+		} else {
+			rec_v2(&t, 3, &done, k == 1 ? zero : guess);
+			rec_v2(&t, 1, &msg, k == 1 ? zero : guess);
+		}
+		buf_addstr(&t, "\r\n");
+	}
+	while (t.len < size)
+		buf_addstr(&t, "yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\r\n");
+	buf_free(&done);
+	buf_free(&msg);
+	*len = t.len;
+	return t.p;
+}
+
+static char *
+seg_path(const char *dir, uint64_t seq)
+{
+	return xasprintf("%s/%016llx.seg", dir, (unsigned long long)seq);
+}
+
+static void
+file_zero(const char *path, off_t off, size_t n)
+{
+	int fd = open(path, O_WRONLY);
+	char *z = xcalloc(1, n);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pwrite(fd, z, n, off), (ssize_t)n);
+	close(fd);
+	free(z);
+}
+
+static char *
+file_read(const char *path, size_t *len)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	char *p = xmalloc((size_t)st.st_size + 1);
+	ck_assert_int_eq(read(fd, p, (size_t)st.st_size), st.st_size);
+	close(fd);
+	*len = (size_t)st.st_size;
+	return p;
+}
+
+static void
+file_write(const char *path, const void *p, size_t len)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, p, len), (ssize_t)len);
+	close(fd);
+}
+
+/* The end of a test: its directory removed, what it allocated freed. */
+static void
+test_end(struct event_base *base, char *dir, struct loaded *l)
+{
+	if (l != NULL)
+		loaded_free(l);
+	rm_rf(dir);
+	free(dir);
+	event_base_free(base);
+}
+
+/* Log lines written to stderr while capturing. */
+static int capture_saved = -1;
+static char capture_path[64];
+
+static void
+capture_start(void)
+{
+	snprintf(capture_path, sizeof(capture_path), "/tmp/relayd-spool-log-XXXXXX");
+	int fd = mkstemp(capture_path);
+
+	ck_assert_int_ge(fd, 0);
+	log_init(true, false);	/* other suites may have chosen syslog */
+	capture_saved = dup(STDERR_FILENO);
+	dup2(fd, STDERR_FILENO);
+	close(fd);
+}
+
+static char *
+capture_end(void)
+{
+	size_t len;
+
+	dup2(capture_saved, STDERR_FILENO);
+	close(capture_saved);
+	char *p = file_read(capture_path, &len);
+	p[len] = '\0';
+	unlink(capture_path);
+	(void)!write(STDERR_FILENO, p, len);	/* still shown */
+	return p;
+}
+
+/* Whether a loaded message has this id / this sender. */
+static bool
+loaded_has(const struct loaded *l, const char *id, const char *sender)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if ((id == NULL || strcmp(l->env[i]->id, id) == 0) &&
+		    (sender == NULL || strcmp(l->env[i]->sender, sender) == 0))
+			return true;
+	return false;
+}
+
 START_TEST(crc32c_known_vectors)
 {
 	/* RFC 3720 B.4 and the common check value. */
@@ -204,7 +440,7 @@ START_TEST(commit_and_recover)
 	for (size_t i = 0; i < bigsz; i++)
 		big[i] = (i % 80 == 79) ? '\n' : (char)('a' + i % 26);
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "open: %s", err);
 	ck_assert_uint_eq(l.n, 0);
 	struct done d1 = commit_one(base, sp, "a@example.com", "x@example.net",
@@ -229,7 +465,7 @@ START_TEST(commit_and_recover)
 	ck_assert_uint_ge(st.commits, 1);
 	spool_close(sp);
 
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "reopen: %s", err);
 	ck_assert_uint_eq(l.n, 3);
 	ck_assert_str_eq(l.env[0]->id, id1);	/* arrival order */
@@ -267,7 +503,7 @@ START_TEST(torn_tail_is_cut_off)
 	const char *cuts[] = { "header", "middle", "last-byte" };
 
 	for (int c = 0; c < 3; c++) {
-		struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+		struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 		ck_assert_msg(sp != NULL, "%s", err);
 		loaded_free(&l);
 		struct done d1 = commit_one(base, sp, "a@example.com", "x@example.net", "",
@@ -286,7 +522,7 @@ START_TEST(torn_tail_is_cut_off)
 		off_t cut = c == 0 ? rec2 + 5 : c == 1 ? (rec2 + end) / 2 : end - 1;
 		ck_assert_int_eq(truncate(path, cut), 0);
 
-		sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+		sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 		ck_assert_msg(sp != NULL, "%s", err);
 		/* all earlier rounds' first messages survive, no second one */
 		ck_assert_uint_eq(l.n, (size_t)c + 1);
@@ -314,7 +550,7 @@ START_TEST(damaged_record_is_skipped_not_the_rest)
 	char id[3][QID_SIZE];
 	struct done d[3];
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	for (int i = 0; i < 3; i++) {
 		d[i] = commit_one(base, sp, "a@example.com", "x@example.net", "",
@@ -329,17 +565,301 @@ START_TEST(damaged_record_is_skipped_not_the_rest)
 	ck_assert_int_eq(pwrite(fd, "X", 1, (off_t)d[1].loc.off + 2), 1);
 	close(fd);
 
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	capture_start();
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+	char *log = capture_end();
 	ck_assert_msg(sp != NULL, "%s", err);
 	ck_assert_uint_eq(l.n, 2);
 	ck_assert_str_eq(l.env[0]->id, id[0]);
 	ck_assert_str_eq(l.env[1]->id, id[2]);
+	/* the line says which message was lost */
+	char *want = xasprintf("message %s is lost", id[1]);
+	ck_assert_msg(strstr(log, want) != NULL, "no \"%s\" in:\n%s", want, log);
+	free(want);
+	free(log);
 	spool_close(sp);
 	loaded_free(&l);
 	free(path);
 	rm_rf(dir);
 	free(dir);
 	event_base_free(base);
+}
+END_TEST
+
+/* Commits a message whose body is `text` from `sender`; returns where. */
+static struct done
+commit_text(struct event_base *base, struct spool *sp, const char *sender, const char *text,
+    size_t len, char id[QID_SIZE])
+{
+	struct done d = commit_one(base, sp, sender, "r@example.net", "Received: test\r\n", text,
+	    len, id);
+
+	ck_assert_int_eq(d.error, 0);
+	return d;
+}
+
+/*
+ * A message whose text carries records a client could forge (a DONE of
+ * an acknowledged message, a MSG from forged@example.com; old layout with
+ * a correct CRC, sealed layout with guessed seals) is torn the ways a
+ * crash tears it: its header and envelope never written (a spilled body is
+ * copied before its header: kill -9 in between), only its first 16 bytes
+ * lost, its body cut in the middle (power loss), and the first again in a
+ * segment that is not the newest.  Recovery brings back exactly the
+ * acknowledged messages: nothing forged is obeyed.
+ */
+START_TEST(forged_records_in_a_torn_message_are_not_obeyed)
+{
+	static const char *tears[] = { "no header", "16 bytes lost", "body cut", "older segment" };
+
+	for (int tear = 0; tear < 4; tear++) {
+		struct event_base *base = event_base_new();
+		char *dir = mktmpdir();
+		char err[256], ida[QID_SIZE], idb[QID_SIZE], idc[QID_SIZE], idd[QID_SIZE];
+		struct loaded l = { { NULL }, 0 };
+		size_t len;
+
+		struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+		ck_assert_msg(sp != NULL, "%s", err);
+		commit_text(base, sp, "a@example.com", "A\r\n", 3, ida);
+		struct done db = commit_text(base, sp, "b@example.com", "B\r\n", 3, idb);
+		char *text = forged_text(qidv(ida), 100000, &len);
+		struct done dc = commit_text(base, sp, "c@example.com", text, len, idc);
+		ck_assert_uint_eq(db.loc.seg, dc.loc.seg);
+		if (tear == 3) {
+			spool_set_segment_max(sp, 1);
+			struct done dd = commit_text(base, sp, "d@example.com", "D\r\n", 3, idd);
+			ck_assert_uint_gt(dd.loc.seg, dc.loc.seg);
+		}
+		spool_close(sp);
+
+		char *path = seg_path(dir, dc.loc.seg);
+		off_t start = (off_t)(db.loc.off + db.loc.len);	/* C's record */
+		if (tear == 1)
+			file_zero(path, start, 16);
+		else if (tear == 2)
+			ck_assert_int_eq(truncate(path, (off_t)(dc.loc.off + dc.loc.len / 2)), 0);
+		else
+			file_zero(path, start, (size_t)((off_t)dc.loc.off - start));
+
+		sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+		ck_assert_msg(sp != NULL, "%s", err);
+		ck_assert_msg(loaded_has(&l, ida, "a@example.com"),
+		    "%s: a forged DONE deleted an acknowledged message", tears[tear]);
+		ck_assert_msg(!loaded_has(&l, NULL, "forged@example.com"),
+		    "%s: a forged MSG record was obeyed", tears[tear]);
+		ck_assert_msg(loaded_has(&l, idb, "b@example.com"), "%s: B lost", tears[tear]);
+		ck_assert_msg(!loaded_has(&l, idc, NULL), "%s: the torn message came back", tears[tear]);
+		if (tear == 3)
+			ck_assert_msg(loaded_has(&l, idd, "d@example.com"), "%s: D lost", tears[tear]);
+		ck_assert_uint_eq(l.n, tear == 3 ? 3 : 2);
+		spool_close(sp);
+		free(path);
+		free(text);
+		test_end(base, dir, &l);
+	}
+}
+END_TEST
+
+/* A MSG record in the old layout whose header and envelope were never
+ * written (zeros), its text present: what a crash left in a version-1
+ * spool between copying a spilled body and writing its header. */
+static void
+torn_v1(struct buf *seg, uint64_t qid, const char *text, size_t len)
+{
+	struct buf p, r;
+
+	buf_init(&p);
+	buf_init(&r);
+	msg_payload_n(&p, qid, "torn@example.com", "r@example.net", text, len);
+	rec_v1(&r, 1, &p);
+	memset(r.p, 0, r.len - len);
+	buf_add(seg, r.p, r.len);
+	buf_free(&p);
+	buf_free(&r);
+}
+
+static void
+msg_v1(struct buf *seg, const char *id, const char *sender)
+{
+	struct buf p;
+
+	buf_init(&p);
+	msg_payload(&p, qidv(id), sender, "r@example.net", "Subject: old\r\n\r\nold format\r\n");
+	rec_v1(seg, 1, &p);
+	buf_free(&p);
+}
+
+/*
+ * Segments of the old format (version 1) left by an older relayd that
+ * crashed: torn messages whose text carries forged records with a correct
+ * CRC.  They are read sequentially, never by searching for the next
+ * record: the torn tail of the newest is cut off, and in an older one
+ * whatever follows the damage is left unread (and said so), since in that
+ * format message text cannot be told from records.
+ */
+START_TEST(old_format_segments_are_read_sequentially)
+{
+	struct event_base *base = event_base_new();
+	char *dir = mktmpdir();
+	char err[256], ida[QID_SIZE], idb[QID_SIZE], idg[QID_SIZE], idh[QID_SIZE];
+	struct loaded l = { { NULL }, 0 };
+	struct buf s1, s2;
+	size_t len;
+
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	qid_next(ida);
+	qid_next(idb);
+	qid_next(idg);
+	qid_next(idh);
+	buf_init(&s1);
+	buf_init(&s2);
+	msg_v1(&s1, ida, "a@example.com");
+	msg_v1(&s1, idb, "b@example.com");
+	/* a recipient's state, as an old relayd recorded it: applied */
+	struct buf rp;
+	buf_init(&rp);
+	le(&rp, qidv(ida), 8);
+	le(&rp, 0, 4);
+	le(&rp, SPOOL_RCPT_PENDING, 1);
+	le(&rp, 2, 2);
+	le(&rp, 4242, 8);
+	lestr(&rp, "connect to h[127.0.0.1]:25: Connection refused");
+	lestr(&rp, "4.4.1");
+	rec_v1(&s1, 2, &rp);
+	buf_free(&rp);
+	char *text = forged_text(qidv(ida), 40000, &len);
+	torn_v1(&s1, qidv(ida) + 5, text, len);
+	free(text);
+	msg_v1(&s1, idg, "g@example.com");	/* after the damage: not read */
+	msg_v1(&s2, idh, "h@example.com");
+	size_t h_end = s2.len;
+	text = forged_text(qidv(idh), 40000, &len);
+	torn_v1(&s2, qidv(idh) + 5, text, len);
+	free(text);
+	char *p1 = seg_path(dir, 1), *p2 = seg_path(dir, 2);
+	file_write(p1, s1.p, s1.len);
+	file_write(p2, s2.p, s2.len);
+
+	capture_start();
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+	char *log = capture_end();
+	ck_assert_msg(sp != NULL, "%s", err);
+	ck_assert_msg(loaded_has(&l, ida, "a@example.com"), "a forged DONE deleted A");
+	ck_assert_msg(loaded_has(&l, idh, "h@example.com"), "a forged DONE deleted H");
+	ck_assert_msg(!loaded_has(&l, NULL, "forged@example.com"), "a forged MSG was obeyed");
+	ck_assert_msg(loaded_has(&l, idb, "b@example.com"), "B lost");
+	ck_assert_msg(!loaded_has(&l, NULL, "torn@example.com"), "a torn message came back");
+	ck_assert_uint_eq(l.n, 3);
+	ck_assert_str_eq(l.env[0]->id, ida);
+	ck_assert_uint_eq(l.env[0]->rcpts[0].attempts, 2);
+	ck_assert_int_eq(l.env[0]->rcpts[0].next_attempt, 4242);
+	ck_assert_str_eq(l.env[0]->rcpts[0].dsn, "4.4.1");
+	/* the older segment's unread rest is reported, the newest one cut */
+	ck_assert_msg(strstr(log, "0000000000000001.seg") && strstr(log, "not read"), "%s", log);
+	struct stat st;
+	ck_assert_int_eq(stat(p2, &st), 0);
+	ck_assert_int_eq(st.st_size, (off_t)h_end);
+	spool_close(sp);
+	free(log);
+	free(p1);
+	free(p2);
+	buf_free(&s1);
+	buf_free(&s2);
+	test_end(base, dir, &l);
+}
+END_TEST
+
+/* A bad block in the middle of a segment (a record's header zeroed): the
+ * records after it are found again (by their segment's seal) and read. */
+START_TEST(damaged_header_is_skipped_not_the_rest)
+{
+	struct event_base *base = event_base_new();
+	char *dir = mktmpdir();
+	char err[256], id[4][QID_SIZE];
+	struct loaded l = { { NULL }, 0 };
+	struct done d[4];
+
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	for (int i = 0; i < 3; i++)
+		d[i] = commit_text(base, sp, "a@example.com", "some text\r\n", 11, id[i]);
+	spool_set_segment_max(sp, 1);
+	d[3] = commit_text(base, sp, "a@example.com", "newer\r\n", 7, id[3]);
+	ck_assert_uint_gt(d[3].loc.seg, d[2].loc.seg);
+	spool_close(sp);
+	char *path = seg_path(dir, d[1].loc.seg);
+	file_zero(path, (off_t)(d[0].loc.off + d[0].loc.len), 32);
+
+	capture_start();
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+	char *log = capture_end();
+	ck_assert_msg(sp != NULL, "%s", err);
+	ck_assert_uint_eq(l.n, 3);
+	ck_assert_str_eq(l.env[0]->id, id[0]);
+	ck_assert_str_eq(l.env[1]->id, id[2]);
+	ck_assert_str_eq(l.env[2]->id, id[3]);
+	ck_assert_msg(strstr(log, "damaged") != NULL, "%s", log);
+	spool_close(sp);
+	free(log);
+	free(path);
+	test_end(base, dir, &l);
+}
+END_TEST
+
+/*
+ * A segment whose header (its seal) is damaged cannot be read safely: it
+ * is set aside as NAME.damaged, said so, and the rest of the spool is
+ * read.  A segment of a newer format makes the spool unusable, with a
+ * reason, rather than being misread.
+ */
+START_TEST(damaged_segment_header_and_newer_format)
+{
+	struct event_base *base = event_base_new();
+	char *dir = mktmpdir();
+	char err[256], ida[QID_SIZE], idb[QID_SIZE];
+	struct loaded l = { { NULL }, 0 };
+
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	struct done da = commit_text(base, sp, "a@example.com", "A\r\n", 3, ida);
+	spool_set_segment_max(sp, 1);
+	struct done db = commit_text(base, sp, "b@example.com", "B\r\n", 3, idb);
+	ck_assert_uint_gt(db.loc.seg, da.loc.seg);
+	spool_close(sp);
+	char *pa = seg_path(dir, da.loc.seg);
+	file_zero(pa, 0, 48);
+
+	capture_start();
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+	char *log = capture_end();
+	ck_assert_msg(sp != NULL, "%s", err);
+	ck_assert_uint_eq(l.n, 1);
+	ck_assert_str_eq(l.env[0]->id, idb);
+	char *aside = xasprintf("%s.damaged", pa);
+	ck_assert_int_eq(access(aside, F_OK), 0);
+	ck_assert_msg(strstr(log, ".seg.damaged") && strstr(log, "segment header is damaged"),
+	    "%s", log);
+	spool_close(sp);
+	loaded_free(&l);
+	free(log);
+
+	/* a segment written by a newer relayd (format 3) */
+	struct buf nb;
+	buf_init(&nb);
+	buf_add(&nb, "RLYR\x05\x03\0\0\x10\0\0\0\0\0\0\0", 16);
+	for (int i = 0; i < 32; i++)
+		buf_add(&nb, "z", 1);
+	char *pn = seg_path(dir, 9);
+	file_write(pn, nb.p, nb.len);
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+	ck_assert_ptr_null(sp);
+	ck_assert_msg(strstr(err, "0000000000000009.seg") && strstr(err, "newer relayd"), "%s", err);
+	buf_free(&nb);
+	free(pn);
+	free(aside);
+	free(pa);
+	test_end(base, dir, &l);
 }
 END_TEST
 
@@ -350,9 +870,9 @@ START_TEST(lock_debris_and_empty_segments)
 	char err[256];
 	struct loaded l = { { NULL }, 0 };
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
-	struct spool *sp2 = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp2 = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_ptr_null(sp2);
 	ck_assert_msg(strstr(err, "in use by another relayd") != NULL, "%s", err);
 	spool_close(sp);
@@ -363,7 +883,7 @@ START_TEST(lock_debris_and_empty_segments)
 	ck_assert_int_ge(fd, 0);
 	close(fd);
 	for (int i = 0; i < 3; i++) {
-		sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+		sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 		ck_assert_msg(sp != NULL, "%s", err);
 		spool_close(sp);
 	}
@@ -386,11 +906,60 @@ START_TEST(unusable_directory_is_reported)
 	char err[256] = "";
 	struct loaded l = { { NULL }, 0 };
 
-	struct spool *sp = spool_open("/proc/relayd-no-such/spool", base, load_cb, &l, err,
+	struct spool *sp = spool_open("/proc/relayd-no-such/spool", geteuid(), base, load_cb, &l, err,
 	    sizeof(err));
 	ck_assert_ptr_null(sp);
 	ck_assert_msg(strstr(err, "/proc/relayd-no-such/spool") != NULL, "%s", err);
 	event_base_free(base);
+}
+END_TEST
+
+/*
+ * relayd works inside its spool as root: a directory others may write to
+ * is refused, and a symbolic link planted as a segment or as the lock is
+ * never followed (the file it points to is neither truncated nor created).
+ */
+START_TEST(spool_refuses_open_directories_and_links)
+{
+	struct event_base *base = event_base_new();
+	char *dir = mktmpdir();
+	char err[512];
+	struct loaded l = { { NULL }, 0 };
+
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	ck_assert_int_eq(chmod(dir, 0770), 0);
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+	ck_assert_ptr_null(sp);
+	ck_assert_msg(strstr(err, dir) && strstr(err, "chmod 0700"), "%s", err);
+	ck_assert_int_eq(chmod(dir, 0700), 0);
+
+	char *target = xasprintf("%s.target", dir);
+	char *seg = seg_path(dir, 5), *lock = xasprintf("%s/lock", dir);
+	file_write(target, "VICTIM\n", 7);
+	ck_assert_int_eq(symlink(target, seg), 0);
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+	ck_assert_ptr_null(sp);
+	ck_assert_msg(strstr(err, seg) && strstr(err, "symbolic link"), "%s", err);
+	struct stat st;
+	ck_assert_int_eq(stat(target, &st), 0);
+	ck_assert_int_eq(st.st_size, 7);
+	ck_assert_int_eq(unlink(seg), 0);
+
+	ck_assert_int_eq(unlink(lock), 0);	/* made by the first attempt */
+	ck_assert_int_eq(unlink(target), 0);
+	ck_assert_int_eq(symlink(target, lock), 0);
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+	ck_assert_ptr_null(sp);
+	ck_assert_msg(strstr(err, lock) && strstr(err, "symbolic link"), "%s", err);
+	ck_assert_int_eq(access(target, F_OK), -1);
+	ck_assert_int_eq(unlink(lock), 0);
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	spool_close(sp);
+	free(target);
+	free(seg);
+	free(lock);
+	test_end(base, dir, NULL);
 }
 END_TEST
 
@@ -424,12 +993,12 @@ START_TEST(state_records_survive_restart)
 	char id[QID_SIZE];
 	int calls = 0;
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	struct done d = commit_one(base, sp, "a@example.com", "x@example.net", "", "t\r\n", 3, id);
 	ck_assert_int_eq(d.error, 0);
 	spool_close(sp);
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_uint_eq(l.n, 1);
 	struct spool_envelope *env = l.env[0];
 
@@ -448,7 +1017,7 @@ START_TEST(state_records_survive_restart)
 	spool_close(sp);
 	loaded_free(&l);
 
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_uint_eq(l.n, 1);
 	ck_assert_str_eq(l.env[0]->id, id);
 	ck_assert_uint_eq(l.env[0]->rcpts[0].attempts, 2);
@@ -463,7 +1032,7 @@ START_TEST(state_records_survive_restart)
 	wait_calls(base, &calls, 1);
 	spool_close(sp);
 	loaded_free(&l);
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_uint_eq(l.n, 0);
 	spool_close(sp);
 	rm_rf(dir);
@@ -482,7 +1051,7 @@ START_TEST(retired_segments_are_reclaimed_oldest_first)
 	struct done d[4];
 	int calls = 0;
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	spool_set_segment_max(sp, 1);	/* every commit starts a new segment */
 	for (int i = 0; i < 4; i++) {
@@ -506,16 +1075,21 @@ START_TEST(retired_segments_are_reclaimed_oldest_first)
 	env.loc = d[0].loc;
 	spool_commit_done(sp, &env, count_cb, &calls);
 	wait_calls(base, &calls, 2);
-	/* the reclaim runs in the committer after the callback: give it a moment */
-	for (int i = 0; i < 200 && count_segments(dir) > 4; i++)
+	/* the reclaim runs in the committer after the callback: give it a
+	 * moment, until its count of segments is updated too */
+	struct spool_stats st;
+	for (int i = 0; i < 200; i++) {
+		spool_get_stats(sp, &st);
+		if (count_segments(dir) <= 4 && st.segments == (uint64_t)count_segments(dir))
+			break;
 		usleep(10000);
+	}
 	char *seg1 = xasprintf("%s/%016llx.seg", dir, (unsigned long long)d[0].loc.seg);
 	char *seg2 = xasprintf("%s/%016llx.seg", dir, (unsigned long long)d[1].loc.seg);
 	char *seg3 = xasprintf("%s/%016llx.seg", dir, (unsigned long long)d[2].loc.seg);
 	ck_assert_int_eq(access(seg1, F_OK), -1);
 	ck_assert_int_eq(access(seg2, F_OK), -1);
 	ck_assert_int_eq(access(seg3, F_OK), 0);
-	struct spool_stats st;
 	spool_get_stats(sp, &st);
 	ck_assert_uint_eq(st.segments, (uint64_t)count_segments(dir));
 	/* the text of a live message is still readable */
@@ -526,7 +1100,7 @@ START_TEST(retired_segments_are_reclaimed_oldest_first)
 	ck_assert_int_eq(memcmp(t, "t\r\n", 3), 0);
 	spool_close(sp);
 
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_uint_eq(l.n, 2);
 	ck_assert_str_eq(l.env[0]->id, id[2]);
 	ck_assert_str_eq(l.env[1]->id, id[3]);
@@ -552,7 +1126,7 @@ START_TEST(lazy_records_ride_along_or_wait_their_bound)
 	char id[3][QID_SIZE];
 	struct spool_stats s0, s1;
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	for (int i = 0; i < 2; i++)
 		ck_assert_int_eq(commit_one(base, sp, "a@example.com", "x@example.net", "",
@@ -593,7 +1167,7 @@ START_TEST(lazy_records_ride_along_or_wait_their_bound)
 
 	/* what was retired stays retired: only the third message comes back */
 	spool_close(sp);
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	ck_assert_uint_eq(l.n, 1);
 	ck_assert_str_eq(l.env[0]->id, id[2]);
@@ -665,7 +1239,7 @@ START_TEST(idle_committer_writes_ahead)
 	char id[2][QID_SIZE];
 	struct spool_stats st;
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	ck_assert_uint_ge(wait_prepared(sp, 1u << 20), 1u << 20);
 	spool_get_stats(sp, &st);
@@ -701,7 +1275,7 @@ START_TEST(idle_committer_writes_ahead)
 	ck_assert_int_eq(memcmp(text, big, biglen), 0);
 	free(text);
 	spool_close(sp);
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	ck_assert_uint_eq(l.n, 2);
 	ck_assert_str_eq(l.env[0]->id, id[0]);
@@ -730,7 +1304,7 @@ START_TEST(relocation_frees_old_segments)
 	struct done d[4];
 	int calls = 0;
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	spool_set_segment_max(sp, 1);	/* a segment per commit */
 	d[0] = commit_one(base, sp, "old@example.com", "x@example.net", "P: 1\r\n",
@@ -781,7 +1355,7 @@ START_TEST(relocation_frees_old_segments)
 	ck_assert_int_eq(access(seg0, F_OK), -1);	/* the pinned segment is gone */
 	spool_close(sp);
 
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	ck_assert_uint_eq(l.n, 1);
 	ck_assert_str_eq(l.env[0]->id, id[0]);
@@ -822,7 +1396,7 @@ START_TEST(signatures_kept_apart)
 	struct spool_envelope env[3];
 	size_t tl = strlen(text);
 
-	struct spool *sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	spool_set_segment_max(sp, 1);	/* a segment per commit */
 	for (int i = 0; i < 3; i++) {
@@ -849,7 +1423,7 @@ START_TEST(signatures_kept_apart)
 	/* the second's never come (a crash); the third's are in memory only */
 	spool_close(sp);
 
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	spool_set_segment_max(sp, 1);
 	ck_assert_uint_eq(l.n, 3);
@@ -903,7 +1477,7 @@ START_TEST(signatures_kept_apart)
 	loaded_free(&l);
 
 	/* and so they come back, the SIG record of the old copy ignored */
-	sp = spool_open(dir, base, load_cb, &l, err, sizeof(err));
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
 	ck_assert_msg(sp != NULL, "%s", err);
 	ck_assert_uint_eq(l.n, 3);
 	for (int i = 0; i < 3; i++) {
@@ -939,8 +1513,13 @@ spool_suite(void)
 	tcase_add_test(tc, commit_and_recover);
 	tcase_add_test(tc, torn_tail_is_cut_off);
 	tcase_add_test(tc, damaged_record_is_skipped_not_the_rest);
+	tcase_add_test(tc, forged_records_in_a_torn_message_are_not_obeyed);
+	tcase_add_test(tc, old_format_segments_are_read_sequentially);
+	tcase_add_test(tc, damaged_header_is_skipped_not_the_rest);
+	tcase_add_test(tc, damaged_segment_header_and_newer_format);
 	tcase_add_test(tc, lock_debris_and_empty_segments);
 	tcase_add_test(tc, unusable_directory_is_reported);
+	tcase_add_test(tc, spool_refuses_open_directories_and_links);
 	tcase_add_test(tc, state_records_survive_restart);
 	tcase_add_test(tc, retired_segments_are_reclaimed_oldest_first);
 	tcase_add_test(tc, relocation_frees_old_segments);
