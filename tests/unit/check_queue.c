@@ -177,7 +177,7 @@ START_TEST(test_flush_during_relocation)
 	char spooldir[PATH_MAX + 16], err[256];
 
 	snprintf(spooldir, sizeof(spooldir), "%s/spool", dir);
-	struct spool *sp = spool_open(spooldir, base, NULL, NULL, err, sizeof(err));
+	struct spool *sp = spool_open(spooldir, geteuid(), base, NULL, NULL, err, sizeof(err));
 
 	ck_assert_msg(sp != NULL, "spool: %s", err);
 	qid_init(0);
