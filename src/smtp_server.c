@@ -629,8 +629,9 @@ sign_failed_retired(void *arg, int error, const struct spool_loc *loc)
 
 	(void)loc;
 	if (error != 0)
-		log_err("%s: cannot retire the unsigned message from the spool: %s; it will be "
-		    "signed again and sent after a restart", s->id, strerror(error));
+		log_err("%s: cannot retire the unsigned message from the spool: %s; should relayd "
+		    "restart before its spool segment is deleted, it would be signed again and "
+		    "sent, although its client was told 451", s->id, strerror(error));
 	spool_envelope_free(s->env);
 	s->env = NULL;
 	txn_reset(s);
