@@ -1097,7 +1097,7 @@ START_TEST(test_null_errout)
 }
 END_TEST
 
-/* ---- the shipped example --------------------------------------------- */
+/* ---- the shipped examples -------------------------------------------- */
 
 static char *
 read_all(const char *path)
@@ -1119,22 +1119,23 @@ read_all(const char *path)
 	return buf;
 }
 
-/* etc/relayd.conf in the source tree: $RELAYD_SRCDIR, else from __FILE__. */
+/* An example in the source tree (rel: "etc/relayd.conf"): under
+ * $RELAYD_SRCDIR, else found from __FILE__. */
 static char *
-read_example(void)
+read_example(const char *rel)
 {
 	const char *srcdir = getenv("RELAYD_SRCDIR");
 	char path[PATH_MAX];
 	char *text;
 
 	if (srcdir != NULL && *srcdir != '\0') {
-		snprintf(path, sizeof(path), "%s/etc/relayd.conf", srcdir);
+		snprintf(path, sizeof(path), "%s/%s", srcdir, rel);
 	} else {
 		const char *me = __FILE__;
 		const char *tail = strstr(me, "tests/unit/check_config.c");
 
 		ck_assert_ptr_nonnull(tail);
-		snprintf(path, sizeof(path), "%.*setc/relayd.conf", (int)(tail - me), me);
+		snprintf(path, sizeof(path), "%.*s%s", (int)(tail - me), me, rel);
 	}
 	text = read_all(path);
 	ck_assert_msg(text != NULL, "cannot read %s: %s", path, strerror(errno));
@@ -1167,41 +1168,69 @@ replace_all(char *s, const char *from, const char *to)
 }
 
 /*
- * The example must be valid as shipped except for what cannot exist on a
- * test machine: the files under /etc/relayd/ and the relayd user.  Those
- * are moved into the temp dir (as mode 0600 files) and to root.
+ * What an example names that a test machine lacks, made in the temp dir
+ * (rel: the path below it): a certificate (.crt) and its RSA key (.key),
+ * a service account's JSON key (.json), else a secret; private files mode
+ * 0600, as relayd requires.
  */
-START_TEST(test_example_conf)
+static void
+example_file(const char *rel)
 {
-	char *text = read_example();
+	size_t n = strlen(rel);
+
+	if (n > 4 && strcmp(rel + n - 4, ".crt") == 0)
+		copy_fixture("oauth-app.crt", rel, 0644);
+	else if (n > 4 && strcmp(rel + n - 4, ".key") == 0)
+		copy_fixture("dkim-rsa2048.key", rel, 0600);
+	else if (n > 5 && strcmp(rel + n - 5, ".json") == 0)
+		write_service_account(rel, "service_account", 0600);
+	else
+		write_in_dir(rel, "secret\n", 0600);
+}
+
+/* The directories the examples keep files in; the test moves them here. */
+static const char *const example_dirs[] = { "/etc/relayd/", "/var/lib/relayd/" };
+
+/*
+ * An example as a test machine can load it: the relayd user made root, and
+ * every file it names under example_dirs (in quotes: comments name some
+ * too) made in the temp dir, which takes their place.
+ */
+static char *
+example_prepared(const char *example)
+{
+	char *text = read_example(example);
 	char dir[PATH_MAX + 8];
-	char *errs = NULL;
-	struct config *cfg;
 
 	ck_assert_ptr_nonnull(strstr(text, "\nuser = \"relayd\""));
 	text = replace_all(text, "\nuser = \"relayd\"", "\nuser = \"root\"");
-	snprintf(dir, sizeof(dir), "%s/", tmpdir);
-	text = replace_all(text, "/etc/relayd/", dir);
-	/* Create every file the rewritten text names in the temp dir. */
-	for (const char *p = text; (p = strstr(p, dir)) != NULL; ) {
-		const char *end = strchr(p, '"');
-		char path[PATH_MAX + 64];
-
-		ck_assert_ptr_nonnull(end);
-		snprintf(path, sizeof(path), "%.*s", (int)(end - p), p);
-		for (char *slash = path + strlen(dir); (slash = strchr(slash, '/')) != NULL; slash++) {
-			*slash = '\0';
-			mkdir(path, 0700);
-			*slash = '/';
-		}
-		write_file(path, "secret\n", 7, 0600);
-		p = end;
+	for (size_t i = 0; i < sizeof(example_dirs) / sizeof(example_dirs[0]); i++) {
+		snprintf(dir, sizeof(dir), "%s/x%zu/", tmpdir, i);
+		text = replace_all(text, example_dirs[i], dir);
 	}
-	cfg = load(text, &errs);
-	ck_assert_msg(cfg != NULL, "example rejected:\n%s", errs);
-	ck_assert_str_eq(errs, "");
+	snprintf(dir, sizeof(dir), "%s/", tmpdir);
+	for (const char *p = text; (p = strstr(p, dir)) != NULL; p += strlen(dir)) {
+		const char *name = p + strlen(dir), *end = strchr(name, '"');
+		char rel[64], sub[PATH_MAX + 64];
 
-	/* What the example promises to show. */
+		if (p == text || p[-1] != '"')
+			continue;
+		ck_assert_ptr_nonnull(end);
+		ck_assert_int_lt(end - name, (int)sizeof(rel));
+		snprintf(rel, sizeof(rel), "%.*s", (int)(end - name), name);
+		for (const char *slash = rel; (slash = strchr(slash, '/')) != NULL; slash++) {
+			snprintf(sub, sizeof(sub), "%s/%.*s", tmpdir, (int)(slash - rel), rel);
+			mkdir(sub, 0700);
+		}
+		example_file(rel);
+	}
+	return text;
+}
+
+/* What etc/relayd.conf promises to show. */
+static void
+example_main(const struct config *cfg)
+{
 	ck_assert_uint_eq(cfg->nupstreams, 4);
 	ck_assert_str_eq(cfg->upstreams[0].host, "smtp.eu.mailgun.org");
 	ck_assert_uint_eq(cfg->upstreams[0].port, 587);
@@ -1216,7 +1245,9 @@ START_TEST(test_example_conf)
 	ck_assert_str_eq(cfg->upstreams[1].username, "apikey");
 	ck_assert_str_eq(cfg->upstreams[2].host, "smtp.office365.com");
 	ck_assert_uint_eq(cfg->upstreams[2].port, 587);
-	ck_assert_int_eq(cfg->upstreams[2].auth, CFG_AUTH_LOGIN);
+	ck_assert_int_eq(cfg->upstreams[2].auth, CFG_AUTH_XOAUTH2);
+	ck_assert_ptr_nonnull(cfg->upstreams[2].oauth2);
+	ck_assert_ptr_nonnull(cfg->upstreams[2].oauth2->creds.key);
 	ck_assert_str_eq(cfg->upstreams[3].host, "mail.example.com");
 	ck_assert(cfg->ndomains >= 4);
 	size_t ndkim = 0;
@@ -1225,31 +1256,122 @@ START_TEST(test_example_conf)
 		ndkim += cfg->domains[i].ndkim;
 	}
 	ck_assert_uint_ge(ndkim, 1);
+}
+
+/* The one upstream of an OAuth 2.0 example, checked as far as they share. */
+static const struct cfg_oauth2 *
+example_oauth(const struct config *cfg, const char *host, enum oauth_provider prov)
+{
+	const struct cfg_upstream *u = &cfg->upstreams[0];
+
+	ck_assert_uint_eq(cfg->nupstreams, 1);
+	ck_assert_str_eq(u->host, host);
+	ck_assert_int_eq(u->auth, CFG_AUTH_XOAUTH2);
+	ck_assert_ptr_nonnull(u->username);
+	ck_assert_ptr_nonnull(u->oauth2);
+	ck_assert_int_eq(u->oauth2->creds.provider, prov);
+	ck_assert_uint_eq(cfg->ndomains, 1);
+	ck_assert_ptr_eq(cfg->domains[0].upstream, u);
+	return u->oauth2;
+}
+
+static void
+example_o365_certificate(const struct config *cfg)
+{
+	const struct cfg_oauth2 *o = example_oauth(cfg, "smtp.office365.com", OAUTH_MICROSOFT);
+
+	ck_assert_ptr_nonnull(o->creds.key);
+	ck_assert_ptr_nonnull(o->creds.x5t_s256);
+	ck_assert_ptr_null(o->creds.client_secret);
+	ck_assert_str_eq(o->creds.token_url,
+	    "https://login.microsoftonline.com/example.onmicrosoft.com/oauth2/v2.0/token");
+	ck_assert_str_eq(o->creds.scope, "https://outlook.office365.com/.default");
+}
+
+static void
+example_o365_secret(const struct config *cfg)
+{
+	const struct cfg_oauth2 *o = example_oauth(cfg, "smtp.office365.com", OAUTH_MICROSOFT);
+
+	ck_assert_str_eq(o->creds.client_secret, "secret");
+	ck_assert_ptr_null(o->creds.key);
+}
+
+static void
+example_google(const struct config *cfg)
+{
+	const struct cfg_oauth2 *o = example_oauth(cfg, "smtp.gmail.com", OAUTH_GOOGLE);
+
+	ck_assert_uint_eq(cfg->upstreams[0].port, 465);
+	ck_assert_int_eq(cfg->upstreams[0].tls, CFG_TLS_IMPLICIT);
+	ck_assert_ptr_nonnull(o->creds.key);
+	ck_assert_str_eq(o->creds.subject, cfg->upstreams[0].username);
+	ck_assert_str_eq(o->creds.scope, "https://mail.google.com/");
+}
+
+static void
+example_generic(const struct config *cfg)
+{
+	const struct cfg_oauth2 *o = example_oauth(cfg, "smtp.example.net", OAUTH_GENERIC);
+
+	ck_assert_str_eq(o->creds.refresh_token, "secret");
+	ck_assert_str_eq(o->creds.client_secret, "secret");
+	ck_assert_ptr_nonnull(o->refresh_token_file);
+	ck_assert_ptr_nonnull(strstr(o->creds.token_url, "https://"));
+}
+
+/* Every example shipped in etc/ (Makefile.am: EXTRA_DIST), with what it
+ * promises to show. */
+static const struct {
+	const char	*path;
+	void		(*check)(const struct config *);
+} examples[] = {
+	{ "etc/relayd.conf",				example_main },
+	{ "etc/examples/office365-certificate.conf",	example_o365_certificate },
+	{ "etc/examples/office365-secret.conf",	example_o365_secret },
+	{ "etc/examples/google-workspace.conf",	example_google },
+	{ "etc/examples/oauth2-generic.conf",		example_generic },
+};
+
+/*
+ * Each example must be valid as shipped except for what cannot exist on a
+ * test machine: the files it names and the relayd user.
+ */
+START_TEST(test_example_conf)
+{
+	char *text = example_prepared(examples[_i].path);
+	char *errs = NULL;
+	struct config *cfg = load(text, &errs);
+
+	ck_assert_msg(cfg != NULL, "%s rejected:\n%s", examples[_i].path, errs);
+	ck_assert_msg(errs[0] == '\0', "%s: %s", examples[_i].path, errs);
+	examples[_i].check(cfg);
 	config_free(cfg);
 	free(errs);
 	free(text);
 }
 END_TEST
 
-/* As shipped, on a machine without /etc/relayd: only missing-file errors. */
+/* As shipped, on a machine without those files: only missing-file errors. */
 START_TEST(test_example_conf_as_shipped)
 {
-	char *text = read_example();
+	char *text = read_example(examples[_i].path);
 	char *errs = NULL;
 	struct config *cfg;
 
 	text = replace_all(text, "\nuser = \"relayd\"", "\nuser = \"root\"");
 	cfg = load(text, &errs);
-	if (access("/etc/relayd", F_OK) == 0) {
+	if (access("/etc/relayd", F_OK) == 0 || access("/var/lib/relayd", F_OK) == 0) {
 		/* An installed relayd: nothing to assert about its files. */
 		config_free(cfg);
 	} else {
 		ck_assert_ptr_null(cfg);
 		ck_assert(errs[0] != '\0');
 		for (char *line = strtok(errs, "\n"); line != NULL; line = strtok(NULL, "\n"))
-			ck_assert_msg(strstr(line, " /etc/relayd/") != NULL &&
+			ck_assert_msg((strstr(line, " /etc/relayd/") != NULL ||
+			    strstr(line, " /var/lib/relayd/") != NULL) &&
 			    strstr(line, ": No such file or directory") != NULL,
-			    "unexpected: %s", line);
+			    "%s: unexpected: %s", examples[_i].path, line);
 	}
 	free(errs);
 	free(text);
@@ -1281,8 +1403,10 @@ config_suite(void)
 	    (int)(sizeof(oauth_bad) / sizeof(oauth_bad[0])));
 	tcase_add_test(tc, test_missing_file);
 	tcase_add_test(tc, test_null_errout);
-	tcase_add_test(tc, test_example_conf);
-	tcase_add_test(tc, test_example_conf_as_shipped);
+	tcase_add_loop_test(tc, test_example_conf, 0,
+	    (int)(sizeof(examples) / sizeof(examples[0])));
+	tcase_add_loop_test(tc, test_example_conf_as_shipped, 0,
+	    (int)(sizeof(examples) / sizeof(examples[0])));
 	suite_add_tcase(s, tc);
 	return s;
 }
