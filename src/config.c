@@ -1549,6 +1549,10 @@ config_build_upstream(struct config_parse *p, struct config *cfg, cfg_t *sec,
 			config_error(p, config_line(p, sec, cfg_getstr(sec, "password") != NULL ?
 			    "password" : "password_file", 0), "%sa password is not used with auth "
 			    "xoauth2: the oauth2 section says how to get a token", where);
+		/* a bearer token in clear is as good as a password to whoever reads it */
+		if (u->tls == CFG_TLS_NONE)
+			config_warn(p, config_line(p, sec, "tls", 0),
+			    "upstream %s sends its OAuth token without TLS", u->name);
 	} else if (u->auth != CFG_AUTH_NONE) {
 		const char *mech = u->auth == CFG_AUTH_LOGIN ? "login" : "plain";
 		int line = config_line(p, sec, "auth", 0);

@@ -15,6 +15,7 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 
 #include "jwt.h"
@@ -65,23 +66,28 @@ openssl_reason(char *err, size_t errlen, const char *what)
 }
 
 char *
-jwt_sign_rs256(const char *header_json, const char *claims_json, EVP_PKEY *key, char *err,
-    size_t errlen)
+jwt_sign(enum jwt_alg alg, const char *header_json, const char *claims_json, EVP_PKEY *key,
+    char *err, size_t errlen)
 {
 	char *h = NULL, *c = NULL, *input = NULL, *sig64 = NULL, *out = NULL;
 	unsigned char *sig = NULL;
 	size_t siglen = 0;
 	EVP_MD_CTX *md = NULL;
+	EVP_PKEY_CTX *pctx = NULL;
 
 	if (key == NULL || EVP_PKEY_get_base_id(key) != EVP_PKEY_RSA) {
-		snprintf(err, errlen, "RS256 needs an RSA key");
+		snprintf(err, errlen, "%s needs an RSA key", alg == JWT_PS256 ? "PS256" : "RS256");
 		return NULL;
 	}
 	h = jwt_b64url((const unsigned char *)header_json, strlen(header_json));
 	c = jwt_b64url((const unsigned char *)claims_json, strlen(claims_json));
 	input = xasprintf("%s.%s", h, c);
 	md = EVP_MD_CTX_new();
-	if (md == NULL || EVP_DigestSignInit(md, NULL, EVP_sha256(), NULL, key) != 1 ||
+	if (md == NULL || EVP_DigestSignInit(md, &pctx, EVP_sha256(), NULL, key) != 1 ||
+	    (alg == JWT_PS256 &&
+	    (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32) != 1 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) != 1)) ||
 	    EVP_DigestSign(md, NULL, &siglen, (const unsigned char *)input, strlen(input)) != 1) {
 		openssl_reason(err, errlen, "cannot sign the JWT");
 		goto done;

@@ -43,6 +43,7 @@ oauth_creds_free(struct oauth_creds *c)
 	EVP_PKEY_free(c->key);
 	free(c->x5t_s256);
 	free(c->client_email);
+	free(c->audience);
 	free(c->key_id);
 	free(c->subject);
 	oauth_wipe(c->refresh_token);
@@ -80,6 +81,7 @@ oauth_creds_copy(struct oauth_creds *dst, const struct oauth_creds *src)
 		dst->key = src->key;
 	dst->x5t_s256 = dup_or_null(src->x5t_s256);
 	dst->client_email = dup_or_null(src->client_email);
+	dst->audience = dup_or_null(src->audience);
 	dst->key_id = dup_or_null(src->key_id);
 	dst->subject = dup_or_null(src->subject);
 	dst->refresh_token = dup_or_null(src->refresh_token);
@@ -118,7 +120,7 @@ oauth_cert_key(const char *cert_pem, size_t certlen, const char *key_pem, size_t
 	if ((k = pem_key(key_pem, keylen)) == NULL) {
 		snprintf(err, errlen, "no PEM private key in it (an encrypted key cannot be used)");
 	} else if (EVP_PKEY_get_base_id(k) != EVP_PKEY_RSA) {
-		snprintf(err, errlen, "the key is not an RSA key (the JWT is signed RS256)");
+		snprintf(err, errlen, "the key is not an RSA key (the JWT is signed PS256)");
 	} else if (X509_check_private_key(cert, k) != 1) {
 		ERR_clear_error();
 		snprintf(err, errlen, "the key does not match the certificate");
@@ -175,8 +177,9 @@ oauth_service_account(const char *json, size_t len, struct oauth_creds *c, char 
 	} else {
 		c->client_email = xstrdup(email);
 		c->key_id = dup_or_null(kid);
+		c->audience = xstrdup(uri ? uri : "https://oauth2.googleapis.com/token");
 		if (c->token_url == NULL)
-			c->token_url = xstrdup(uri ? uri : "https://oauth2.googleapis.com/token");
+			c->token_url = xstrdup(c->audience);
 		rc = 0;
 	}
 	if (pem != NULL)	/* the key's text: not left in freed memory */
@@ -229,7 +232,9 @@ grant_jwt(const struct oauth_creds *c, int64_t now, const char *jti, char *err, 
 {
 	json_t *h = json_object(), *cl = json_object();
 
-	json_object_set_new(h, "alg", json_string("RS256"));
+	enum jwt_alg alg = c->provider == OAUTH_MICROSOFT ? JWT_PS256 : JWT_RS256;
+
+	json_object_set_new(h, "alg", json_string(alg == JWT_PS256 ? "PS256" : "RS256"));
 	json_object_set_new(h, "typ", json_string("JWT"));
 	if (c->provider == OAUTH_MICROSOFT) {
 		json_object_set_new(h, "x5t#S256", json_string(c->x5t_s256 ? c->x5t_s256 : ""));
@@ -246,12 +251,13 @@ grant_jwt(const struct oauth_creds *c, int64_t now, const char *jti, char *err, 
 		json_object_set_new(cl, "iss", json_string(c->client_email));
 		json_object_set_new(cl, "sub", json_string(c->subject));
 		json_object_set_new(cl, "scope", json_string(c->scope));
-		json_object_set_new(cl, "aud", json_string(c->token_url));
+		json_object_set_new(cl, "aud", json_string(c->audience ? c->audience :
+		    c->token_url));
 		json_object_set_new(cl, "iat", json_integer(now));
 		json_object_set_new(cl, "exp", json_integer(now + OAUTH_JWT_LIFETIME_GOOGLE));
 	}
 	char *hs = json_text(h), *cs = json_text(cl);
-	char *jwt = jwt_sign_rs256(hs, cs, c->key, err, errlen);
+	char *jwt = jwt_sign(alg, hs, cs, c->key, err, errlen);
 
 	free(hs);
 	free(cs);

@@ -5,12 +5,13 @@
  * and no network is touched (oauth.c does the HTTP).
  *
  *  - microsoft: client credentials (RFC 6749 4.4) with client_secret, or
- *    with a client_assertion (RFC 7523 2.2): a JWT signed with the
+ *    with a client_assertion (RFC 7523 2.2): a JWT signed PS256 with the
  *    certificate's key, header x5t#S256, aud the token URL, iss = sub =
  *    client_id, jti unique, nbf/iat now, exp now + 10 minutes.
- *  - google: JWT bearer grant (RFC 7523 2.1): iss the service account's
- *    client_email, sub the mailbox, scope, aud the token URL, iat now,
- *    exp now + 1 hour, header kid the key's private_key_id.
+ *  - google: JWT bearer grant (RFC 7523 2.1), RS256: iss the service
+ *    account's client_email, sub the mailbox, scope, aud the key's
+ *    token_uri (also when token_url posts it elsewhere), iat now, exp now
+ *    + 1 hour, header kid the key's private_key_id.
  *  - generic: refresh_token grant (RFC 6749 6) when a refresh token is
  *    given, else client credentials.
  *
@@ -43,6 +44,7 @@ struct oauth_creds {
 	EVP_PKEY		*key;		/* microsoft certificate's / google's key */
 	char			*x5t_s256;	/* microsoft: the certificate's thumbprint */
 	char			*client_email;	/* google: iss */
+	char			*audience;	/* google: aud, the key's token_uri */
 	char			*key_id;	/* google: kid (NULL: none) */
 	char			*subject;	/* google: sub, the mailbox */
 	char			*refresh_token;	/* generic: secret; NULL: client credentials */

@@ -971,6 +971,17 @@ START_TEST(test_oauth2_ok)
 	ck_assert_ptr_nonnull(strstr(o->ca_file, "/ca.pem"));
 	config_free(cfg);
 
+	/* a token in clear: warned about like a password */
+	cfg = load_ok("upstream \"o\" {\n  host = \"h.example\"\n  tls = \"none\"\n  auth = \"xoauth2\"\n"
+	    "  username = \"a@b\"\n  oauth2 { provider = \"generic\"  token_url = \"https://x/t\"  "
+	    "client_id = \"c\" }\n}\n");
+	ck_assert_uint_eq(cfg->nwarnings, 1);
+	char *want = subst("@F@:3: warning: upstream o sends its OAuth token without TLS");
+
+	ck_assert_str_eq(cfg->warnings[0], want);
+	free(want);
+	config_free(cfg);
+
 	cfg = load_ok(XO("    provider = \"google\"\n    service_account_file = \"@D@/sa.json\"\n"));
 	o = cfg->upstreams[0].oauth2;
 	ck_assert_str_eq(o->creds.client_email, "relay@p.iam.gserviceaccount.com");
@@ -1013,7 +1024,7 @@ static const struct {
 	{ XO("    provider = \"microsoft\"\n    tenant = \"t\"\n    client_id = \"c\"\n"
 	  "    client_certificate_file = \"@D@/app.crt\"\n    client_key_file = \"@D@/ed.key\"\n"),
 	  "@F@:10: upstream o: oauth2: client_key_file @D@/ed.key: the key is not an RSA key "
-	  "(the JWT is signed RS256)\n" },
+	  "(the JWT is signed PS256)\n" },
 	/* 4: a key others may read */
 	{ XO("    provider = \"microsoft\"\n    tenant = \"t\"\n    client_id = \"c\"\n"
 	  "    client_certificate_file = \"@D@/app.crt\"\n"

@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <stdbool.h>
+
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 
 #include "jwt.h"
 #include "oauth_grant.h"
@@ -59,8 +62,8 @@ START_TEST(test_jwt_golden)
 {
 	EVP_PKEY *k = test_key("dkim-rsa2048.key");
 	char err[256];
-	char *jwt = jwt_sign_rs256("{\"alg\":\"RS256\",\"typ\":\"JWT\"}", "{\"iss\":\"relay\",\"n\":1}",
-	    k, err, sizeof(err));
+	char *jwt = jwt_sign(JWT_RS256, "{\"alg\":\"RS256\",\"typ\":\"JWT\"}",
+	    "{\"iss\":\"relay\",\"n\":1}", k, err, sizeof(err));
 
 	ck_assert_msg(jwt != NULL, "%s", err);
 	ck_assert_str_eq(jwt, GOLDEN);
@@ -69,8 +72,78 @@ START_TEST(test_jwt_golden)
 
 	/* RS256 only: an Ed25519 key is refused with a reason */
 	k = test_key("dkim-ed25519.key");
-	ck_assert_ptr_null(jwt_sign_rs256("{}", "{}", k, err, sizeof(err)));
+	ck_assert_ptr_null(jwt_sign(JWT_RS256, "{}", "{}", k, err, sizeof(err)));
 	ck_assert_str_eq(err, "RS256 needs an RSA key");
+	ck_assert_ptr_null(jwt_sign(JWT_PS256, "{}", "{}", k, err, sizeof(err)));
+	ck_assert_str_eq(err, "PS256 needs an RSA key");
+	EVP_PKEY_free(k);
+}
+END_TEST
+
+/* base64url decoding, enough for these tests; *n gets the length. */
+static unsigned char *
+b64url_decode(const char *s, size_t len, size_t *n)
+{
+	static const char tab[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+	unsigned char *out = malloc(len * 3 / 4 + 3);
+	unsigned v = 0;
+	int bits = 0;
+
+	*n = 0;
+	for (size_t i = 0; i < len; i++) {
+		const char *p = strchr(tab, s[i]);
+
+		ck_assert_msg(p != NULL && s[i] != '\0', "not base64url: %c", s[i]);
+		v = v << 6 | (unsigned)(p - tab);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[(*n)++] = (unsigned char)(v >> bits);
+		}
+	}
+	return out;
+}
+
+/* Does jwt's signature verify with key by alg (RFC 7518)? */
+static bool
+jwt_verifies(const char *jwt, EVP_PKEY *key, enum jwt_alg alg)
+{
+	const char *dot = strrchr(jwt, '.');
+	size_t siglen;
+	unsigned char *sig = b64url_decode(dot + 1, strlen(dot + 1), &siglen);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	EVP_PKEY_CTX *pctx = NULL;
+	bool ok = EVP_DigestVerifyInit(md, &pctx, EVP_sha256(), NULL, key) == 1;
+
+	if (ok && alg == JWT_PS256)
+		ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+		    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32) == 1;
+	ok = ok && EVP_DigestVerify(md, sig, siglen, (const unsigned char *)jwt,
+	    (size_t)(dot - jwt)) == 1;
+	EVP_MD_CTX_free(md);
+	free(sig);
+	return ok;
+}
+
+START_TEST(test_jwt_ps256)
+{
+	EVP_PKEY *k = test_key("dkim-rsa2048.key");
+	char err[256];
+	char *a = jwt_sign(JWT_PS256, "{\"alg\":\"PS256\"}", "{\"n\":1}", k, err, sizeof(err));
+	char *b = jwt_sign(JWT_PS256, "{\"alg\":\"PS256\"}", "{\"n\":1}", k, err, sizeof(err));
+
+	ck_assert_msg(a != NULL && b != NULL, "%s", err);
+	/* salted: two signatures differ, both verify as PSS, neither as PKCS#1 v1.5 */
+	ck_assert_str_ne(a, b);
+	ck_assert(jwt_verifies(a, k, JWT_PS256));
+	ck_assert(jwt_verifies(b, k, JWT_PS256));
+	ck_assert(!jwt_verifies(a, k, JWT_RS256));
+	/* and the golden RS256 token verifies as such, not as PSS */
+	ck_assert(jwt_verifies(GOLDEN, k, JWT_RS256));
+	ck_assert(!jwt_verifies(GOLDEN, k, JWT_PS256));
+	free(a);
+	free(b);
 	EVP_PKEY_free(k);
 }
 END_TEST
@@ -156,7 +229,8 @@ START_TEST(test_form_microsoft_certificate)
 	ck_assert_str_eq(cid, "cid");
 	ck_assert_str_eq(at, "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
 	ck_assert_ptr_null(form_value(f, "client_secret"));
-	assert_jwt_part(a, 0, "{\"alg\":\"RS256\",\"typ\":\"JWT\",\"x5t#S256\":\"THUMB\"}");
+	assert_jwt_part(a, 0, "{\"alg\":\"PS256\",\"typ\":\"JWT\",\"x5t#S256\":\"THUMB\"}");
+	ck_assert(jwt_verifies(a, c.key, JWT_PS256));
 	assert_jwt_part(a, 1, "{\"aud\":\"https://login.microsoftonline.com/contoso/oauth2/v2.0/"
 	    "token\",\"iss\":\"cid\",\"sub\":\"cid\",\"jti\":\"jti-1\",\"nbf\":1700000000,"
 	    "\"iat\":1700000000,\"exp\":1700000600}");
@@ -173,10 +247,11 @@ START_TEST(test_form_google)
 {
 	struct oauth_creds c = {
 		.provider = OAUTH_GOOGLE,
-		.token_url = "https://oauth2.googleapis.com/token",
+		.token_url = "https://127.0.0.1:9443/token",	/* posted here, ... */
 		.scope = OAUTH_SCOPE_GOOGLE,
 		.key = test_key("dkim-rsa2048.key"),
 		.client_email = "relay@proj.iam.gserviceaccount.com",
+		.audience = "https://oauth2.googleapis.com/token",	/* ... meant for here */
 		.key_id = "kid1",
 		.subject = "relay@example.org",
 	};
@@ -188,6 +263,7 @@ START_TEST(test_form_google)
 
 	ck_assert_str_eq(gt, "urn:ietf:params:oauth:grant-type:jwt-bearer");
 	assert_jwt_part(a, 0, "{\"alg\":\"RS256\",\"typ\":\"JWT\",\"kid\":\"kid1\"}");
+	ck_assert(jwt_verifies(a, c.key, JWT_RS256));
 	assert_jwt_part(a, 1, "{\"iss\":\"relay@proj.iam.gserviceaccount.com\",\"sub\":"
 	    "\"relay@example.org\",\"scope\":\"https://mail.google.com/\",\"aud\":"
 	    "\"https://oauth2.googleapis.com/token\",\"iat\":1700000000,\"exp\":1700003600}");
@@ -345,7 +421,7 @@ START_TEST(test_cert_key)
 	ck_assert_str_eq(err, "the key does not match the certificate");
 	ck_assert_int_eq(which, 1);
 	ck_assert_int_eq(oauth_cert_key(cert, cl, ed, el, &k, &x5t, err, sizeof(err), &which), -1);
-	ck_assert_str_eq(err, "the key is not an RSA key (the JWT is signed RS256)");
+	ck_assert_str_eq(err, "the key is not an RSA key (the JWT is signed PS256)");
 	ck_assert_int_eq(oauth_cert_key(cert, cl, cert, cl, &k, &x5t, err, sizeof(err), &which), -1);
 	ck_assert_int_eq(which, 1);
 	ck_assert_int_eq(oauth_cert_key(key, kl, key, kl, &k, &x5t, err, sizeof(err), &which), -1);
@@ -407,6 +483,7 @@ START_TEST(test_service_account)
 	c.token_url = xstrdup("https://127.0.0.1:9/token");
 	ck_assert_int_eq(oauth_service_account(j, strlen(j), &c, err, sizeof(err)), 0);
 	ck_assert_str_eq(c.token_url, "https://127.0.0.1:9/token");
+	ck_assert_str_eq(c.audience, "https://oauth2.example/token");	/* aud: the key's */
 	oauth_creds_free(&c);
 	free(j);
 
@@ -443,6 +520,7 @@ oauth_suite(void)
 
 	tcase_add_test(tc, test_b64url);
 	tcase_add_test(tc, test_jwt_golden);
+	tcase_add_test(tc, test_jwt_ps256);
 	tcase_add_test(tc, test_form_microsoft_secret);
 	tcase_add_test(tc, test_form_microsoft_certificate);
 	tcase_add_test(tc, test_form_google);
