@@ -215,8 +215,10 @@ class Upstream:
 def start_upstream(t, name="up", tls="none", certs=None, cert_name="localhost",
     auth=None, user="relayuser", password="s3cret-Pa55", auth_require_tls=False,
     auth_required=False, ext="PIPELINING,8BITMIME,ENHANCEDSTATUSCODES", script=None,
-    host="127.0.0.1", port=0, tls_max_version=None, no_advertise_starttls=False):
+    host="127.0.0.1", port=0, tls_max_version=None, no_advertise_starttls=False, tokens=None):
 	"""Starts upstream.py; returns an Upstream once it listens.
+	tokens: with auth="XOAUTH2", the token endpoint's tokens.json
+	(oauthutil.Endpoint.tokens_path): the tokens AUTH XOAUTH2 accepts.
 	script: a list of rules (see upstream.py) or a dict {"rules": [...]}.
 	ext: a comma-separated string or a list of EHLO extensions."""
 	d = os.path.join(t.dir, "upstream-" + name)
@@ -241,6 +243,8 @@ def start_upstream(t, name="up", tls="none", certs=None, cert_name="localhost",
 		argv.append("--no-advertise-starttls")
 	if auth:
 		argv += ["--auth", auth, "--user", user, "--password", password]
+	if tokens:
+		argv += ["--tokens", tokens]
 	if auth_require_tls:
 		argv.append("--auth-require-tls")
 	if auth_required:
