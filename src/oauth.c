@@ -35,6 +35,8 @@
 #define TOTAL_SEC	30		/* for the whole exchange */
 #define REPLY_MAX	(64u << 10)	/* octets of a reply */
 #define REFRESH_MIN	60		/* seconds: refresh at least this long before expiry */
+#define HANDOUT_MIN	30		/* seconds a token must have left to go to a session
+					 * that has yet to reach AUTH (connect, TLS, EHLO) */
 
 struct oauth_wait {
 	struct oauth_wait	*next, **prevp;
@@ -552,7 +554,15 @@ oauth_get(struct oauth *o, const char *name, oauth_cb cb, void *arg)
 	}
 	char error[800];
 
-	if (up->token != NULL && now < up->valid_until) {
+	/*
+	 * A token held goes to a new session only while it has HANDOUT_MIN
+	 * seconds left: one in its last seconds would expire before the
+	 * session reached AUTH, and the upstream's 535 would be taken for a
+	 * permission problem.  Then, as when none is held, the session waits
+	 * for the fetch.  (The sessions that waited for a token get it
+	 * whatever its lifetime: waiters_call.)
+	 */
+	if (up->token != NULL && up->valid_until - now >= HANDOUT_MIN) {
 		/* past refresh_at: the next one is fetched meanwhile */
 		if (now >= up->refresh_at && up->fetch == NULL)
 			(void)fetch_start(up, error, sizeof(error));

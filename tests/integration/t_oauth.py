@@ -264,6 +264,30 @@ def test_short_lived_token(t):
 	assert not deliveries(w.d, status="deferred"), [x["line"] for x in deliveries(w.d)]
 
 
+def test_token_near_expiry_not_handed_to_a_new_session(t):
+	"""A token in its last seconds is not given to a session that has yet
+	to reach AUTH: the upstream answers the greeting after 1.5 s, the token
+	lives 3 s; the second message's session starts when the first token has
+	about 1.5 s left, and would AUTH with it after its expiry.  It must
+	wait for a fresh token instead: no AUTH refused, nothing deferred."""
+	w = world(t, expires_in=3, one_per_session=True, start=False)
+	w.up.stop()
+	w.up = start_upstream(t, name="xo-slow", tls="starttls", certs=w.certs, auth="XOAUTH2",
+	    user=MAILBOX, tokens=w.ep.tokens_path, auth_require_tls=True, port=w.up.port,
+	    script=[{"cmd": "CONNECT", "delay": 1.5}, {"cmd": "EOD", "action": "close"}])
+	w.d = t.start(w.conf)
+	q1 = submit(w.d, subject="MARK-1")
+	wait_delivery(w.d, q1, RCPT, "sent", timeout=20)
+	q2 = submit(w.d, subject="MARK-2")
+	r = wait_delivery(w.d, q2, RCPT, None, timeout=20)
+	a = auths(w.up)
+	assert r["status"] == "sent" and r["attempt"] == 1, "%s\nAUTHs: %s" % (r["line"],
+	    [(e["ok"], e["why"]) for e in a])
+	assert all(e["ok"] for e in a), [(e["ok"], e["why"]) for e in a]
+	reqs = w.ep.requests()
+	assert len(reqs) == 2 and a[1]["token_sha"] == reqs[1]["token_sha"], w.ep.summary()
+
+
 def test_endpoint_refusal_defers(t):
 	"""The endpoint refuses the client secret (AADSTS7000215): deferred
 	with 4.7.x and the endpoint's own words, loudly, never bounced, no DSN,
