@@ -328,6 +328,25 @@ fetch_free(struct fetch *f)
 	free(f);
 }
 
+/*
+ * "token from HOST failed: " and libcurl's words, with the system's reason
+ * when it has one: libcurl says only "Couldn't connect to server", where
+ * an admin needs to know whether it was refused, unreachable or timed out.
+ */
+static void
+curl_failure(struct fetch *f, CURLcode code, char *error, size_t errlen)
+{
+	const char *what = f->errbuf[0] ? f->errbuf : curl_easy_strerror(code);
+	long oserr = 0;
+
+	if (curl_easy_getinfo(f->easy, CURLINFO_OS_ERRNO, &oserr) == CURLE_OK && oserr != 0 &&
+	    strstr(what, strerror((int)oserr)) == NULL)
+		snprintf(error, errlen, "token from %s failed: %s (%s)", f->up->host, what,
+		    strerror((int)oserr));
+	else
+		snprintf(error, errlen, "token from %s failed: %s", f->up->host, what);
+}
+
 static void
 fetch_done(struct fetch *f, CURLcode code)
 {
@@ -342,8 +361,7 @@ fetch_done(struct fetch *f, CURLcode code)
 		snprintf(error, sizeof(error), "token from %s failed: a reply over %u octets",
 		    up->host, REPLY_MAX);
 	else if (code != CURLE_OK)
-		snprintf(error, sizeof(error), "token from %s failed: %s", up->host,
-		    f->errbuf[0] ? f->errbuf : curl_easy_strerror(code));
+		curl_failure(f, code, error, sizeof(error));
 	else if (oauth_parse_reply(status, f->body.p, f->body.len, &r) < 0)
 		snprintf(error, sizeof(error), "token from %s failed: %s", up->host, r.error);
 	else
