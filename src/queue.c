@@ -490,6 +490,51 @@ token_ready(void *arg, const char *token, const char *error)
 	free(res);
 }
 
+/* m goes back to the heap as it was before msg_start: no attempt made. */
+static void
+msg_put_back(struct qmsg *m)
+{
+	buf_free(&m->head);
+	m->cm.head = NULL;
+	m->cm.headlen = 0;
+	free(m->rcpts);
+	free(m->ridx);
+	m->rcpts = NULL;
+	m->ridx = NULL;
+	m->nr = 0;
+	msg_schedule(m);
+}
+
+/*
+ * Stopping: a session still waiting for its token has not reached the
+ * upstream, so it has nothing to finish.  Its message goes back to the
+ * queue as it was (no attempt made, nothing logged) and the session ends;
+ * otherwise a slow or dead token endpoint would hold the stop for as long
+ * as the fetch may take.  Sessions are only unlinked: the caller frees a
+ * retired generation that this empties.
+ */
+static void
+token_waits_abandon(struct upstate *u)
+{
+	struct upclient *uc, *next;
+
+	for (uc = u->clients; uc != NULL; uc = next) {
+		struct qmsg *m = uc->busy;
+		struct smtp_client *c = uc->c;
+
+		next = uc->next;
+		if (uc->tokwait == NULL)
+			continue;
+		oauth_cancel(uc->tokwait);
+		uc->tokwait = NULL;
+		uc->busy = NULL;
+		u->q->active--;
+		msg_put_back(m);
+		upclient_unlink(uc);
+		smtp_client_abort(c);
+	}
+}
+
 /* Starts delivering m over uc. */
 static void
 msg_start(struct upclient *uc, struct qmsg *m)
@@ -510,11 +555,7 @@ msg_start(struct upclient *uc, struct qmsg *m)
 	m->nr = n;
 	if (n == 0) {
 		/* nothing due after all (state changed while it waited) */
-		free(m->rcpts);
-		free(m->ridx);
-		m->rcpts = NULL;
-		m->ridx = NULL;
-		msg_schedule(m);
+		msg_put_back(m);
 		queue_dispatch(uc->ups);
 		return;
 	}
@@ -1258,11 +1299,25 @@ queue_stop(struct queue *q)
 	evtimer_del(q->timer);
 	evtimer_del(q->compact_ev);
 	/* Idle sessions say QUIT now, busy ones after their message.  Retired
-	 * generations have no idle sessions (gen_retire ended them). */
+	 * generations have no idle sessions (gen_retire ended them), but may
+	 * have sessions waiting for a token. */
+	for (struct qgen **gp = &q->old; *gp != NULL;) {
+		struct qgen *old = *gp;
+
+		for (size_t i = 0; i < old->nups; i++)
+			token_waits_abandon(&old->ups[i]);
+		if (old->nclients == 0) {
+			*gp = old->next;
+			gen_free(old);
+		} else {
+			gp = &old->next;
+		}
+	}
 	for (size_t i = 0; i < g->nups; i++) {
 		struct upstate *u = &g->ups[i];
 		struct upclient *uc, *next;
 
+		token_waits_abandon(u);
 		evtimer_del(u->rate_ev);
 		for (uc = u->clients; uc; uc = next) {
 			next = uc->next;

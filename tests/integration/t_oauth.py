@@ -14,6 +14,7 @@ a -v log; relayctl test; relayd -n."""
 import base64
 import os
 import re
+import signal
 import stat
 import time
 
@@ -397,6 +398,32 @@ def test_slow_fetch_one_request_other_upstream_not_delayed(t):
 	assert len(w.up.conns()) == 20, "%d sessions, expected 20 (one per waiting message)" % \
 	    len(w.up.conns())
 test_slow_fetch_one_request_other_upstream_not_delayed.timeout = 90
+
+
+def test_stop_while_waiting_for_a_token(t):
+	"""SIGTERM while messages wait for a token from an endpoint that takes
+	20 s: relayd stops at once (they have not reached the upstream, there
+	is nothing to finish), exits 0, and the next start delivers them at
+	their first attempt.  A SIGHUP in between leaves the waiting sessions
+	with the retired configuration: those go too."""
+	w = world(t, rules=[{"delay": 20, "times": 1}])
+	qids = [submit(w.d, subject="MARK-%d" % i) for i in range(2)]
+	time.sleep(0.3)			# the fetch is under way
+	os.kill(w.d.pid, signal.SIGHUP)
+	w.d.wait_log(r"configuration reloaded")
+	qids.append(submit(w.d, subject="MARK-2"))
+	time.sleep(0.3)
+	t0 = time.monotonic()
+	rc = w.d.stop(timeout=15)
+	took = time.monotonic() - t0
+	assert rc == 0, "relayd exited with %s" % rc
+	assert took < 5, "relayd took %.1fs to stop, waiting for a token" % took
+	assert not deliveries(w.d), "an attempt was logged: %s" % [x["line"] for x in deliveries(w.d)]
+	w.ep.script([])
+	d2 = t.start(w.conf)
+	for q in qids:
+		r = wait_delivery(d2, q, RCPT, "sent", timeout=20)
+		expect_fields(r, attempt=1)
 
 
 def test_endpoint_down_defers(t):
