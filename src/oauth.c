@@ -25,6 +25,7 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "log.h"
@@ -62,6 +63,9 @@ struct oauth_up {
 	struct oauth_creds	 creds;
 	char			*ca_file;
 	char			*refresh_file;
+	unsigned char		 file_md[32];	/* SHA-256 of the refresh token the file
+						 * held when last read, or that relayd
+						 * last wrote there */
 	char			 host[256];	/* the endpoint's, for log lines */
 	char			*token;		/* secret; NULL: none held */
 	int64_t			 valid_until;	/* unix seconds */
@@ -250,6 +254,14 @@ out:
 	return rc;
 }
 
+/* SHA-256 of a refresh token: what oauth_up.file_md compares. */
+static void
+token_md(const char *token, unsigned char md[32])
+{
+	if (EVP_Digest(token, strlen(token), md, NULL, EVP_sha256(), NULL) != 1)
+		memset(md, 0, 32);
+}
+
 /* A new token from the endpoint's reply. */
 static void
 token_store(struct oauth_up *up, struct oauth_reply *r)
@@ -284,9 +296,11 @@ token_store(struct oauth_up *up, struct oauth_reply *r)
 			log_err("upstream %s: the token endpoint rotated the refresh token, and it "
 			    "cannot be written to %s: %s; it is kept in memory, and a restart would "
 			    "read the old one", up->name, up->refresh_file, strerror(errno));
-		else
+		else {
+			token_md(up->creds.refresh_token, up->file_md);
 			log_info("upstream %s: new refresh token written to %s", up->name,
 			    up->refresh_file);
+		}
 	}
 }
 
@@ -543,12 +557,23 @@ oauth_set(struct oauth *o, const char *name, struct oauth_creds *creds, const ch
 	} else if (!creds_same(&up->creds, creds)) {
 		token_drop(up);
 	}
-	/* a refresh token rotated since the file was read stays the newest */
-	if (up->creds.refresh_token != NULL && creds->refresh_token != NULL &&
-	    str_same(up->refresh_file, refresh_file)) {
-		oauth_wipe(creds->refresh_token);
-		creds->refresh_token = up->creds.refresh_token;
-		up->creds.refresh_token = NULL;
+	/*
+	 * A refresh token rotated since the file was read stays the newest
+	 * (the file may not have taken it), unless the file changed since
+	 * relayd last read or wrote it: then the admin put a new one there,
+	 * most likely because the old chain was revoked.
+	 */
+	if (creds->refresh_token != NULL) {
+		unsigned char md[32];
+
+		token_md(creds->refresh_token, md);
+		if (up->creds.refresh_token != NULL && str_same(up->refresh_file, refresh_file) &&
+		    CRYPTO_memcmp(md, up->file_md, sizeof(md)) == 0) {
+			oauth_wipe(creds->refresh_token);
+			creds->refresh_token = up->creds.refresh_token;
+			up->creds.refresh_token = NULL;
+		}
+		memcpy(up->file_md, md, sizeof(md));
 	}
 	oauth_creds_free(&up->creds);
 	up->creds = *creds;

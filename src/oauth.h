@@ -51,7 +51,9 @@ void oauth_free(struct oauth *o);
  * creds over (zeroed in the caller's struct).  A token already held is kept
  * when the credentials did not change, and dropped otherwise.  ca_file:
  * the token endpoint's CA file (NULL: system store); refresh_file: where a
- * rotated refresh token is written (NULL: none).
+ * rotated refresh token is written (NULL: none).  A refresh token rotated
+ * in memory is kept over the file's, unless the file changed since relayd
+ * last read or wrote it (the admin put a new one there).
  */
 void oauth_set(struct oauth *o, const char *name, struct oauth_creds *creds,
     const char *ca_file, const char *refresh_file);

@@ -340,15 +340,30 @@ def start_endpoint(t, certs, cert_name="localhost", microsoft=None, google=None,
 	return Endpoint(t, d, proc, info["port"], conf)
 
 
-def set_google(ep, service_account_path, mailbox):
-	"""Tells a running endpoint which service account and mailbox Google's
-	grant is for (the endpoint reads its config at every request)."""
-	ep.conf["google"] = {"service_account": service_account_path, "mailbox": mailbox}
+def new_refresh_token(ep):
+	"""As when the admin signs in again: the endpoint forgets the refresh
+	token chain it had and accepts only the new one returned."""
+	g = dict(ep.conf["generic"])
+	g["refresh_token"] = "rt-admin-" + secrets.token_urlsafe(30)
+	g["epoch"] = g.get("epoch", 0) + 1
+	ep.conf["generic"] = g
+	_rewrite_conf(ep)
+	return g["refresh_token"]
+
+
+def _rewrite_conf(ep):
 	cp = os.path.join(ep.dir, "config.json")
 	tmp = cp + ".tmp"
 	with open(tmp, "w") as f:
 		json.dump(ep.conf, f)
 	os.rename(tmp, cp)
+
+
+def set_google(ep, service_account_path, mailbox):
+	"""Tells a running endpoint which service account and mailbox Google's
+	grant is for (the endpoint reads its config at every request)."""
+	ep.conf["google"] = {"service_account": service_account_path, "mailbox": mailbox}
+	_rewrite_conf(ep)
 
 
 # ---------------------------------------------------------------------------
@@ -386,6 +401,7 @@ class State:
 		self.script_text = None
 		self.rules = []
 		self.refresh = None	# generic: the refresh token that works now
+		self.epoch = 0		# generic: new_refresh_token() calls seen
 		self.nreq = 0
 
 	def load_conf(self):
@@ -652,8 +668,9 @@ def grant_generic(state, url, form, info):
 		rt = form.get("refresh_token")
 		state.secret("refresh_token", rt)
 		with state.lock:
-			if state.refresh is None:
+			if state.refresh is None or state.epoch != conf.get("epoch", 0):
 				state.refresh = conf.get("refresh_token")
+				state.epoch = conf.get("epoch", 0)
 			current = state.refresh
 		if not rt or rt != current:
 			raise Refused(400, "invalid_grant", "The refresh token is invalid, expired or "

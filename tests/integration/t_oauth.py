@@ -13,6 +13,7 @@ a -v log; relayctl test; relayd -n."""
 
 import base64
 import os
+import pwd
 import re
 import signal
 import stat
@@ -22,6 +23,7 @@ from harness import HOSTNAME
 from relayutil import (start_upstream, make_ca, relay_config, submit, wait_delivery,
     deliveries, expect_fields, write_secret, DNSServer)
 from oauthutil import (start_endpoint, app_certificate, service_account, set_google,
+    new_refresh_token,
     aadsts_invalid_secret, SCOPE_MICROSOFT, SCOPE_GOOGLE, ASSERTION_TYPE, JWT_BEARER)
 
 MAILBOX = "relay@example.com"
@@ -44,13 +46,15 @@ class World:
 
 def world(t, styles=("microsoft-secret",), expires_in=3600, rules=(), retry=None, args=(),
     start=True, extra_upstreams=None, extra_domains=None, max_connections=4, rotate=True,
-    upconf=None, one_per_session=False):
+    upconf=None, one_per_session=False, refresh_file=None, top=None):
 	"""Makes the test CA, the token endpoint and one XOAUTH2 upstream; one
 	relayd upstream per style ("o-<style>", sender domain <style>.example,
 	and example.com for the first), started unless start is False.
 	one_per_session: the upstream closes the connection after each
 	message, so that every message has a session (and an AUTH) of its own
-	(relayd keeps an idle session, already authenticated, for a while)."""
+	(relayd keeps an idle session, already authenticated, for a while).
+	refresh_file: where generic's refresh token goes; top: top-level
+	settings of relayd.conf."""
 	w = World()
 	w.certs = make_ca(t)
 	dns = DNSServer({"localhost": {"A": ["127.0.0.1"]}})
@@ -59,7 +63,7 @@ def world(t, styles=("microsoft-secret",), expires_in=3600, rules=(), retry=None
 	ms = {"tenant": TENANT, "client_id": CLIENT_ID,
 	    "client_secret": CLIENT_SECRET if "microsoft-secret" in styles else None,
 	    "cert": w.app.cert if w.app else None}
-	w.refresh_file = None
+	w.refresh_file = refresh_file
 	generic = {"client_id": GENERIC_ID, "client_secret": GENERIC_SECRET,
 	    "refresh_token": REFRESH0, "scope": GENERIC_SCOPE, "rotate": rotate}
 	w.ep = start_endpoint(t, w.certs, microsoft=ms, generic=generic, expires_in=expires_in,
@@ -81,7 +85,7 @@ def world(t, styles=("microsoft-secret",), expires_in=3600, rules=(), retry=None
 			doms["example.com"] = name
 	ups.update(extra_upstreams or {})
 	doms.update(extra_domains or {})
-	w.conf = relay_config(t, ups, doms, retry=retry or RETRY)
+	w.conf = relay_config(t, ups, doms, retry=retry or RETRY, **(top or {}))
 	w.d = t.start(w.conf, args=args) if start else None
 	return w
 
@@ -99,7 +103,12 @@ def oauth2_section(t, w, style):
 		# no token_url: the grant goes to the key's token_uri
 		return {"provider": "google", "service_account_file": w.sa.path}
 	if style == "generic":
-		w.refresh_file = write_secret(t, "other.refresh", REFRESH0)
+		if w.refresh_file is None:
+			w.refresh_file = write_secret(t, "other.refresh", REFRESH0)
+		else:
+			with open(w.refresh_file, "w") as f:
+				f.write(REFRESH0 + "\n")
+			os.chmod(w.refresh_file, 0o600)
 		return {"provider": "generic", "token_url": w.ep.url("generic"), "client_id": GENERIC_ID,
 		    "client_secret_file": write_secret(t, "generic.secret", GENERIC_SECRET),
 		    "refresh_token_file": w.refresh_file, "scope": GENERIC_SCOPE}
@@ -368,6 +377,73 @@ def test_rotated_refresh_token_survives_restart(t):
 	assert rts2[len(rts)] == rts[-1], "the restarted relayd did not send the rotated token"
 	with open(w.refresh_file) as f:
 		assert f.read() == rts2[-1] + "\n", "the second rotation was not written"
+
+
+def test_new_refresh_token_taken_at_reload(t):
+	"""The admin signs in again (the old refresh token chain is void),
+	writes the new refresh token to the file and reloads: the next fetch
+	uses it, although relayd holds a rotated one in memory."""
+	# tokens of 3 s go to no new session: every message fetches
+	w = world(t, styles=("generic",), expires_in=3, one_per_session=True)
+	q1 = submit(w.d, sender=sender("generic"), subject="MARK-1")
+	wait_delivery(w.d, q1, RCPT, "sent")
+	w.d.wait_log(r"new refresh token written")
+	fresh = new_refresh_token(w.ep)
+	write_secret(t, os.path.basename(w.refresh_file), fresh)
+	os.kill(w.d.pid, signal.SIGHUP)
+	w.d.wait_log(r"configuration reloaded")
+	q2 = submit(w.d, sender=sender("generic"), subject="MARK-2")
+	r = wait_delivery(w.d, q2, RCPT, None, timeout=20)
+	assert r["status"] == "sent" and r["attempt"] == 1, "after the reload: %s\n%s" % (r["line"],
+	    w.ep.summary())
+	rts = [v for k, v in w.ep.secrets() if k == "refresh_token"]
+	assert fresh in rts, "the endpoint never saw the admin's refresh token"
+	with open(w.refresh_file) as f:
+		assert f.read() == rts[-1] + "\n" and rts[-1] != fresh, "its rotation was not written"
+
+
+def test_rotation_as_the_relay_user(t):
+	"""relayd started as root with user = "nobody" writes a rotated refresh
+	token as nobody: beside the file, so the directory must be writable by
+	that user.  A root-owned directory: the rotation cannot be written,
+	that is logged, the new token serves from memory, also across a
+	reload (the file did not change); once nobody may write there, the
+	next rotation is written, mode 0600, owned by nobody."""
+	if os.geteuid() != 0:
+		print("not root; skipped")
+		return
+	nobody = pwd.getpwnam("nobody")
+	os.chmod(t.dir, 0o755)		# the relay user reaches CA files and secrets
+	rtdir = os.path.join(t.dir, "rt")
+	os.makedirs(rtdir, 0o755)
+	path = os.path.join(rtdir, "other.refresh")
+	w = world(t, styles=("generic",), expires_in=3, one_per_session=True, start=False,
+	    refresh_file=path, top={"user": "nobody"})
+	for f in (path, os.path.join(t.dir, "generic.secret")):
+		os.chown(f, nobody.pw_uid, nobody.pw_gid)
+	w.d = t.start(w.conf)
+	q1 = submit(w.d, sender=sender("generic"), subject="MARK-1")
+	wait_delivery(w.d, q1, RCPT, "sent")
+	w.d.wait_log(r"error: upstream o-generic: the token endpoint rotated the refresh token, "
+	    r"and it cannot be written to %s: Permission denied" % re.escape(path))
+	with open(path) as f:
+		assert f.read() == REFRESH0 + "\n", "the file changed"
+	os.kill(w.d.pid, signal.SIGHUP)
+	w.d.wait_log(r"configuration reloaded")
+	q2 = submit(w.d, sender=sender("generic"), subject="MARK-2")
+	r = wait_delivery(w.d, q2, RCPT, None, timeout=20)
+	assert r["status"] == "sent" and r["attempt"] == 1, "%s\n%s" % (r["line"], w.ep.summary())
+	os.chown(rtdir, nobody.pw_uid, nobody.pw_gid)
+	q3 = submit(w.d, sender=sender("generic"), subject="MARK-3")
+	wait_delivery(w.d, q3, RCPT, "sent")
+	w.d.wait_log(r"upstream o-generic: new refresh token written to %s" % re.escape(path))
+	rts = [v for k, v in w.ep.secrets() if k == "refresh_token"]
+	st = os.stat(path)
+	with open(path) as f:
+		assert f.read() == rts[-1] + "\n", "the file does not hold the newest refresh token"
+	assert (stat.S_IMODE(st.st_mode), st.st_uid) == (0o600, nobody.pw_uid), \
+	    "mode %o uid %d" % (stat.S_IMODE(st.st_mode), st.st_uid)
+	assert [r["status"] for r in w.ep.requests()] == [200, 200, 200], w.ep.summary()
 
 
 def test_slow_fetch_one_request_other_upstream_not_delayed(t):
