@@ -211,6 +211,14 @@ class Endpoint:
 			return "%s/%s/oauth2/v2.0/token" % (self.base, self.conf["microsoft"]["tenant"])
 		return "%s/%s/token" % (self.base, provider)
 
+	def save_conf(self):
+		"""Writes self.conf (changed by the test) where the endpoint reads
+		it at its next request, atomically."""
+		cp = os.path.join(self.dir, "config.json")
+		with open(cp + ".tmp", "w") as f:
+			json.dump(self.conf, f)
+		os.rename(cp + ".tmp", cp)
+
 	def script(self, rules=(), expires_in=None):
 		"""Replaces the script (atomically); the endpoint reads it at its
 		next request."""
@@ -347,23 +355,15 @@ def new_refresh_token(ep):
 	g["refresh_token"] = "rt-admin-" + secrets.token_urlsafe(30)
 	g["epoch"] = g.get("epoch", 0) + 1
 	ep.conf["generic"] = g
-	_rewrite_conf(ep)
+	ep.save_conf()
 	return g["refresh_token"]
-
-
-def _rewrite_conf(ep):
-	cp = os.path.join(ep.dir, "config.json")
-	tmp = cp + ".tmp"
-	with open(tmp, "w") as f:
-		json.dump(ep.conf, f)
-	os.rename(tmp, cp)
 
 
 def set_google(ep, service_account_path, mailbox):
 	"""Tells a running endpoint which service account and mailbox Google's
 	grant is for (the endpoint reads its config at every request)."""
 	ep.conf["google"] = {"service_account": service_account_path, "mailbox": mailbox}
-	_rewrite_conf(ep)
+	ep.save_conf()
 
 
 # ---------------------------------------------------------------------------

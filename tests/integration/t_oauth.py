@@ -542,6 +542,69 @@ def test_endpoint_down_defers(t):
 test_endpoint_down_defers.timeout = 90
 
 
+def test_reload_keeps_or_drops_the_token(t):
+	"""SIGHUP with the same credentials keeps the token held (no fetch);
+	a new client secret drops it: the next session fetches with the new
+	secret."""
+	w = world(t, one_per_session=True)
+	q = submit(w.d, subject="MARK-1")
+	wait_delivery(w.d, q, RCPT, "sent")
+	os.kill(w.d.pid, signal.SIGHUP)
+	w.d.wait_log(r"configuration reloaded")
+	q = submit(w.d, subject="MARK-2")
+	wait_delivery(w.d, q, RCPT, "sent")
+	assert len(w.ep.requests()) == 1, "fetched again after a reload that changed nothing:\n%s" % \
+	    w.ep.summary()
+	w.ep.conf["microsoft"]["client_secret"] = "the-new-secret"
+	w.ep.save_conf()
+	write_secret(t, "o365.secret", "the-new-secret")
+	os.kill(w.d.pid, signal.SIGHUP)
+	w.d.wait_log(r"configuration reloaded", count=2)
+	q = submit(w.d, subject="MARK-3")
+	r = wait_delivery(w.d, q, RCPT, None)
+	assert r["status"] == "sent", "%s\n%s" % (r["line"], w.ep.summary())
+	reqs = w.ep.requests()
+	assert len(reqs) == 2 and reqs[1]["status"] == 200, w.ep.summary()
+	assert auths(w.up)[-1]["token_sha"] == reqs[1]["token_sha"]
+
+
+def test_exchange_refusals_explained(t):
+	"""Exchange Online's known refusals get words an admin can act on:
+	535 5.7.139 (SMTP AUTH disabled), 554 5.2.252 SendAsDenied (deferred,
+	not bounced), and 535 5.7.30 to a password AUTH (use xoauth2)."""
+	basic = start_upstream(t, name="basic", auth="PLAIN", script=[{"cmd": "AUTH",
+	    "reply": "535 5.7.30 Basic authentication is not supported for Client Submission."}])
+	w = world(t, one_per_session=True, start=False, extra_upstreams={"basic": basic.conf(
+	    auth="plain", username="relayuser", password_file=write_secret(t, "b.secret", "pw"))},
+	    extra_domains={"example.org": "basic"})
+	w.up.stop()
+	w.up = start_upstream(t, name="xo2", tls="starttls", certs=w.certs, auth="XOAUTH2",
+	    user=MAILBOX, tokens=w.ep.tokens_path, auth_require_tls=True, port=w.up.port,
+	    script=[{"cmd": "AUTH", "times": 1, "reply": "535 5.7.139 Authentication "
+	    "unsuccessful, SmtpClientAuthentication is disabled for the Tenant. Visit "
+	    "https://aka.ms/smtp_auth_disabled for more information."},
+	    {"cmd": "EOD", "times": 1, "reply": "554 5.2.252 SendAsDenied; relay@example.com not "
+	    "allowed to send as boss@example.com; STOREDRV.Submission.Exception:"
+	    "SendAsDeniedException.MapiExceptionSendAsDenied"},
+	    {"cmd": "EOD", "action": "close"}])
+	w.d = t.start(w.conf)
+	q = submit(w.d, sender="boss@example.com", subject="MARK-1")
+	x = wait_delivery(w.d, q, RCPT, "deferred")
+	expect_fields(x, dsn=re.compile(r"^4\.7\.139$"), reason=re.compile(r"535 5\.7\.139 .*"
+	    r"hint: SMTP AUTH is disabled for this tenant or mailbox"))
+	x = wait_delivery(w.d, q, RCPT, "deferred", count=2)
+	expect_fields(x, attempt=2, dsn="4.2.252", reason=re.compile(r"554 5\.2\.252 SendAsDenied.*"
+	    r"hint: SendAsDenied: the mailbox relayd signs in as may not send as this sender"))
+	wait_delivery(w.d, q, RCPT, "sent", timeout=20)
+	q = submit(w.d, sender="app@example.org", subject="MARK-basic")
+	x = wait_delivery(w.d, q, RCPT, "deferred")
+	expect_fields(x, dsn=re.compile(r"^4\.7\.30$"), reason=re.compile(r"535 5\.7\.30 Basic "
+	    r"authentication is not supported.*hint: basic authentication is off for this tenant: "
+	    r"use auth = \"xoauth2\""))
+	assert not deliveries(w.d, status="bounced")
+	assert not [m for m in w.up.messages() if m["mail_from"] == ""], "a DSN went out"
+
+
 def test_verbose_log_has_no_secrets(t):
 	"""relayd -v through every provider style, an endpoint refusal and an
 	upstream refusal: the log has the dialogue but no client secret,
