@@ -71,6 +71,7 @@ struct qmsg {
 struct upclient {
 	struct smtp_client	*c;
 	struct oauth_wait	*tokwait;	/* waiting for a token for busy */
+	bool			 started;	/* smtp_client_deliver() was called */
 	struct upstate		*ups;
 	struct qmsg		*busy;		/* message in progress, or NULL */
 	struct upclient		*next;
@@ -479,6 +480,7 @@ token_ready(void *arg, const char *token, const char *error)
 	if (token != NULL) {
 		m->token = xstrdup(token);
 		m->cm.token = m->token;
+		uc->started = true;
 		smtp_client_deliver(uc->c, &m->cm, deliver_result, uc);
 		return;
 	}
@@ -606,6 +608,7 @@ msg_start(struct upclient *uc, struct qmsg *m)
 		uc->tokwait = oauth_get(q->oauth, uc->ups->cfg->name, token_ready, uc);
 		return;
 	}
+	uc->started = true;
 	smtp_client_deliver(uc->c, &m->cm, deliver_result, uc);
 }
 
@@ -1052,6 +1055,28 @@ deliver_result(void *arg, struct smtp_client *c, const struct dlv_status *res, s
 		m->cm.token = NULL;
 	}
 	attempt_finish(m, res, smtp_client_relay(c));
+	if (!uc->started) {
+		/*
+		 * The attempt ended before its session began (no token, the
+		 * message unreadable): that session never connected and never
+		 * will, neither idle nor busy.  Its slot goes back, or
+		 * max_connections such failures would leave the upstream with
+		 * no session to serve its line, for good.  The line is served
+		 * again from the event loop, not from here: this may run inside
+		 * msg_start, and a line of messages that all fail at once must
+		 * not recurse through it.
+		 */
+		bool current = u->gen == q->gen;
+
+		upclient_drop(uc);
+		smtp_client_abort(c);
+		if (current && !q->stopping) {
+			struct timeval now = { 0, 0 };
+
+			evtimer_add(u->rate_ev, &now);	/* rate_cb: queue_dispatch */
+		}
+		return;
+	}
 	if ((q->stopping || u->gen != q->gen) && smtp_client_idle(c)) {
 		/* stopping, or a session of a replaced configuration: no new
 		 * work for it, end it now */

@@ -320,6 +320,20 @@ def test_endpoint_refusal_defers(t):
 	assert len(w.ep.requests()) == 3, w.ep.summary()
 
 
+def test_refusals_do_not_use_up_sessions(t):
+	"""max_connections = 2 and the endpoint refuses three fetches: each
+	refusal ends an attempt before its session connected; the session's
+	slot must come back, or the upstream is stuck for good once refusals
+	reach max_connections.  All five messages go once the endpoint
+	accepts."""
+	w = world(t, rules=[dict(aadsts_invalid_secret(CLIENT_ID), times=3)], max_connections=2)
+	qids = [submit(w.d, subject="MARK-%d" % i) for i in range(5)]
+	for q in qids:
+		r = wait_delivery(w.d, q, RCPT, "sent", timeout=20)
+	assert len(w.up.wait_messages(5)) == 5
+	assert [x["status"] for x in w.ep.requests()][:3] == [401, 401, 401], w.ep.summary()
+
+
 def test_rejected_token_dropped_and_refetched(t):
 	"""The upstream refuses a token the endpoint issued (revoked since):
 	Exchange's 334 + 535 5.7.3, deferred 4.7.x with the hint, the token
