@@ -147,6 +147,12 @@ def check_first_delivery(t, style):
 	assert a[0]["token_sha"] == req["token_sha"], "the upstream saw another token"
 	auth_cmds = [e for e in w.up.cmds("AUTH") if e["arg"].startswith("XOAUTH2 ")]
 	assert len(auth_cmds) == 1 and auth_cmds[0]["tls"], "AUTH XOAUTH2 not sent inside TLS"
+	sasl = base64.b64decode(auth_cmds[0]["arg"].split(" ", 1)[1])
+	assert re.fullmatch(rb"user=%s\x01auth=Bearer [!-~]+\x01\x01" % re.escape(MAILBOX.encode()),
+	    sasl), "not the SASL XOAUTH2 string: %r" % sasl[:60]
+	if style.startswith("microsoft"):
+		# an Entra ID token is a JWT of ~2 KB: far over 512 octets
+		assert len(auth_cmds[0]["arg"]) > 2000, len(auth_cmds[0]["arg"])
 	log = w.d.log()
 	assert re.search(r"upstream o-%s: token from 127\.0\.0\.1, valid for 3600s" % style, log), \
 	    "no token line in the log:\n%s" % w.d.log_tail()

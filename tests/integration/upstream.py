@@ -50,7 +50,8 @@ What it promises:
    that endpoint issued (known by its SHA-256), not expired now, for this
    user (a token issued for another mailbox is refused too), and not
    listed in FILE.revoked (a JSON list of SHA-256s a test writes: a token
-   revoked after it was issued).  Anything
+   revoked after it was issued).  An AUTH line may then be up to 12288
+   octets long (RFC 4954), as Exchange's and Gmail's may.  Anything
    else is answered as Exchange Online does: a 334 carrying a base64 JSON
    error, and once the client answers it (an empty line), 535 5.7.3
    Authentication unsuccessful.  The auth event records the user, the
@@ -71,6 +72,9 @@ import sys
 import time
 
 from aiosmtpd.smtp import SMTP, AuthResult, MISSING, TLSSetupException
+
+
+AUTH_LINE_MAX = 12288		# RFC 4954, 4: an AUTH command line may be this long
 
 
 def forever():
@@ -254,6 +258,16 @@ class ScriptedSMTP(SMTP):
 		self.bad_greeting = False
 		super().__init__(Handler(up), **kw)
 		self._smtp_methods = Unknown({k: self.wrap(k, m) for k, m in self._smtp_methods.items()}, self)
+		if "XOAUTH2" in up.mechs:
+			self.command_size_limits["AUTH"] = AUTH_LINE_MAX
+
+	def _client_connected_cb(self, reader, writer):
+		super()._client_connected_cb(reader, writer)
+		if "XOAUTH2" in self.up.mechs:
+			# AUTH lines up to RFC 4954's 12288 octets, as Exchange and
+			# Gmail take them (an Entra ID token alone is ~2 KB); the
+			# limit of message lines stays line_length_limit
+			reader._limit = AUTH_LINE_MAX + 2
 
 	def data_received(self, data):
 		if self.up.opts.trace:
