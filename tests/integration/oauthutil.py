@@ -74,6 +74,8 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from relayutil import Helper, read_jsonl
+
 PYTHON = "/usr/bin/python3"
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCOPE_MICROSOFT = "https://outlook.office365.com/.default"
@@ -189,22 +191,18 @@ def aadsts_invalid_secret(client_id):
 	    "error_uri": "https://login.microsoftonline.com/error?code=7000215"}}
 
 
-class Endpoint:
+class Endpoint(Helper):
 	"""A running token endpoint and what it recorded."""
 
 	def __init__(self, t, d, proc, port, conf):
-		self.t = t
+		super().__init__(t, proc, port, os.path.join(d, "output.log"))
 		self.dir = d
-		self.proc = proc
-		self.pid = proc.pid
-		self.port = port
 		self.conf = conf
 		self.base = "https://127.0.0.1:%d" % port
 		self.record = os.path.join(d, "record.jsonl")
 		self.script_path = os.path.join(d, "script.json")
 		self.tokens_path = os.path.join(d, "tokens.json")
 		self.secrets_path = os.path.join(d, "secrets.jsonl")
-		self.logpath = os.path.join(d, "output.log")
 
 	def url(self, provider):
 		if provider == "microsoft":
@@ -230,29 +228,17 @@ class Endpoint:
 			json.dump(s, f)
 		os.rename(tmp, self.script_path)
 
-	def _lines(self, path):
-		out = []
-		try:
-			with open(path) as f:
-				for line in f:
-					if not line.endswith("\n"):
-						break
-					out.append(json.loads(line))
-		except FileNotFoundError:
-			pass
-		return out
-
 	def requests(self, path=None):
 		"""Token requests answered (or dropped), in order."""
-		return [e for e in self._lines(self.record) if e["ev"] == "request" and
+		return [e for e in read_jsonl(self.record) if e["ev"] == "request" and
 		    (path is None or path in e["path"])]
 
 	def events(self, ev):
-		return [e for e in self._lines(self.record) if e["ev"] == ev]
+		return [e for e in read_jsonl(self.record) if e["ev"] == ev]
 
 	def secrets(self):
 		"""Every secret value it received or issued: [(kind, value)]."""
-		return [(e["kind"], e["value"]) for e in self._lines(self.secrets_path)]
+		return [(e["kind"], e["value"]) for e in read_jsonl(self.secrets_path)]
 
 	def issued(self):
 		"""Requests that got a token, in order."""
@@ -274,7 +260,7 @@ class Endpoint:
 
 	def summary(self):
 		lines = []
-		for e in self._lines(self.record):
+		for e in read_jsonl(self.record):
 			if e["ev"] == "request":
 				lines.append("  %s %s grant=%s -> %s %s" % (e["path"], e.get("provider"),
 				    e.get("grant_type"), e.get("status"), e.get("error") or
@@ -282,22 +268,6 @@ class Endpoint:
 			else:
 				lines.append("  %s %s" % (e["ev"], {k: v for k, v in e.items() if k not in ("ev", "t")}))
 		return "\n".join(lines) or "  (nothing)"
-
-	def output(self):
-		try:
-			with open(self.logpath, "rb") as f:
-				return f.read().decode("utf-8", "replace")[-3000:]
-		except OSError:
-			return ""
-
-	def stop(self):
-		if self.proc.poll() is None:
-			self.proc.terminate()
-			try:
-				self.proc.wait(10)
-			except subprocess.TimeoutExpired:
-				self.proc.kill()
-				self.proc.wait(5)
 
 
 def start_endpoint(t, certs, cert_name="localhost", microsoft=None, google=None, generic=None,
