@@ -25,6 +25,7 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 
 #include "log.h"
@@ -35,6 +36,8 @@
 #define TOTAL_SEC	30		/* for the whole exchange */
 #define REPLY_MAX	(64u << 10)	/* octets of a reply */
 #define REFRESH_MIN	60		/* seconds: refresh at least this long before expiry */
+#define HANDOUT_MIN	30		/* seconds a token must have left to go to a session
+					 * that has yet to reach AUTH (connect, TLS, EHLO) */
 
 struct oauth_wait {
 	struct oauth_wait	*next, **prevp;
@@ -60,6 +63,9 @@ struct oauth_up {
 	struct oauth_creds	 creds;
 	char			*ca_file;
 	char			*refresh_file;
+	unsigned char		 file_md[32];	/* SHA-256 of the refresh token the file
+						 * held when last read, or that relayd
+						 * last wrote there */
 	char			 host[256];	/* the endpoint's, for log lines */
 	char			*token;		/* secret; NULL: none held */
 	int64_t			 valid_until;	/* unix seconds */
@@ -248,6 +254,14 @@ out:
 	return rc;
 }
 
+/* SHA-256 of a refresh token: what oauth_up.file_md compares. */
+static void
+token_md(const char *token, unsigned char md[32])
+{
+	if (EVP_Digest(token, strlen(token), md, NULL, EVP_sha256(), NULL) != 1)
+		memset(md, 0, 32);
+}
+
 /* A new token from the endpoint's reply. */
 static void
 token_store(struct oauth_up *up, struct oauth_reply *r)
@@ -282,9 +296,11 @@ token_store(struct oauth_up *up, struct oauth_reply *r)
 			log_err("upstream %s: the token endpoint rotated the refresh token, and it "
 			    "cannot be written to %s: %s; it is kept in memory, and a restart would "
 			    "read the old one", up->name, up->refresh_file, strerror(errno));
-		else
+		else {
+			token_md(up->creds.refresh_token, up->file_md);
 			log_info("upstream %s: new refresh token written to %s", up->name,
 			    up->refresh_file);
+		}
 	}
 }
 
@@ -326,6 +342,25 @@ fetch_free(struct fetch *f)
 	free(f);
 }
 
+/*
+ * "token from HOST failed: " and libcurl's words, with the system's reason
+ * when it has one: libcurl says only "Couldn't connect to server", where
+ * an admin needs to know whether it was refused, unreachable or timed out.
+ */
+static void
+curl_failure(struct fetch *f, CURLcode code, char *error, size_t errlen)
+{
+	const char *what = f->errbuf[0] ? f->errbuf : curl_easy_strerror(code);
+	long oserr = 0;
+
+	if (curl_easy_getinfo(f->easy, CURLINFO_OS_ERRNO, &oserr) == CURLE_OK && oserr != 0 &&
+	    strstr(what, strerror((int)oserr)) == NULL)
+		snprintf(error, errlen, "token from %s failed: %s (%s)", f->up->host, what,
+		    strerror((int)oserr));
+	else
+		snprintf(error, errlen, "token from %s failed: %s", f->up->host, what);
+}
+
 static void
 fetch_done(struct fetch *f, CURLcode code)
 {
@@ -340,8 +375,7 @@ fetch_done(struct fetch *f, CURLcode code)
 		snprintf(error, sizeof(error), "token from %s failed: a reply over %u octets",
 		    up->host, REPLY_MAX);
 	else if (code != CURLE_OK)
-		snprintf(error, sizeof(error), "token from %s failed: %s", up->host,
-		    f->errbuf[0] ? f->errbuf : curl_easy_strerror(code));
+		curl_failure(f, code, error, sizeof(error));
 	else if (oauth_parse_reply(status, f->body.p, f->body.len, &r) < 0)
 		snprintf(error, sizeof(error), "token from %s failed: %s", up->host, r.error);
 	else
@@ -523,12 +557,23 @@ oauth_set(struct oauth *o, const char *name, struct oauth_creds *creds, const ch
 	} else if (!creds_same(&up->creds, creds)) {
 		token_drop(up);
 	}
-	/* a refresh token rotated since the file was read stays the newest */
-	if (up->creds.refresh_token != NULL && creds->refresh_token != NULL &&
-	    str_same(up->refresh_file, refresh_file)) {
-		oauth_wipe(creds->refresh_token);
-		creds->refresh_token = up->creds.refresh_token;
-		up->creds.refresh_token = NULL;
+	/*
+	 * A refresh token rotated since the file was read stays the newest
+	 * (the file may not have taken it), unless the file changed since
+	 * relayd last read or wrote it: then the admin put a new one there,
+	 * most likely because the old chain was revoked.
+	 */
+	if (creds->refresh_token != NULL) {
+		unsigned char md[32];
+
+		token_md(creds->refresh_token, md);
+		if (up->creds.refresh_token != NULL && str_same(up->refresh_file, refresh_file) &&
+		    CRYPTO_memcmp(md, up->file_md, sizeof(md)) == 0) {
+			oauth_wipe(creds->refresh_token);
+			creds->refresh_token = up->creds.refresh_token;
+			up->creds.refresh_token = NULL;
+		}
+		memcpy(up->file_md, md, sizeof(md));
 	}
 	oauth_creds_free(&up->creds);
 	up->creds = *creds;
@@ -552,7 +597,15 @@ oauth_get(struct oauth *o, const char *name, oauth_cb cb, void *arg)
 	}
 	char error[800];
 
-	if (up->token != NULL && now < up->valid_until) {
+	/*
+	 * A token held goes to a new session only while it has HANDOUT_MIN
+	 * seconds left: one in its last seconds would expire before the
+	 * session reached AUTH, and the upstream's 535 would be taken for a
+	 * permission problem.  Then, as when none is held, the session waits
+	 * for the fetch.  (The sessions that waited for a token get it
+	 * whatever its lifetime: waiters_call.)
+	 */
+	if (up->token != NULL && up->valid_until - now >= HANDOUT_MIN) {
 		/* past refresh_at: the next one is fetched meanwhile */
 		if (now >= up->refresh_at && up->fetch == NULL)
 			(void)fetch_start(up, error, sizeof(error));

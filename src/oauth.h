@@ -13,7 +13,10 @@
  *  - A token is refreshed ahead of expires_in by a tenth of its lifetime,
  *    at least 60 s: fetched again in the background while the old one still
  *    serves, if it was used since it was fetched; a token whose lifetime is
- *    shorter than that still serves the sessions that waited for it.
+ *    shorter than that still serves the sessions that waited for it.  A
+ *    token with less than 30 s left goes to no new session (it could
+ *    expire before the session reaches AUTH): that session waits for the
+ *    next one.
  *  - The endpoint is HTTPS with its certificate verified (tls_ca_file, else
  *    the system store); its reply is bounded (64 KiB).
  *  - A rotated refresh token (generic provider) replaces the file
@@ -48,7 +51,9 @@ void oauth_free(struct oauth *o);
  * creds over (zeroed in the caller's struct).  A token already held is kept
  * when the credentials did not change, and dropped otherwise.  ca_file:
  * the token endpoint's CA file (NULL: system store); refresh_file: where a
- * rotated refresh token is written (NULL: none).
+ * rotated refresh token is written (NULL: none).  A refresh token rotated
+ * in memory is kept over the file's, unless the file changed since relayd
+ * last read or wrote it (the admin put a new one there).
  */
 void oauth_set(struct oauth *o, const char *name, struct oauth_creds *creds,
     const char *ca_file, const char *refresh_file);

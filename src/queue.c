@@ -71,6 +71,7 @@ struct qmsg {
 struct upclient {
 	struct smtp_client	*c;
 	struct oauth_wait	*tokwait;	/* waiting for a token for busy */
+	bool			 started;	/* smtp_client_deliver() was called */
 	struct upstate		*ups;
 	struct qmsg		*busy;		/* message in progress, or NULL */
 	struct upclient		*next;
@@ -479,6 +480,7 @@ token_ready(void *arg, const char *token, const char *error)
 	if (token != NULL) {
 		m->token = xstrdup(token);
 		m->cm.token = m->token;
+		uc->started = true;
 		smtp_client_deliver(uc->c, &m->cm, deliver_result, uc);
 		return;
 	}
@@ -488,6 +490,51 @@ token_ready(void *arg, const char *token, const char *error)
 		dlv_trouble(DLV_T_TOKEN, error, &res[i]);
 	deliver_result(uc, uc->c, res, m->nr);
 	free(res);
+}
+
+/* m goes back to the heap as it was before msg_start: no attempt made. */
+static void
+msg_put_back(struct qmsg *m)
+{
+	buf_free(&m->head);
+	m->cm.head = NULL;
+	m->cm.headlen = 0;
+	free(m->rcpts);
+	free(m->ridx);
+	m->rcpts = NULL;
+	m->ridx = NULL;
+	m->nr = 0;
+	msg_schedule(m);
+}
+
+/*
+ * Stopping: a session still waiting for its token has not reached the
+ * upstream, so it has nothing to finish.  Its message goes back to the
+ * queue as it was (no attempt made, nothing logged) and the session ends;
+ * otherwise a slow or dead token endpoint would hold the stop for as long
+ * as the fetch may take.  Sessions are only unlinked: the caller frees a
+ * retired generation that this empties.
+ */
+static void
+token_waits_abandon(struct upstate *u)
+{
+	struct upclient *uc, *next;
+
+	for (uc = u->clients; uc != NULL; uc = next) {
+		struct qmsg *m = uc->busy;
+		struct smtp_client *c = uc->c;
+
+		next = uc->next;
+		if (uc->tokwait == NULL)
+			continue;
+		oauth_cancel(uc->tokwait);
+		uc->tokwait = NULL;
+		uc->busy = NULL;
+		u->q->active--;
+		msg_put_back(m);
+		upclient_unlink(uc);
+		smtp_client_abort(c);
+	}
 }
 
 /* Starts delivering m over uc. */
@@ -510,11 +557,7 @@ msg_start(struct upclient *uc, struct qmsg *m)
 	m->nr = n;
 	if (n == 0) {
 		/* nothing due after all (state changed while it waited) */
-		free(m->rcpts);
-		free(m->ridx);
-		m->rcpts = NULL;
-		m->ridx = NULL;
-		msg_schedule(m);
+		msg_put_back(m);
 		queue_dispatch(uc->ups);
 		return;
 	}
@@ -565,6 +608,7 @@ msg_start(struct upclient *uc, struct qmsg *m)
 		uc->tokwait = oauth_get(q->oauth, uc->ups->cfg->name, token_ready, uc);
 		return;
 	}
+	uc->started = true;
 	smtp_client_deliver(uc->c, &m->cm, deliver_result, uc);
 }
 
@@ -1011,6 +1055,28 @@ deliver_result(void *arg, struct smtp_client *c, const struct dlv_status *res, s
 		m->cm.token = NULL;
 	}
 	attempt_finish(m, res, smtp_client_relay(c));
+	if (!uc->started) {
+		/*
+		 * The attempt ended before its session began (no token, the
+		 * message unreadable): that session never connected and never
+		 * will, neither idle nor busy.  Its slot goes back, or
+		 * max_connections such failures would leave the upstream with
+		 * no session to serve its line, for good.  The line is served
+		 * again from the event loop, not from here: this may run inside
+		 * msg_start, and a line of messages that all fail at once must
+		 * not recurse through it.
+		 */
+		bool current = u->gen == q->gen;
+
+		upclient_drop(uc);
+		smtp_client_abort(c);
+		if (current && !q->stopping) {
+			struct timeval now = { 0, 0 };
+
+			evtimer_add(u->rate_ev, &now);	/* rate_cb: queue_dispatch */
+		}
+		return;
+	}
 	if ((q->stopping || u->gen != q->gen) && smtp_client_idle(c)) {
 		/* stopping, or a session of a replaced configuration: no new
 		 * work for it, end it now */
@@ -1258,11 +1324,25 @@ queue_stop(struct queue *q)
 	evtimer_del(q->timer);
 	evtimer_del(q->compact_ev);
 	/* Idle sessions say QUIT now, busy ones after their message.  Retired
-	 * generations have no idle sessions (gen_retire ended them). */
+	 * generations have no idle sessions (gen_retire ended them), but may
+	 * have sessions waiting for a token. */
+	for (struct qgen **gp = &q->old; *gp != NULL;) {
+		struct qgen *old = *gp;
+
+		for (size_t i = 0; i < old->nups; i++)
+			token_waits_abandon(&old->ups[i]);
+		if (old->nclients == 0) {
+			*gp = old->next;
+			gen_free(old);
+		} else {
+			gp = &old->next;
+		}
+	}
 	for (size_t i = 0; i < g->nups; i++) {
 		struct upstate *u = &g->ups[i];
 		struct upclient *uc, *next;
 
+		token_waits_abandon(u);
 		evtimer_del(u->rate_ev);
 		for (uc = u->clients; uc; uc = next) {
 			next = uc->next;

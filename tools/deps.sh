@@ -21,6 +21,7 @@ PACKAGES=(
 	clang							# second compiler build (clang 14)
 	openssl							# test keys and test CA made at test time
 	python3 python3-aiosmtpd python3-dkim			# integration harness, peer SMTP, DKIM verify
+	python3-cryptography					# t_oauth: the token endpoint checks JWT signatures (RS256)
 	swaks msmtp postfix					# real SMTP clients; postfix for smtp-source/sink
 	groff-base						# groff, to lint the man pages
 	procps iproute2 util-linux				# pgrep/ps, ss, setsid/flock in scripts

@@ -84,32 +84,60 @@ def make_ca(t, names=(("localhost", "DNS:localhost,IP:127.0.0.1"),
 # ---------------------------------------------------------------------------
 # upstream servers
 
-class Upstream:
+def read_jsonl(path):
+	"""The objects of a JSON-lines file another process writes: whole
+	lines only (a last line being written is left for later)."""
+	out = []
+	try:
+		with open(path) as f:
+			for line in f:
+				if not line.endswith("\n"):
+					break		# being written
+				out.append(json.loads(line))
+	except FileNotFoundError:
+		pass
+	return out
+
+
+class Helper:
+	"""A helper process started through the harness (upstream.py, the token
+	endpoint of oauthutil.py): what it printed, and stopping it by PID."""
+
+	def __init__(self, t, proc, port, logpath):
+		self.t = t
+		self.proc = proc
+		self.pid = proc.pid
+		self.port = port
+		self.logpath = logpath
+
+	def output(self):
+		try:
+			with open(self.logpath, "rb") as f:
+				return f.read().decode("utf-8", "replace")[-3000:]
+		except OSError:
+			return ""
+
+	def stop(self):
+		if self.proc.poll() is None:
+			self.proc.terminate()
+			try:
+				self.proc.wait(10)
+			except subprocess.TimeoutExpired:
+				self.proc.kill()
+				self.proc.wait(5)
+
+
+class Upstream(Helper):
 	"""A running upstream.py and what it recorded."""
 
 	def __init__(self, t, name, proc, record, port, tls, logpath):
-		self.t = t
+		super().__init__(t, proc, port, logpath)
 		self.name = name
-		self.proc = proc
-		self.pid = proc.pid
 		self.record = record
-		self.port = port
 		self.tls = tls
-		self.logpath = logpath
 
 	def events(self, ev=None):
-		out = []
-		try:
-			with open(self.record) as f:
-				for line in f:
-					if not line.endswith("\n"):
-						break		# being written
-					e = json.loads(line)
-					if ev is None or e["ev"] == ev:
-						out.append(e)
-		except FileNotFoundError:
-			pass
-		return out
+		return [e for e in read_jsonl(self.record) if ev is None or e["ev"] == ev]
 
 	def messages(self, accepted=True):
 		"""Messages received (accepted ones by default), each with "data" (bytes)."""
@@ -188,13 +216,6 @@ class Upstream:
 				    {k: v for k, v in e.items() if k not in ("ev", "t", "conn")}))
 		return "\n".join(lines) or "  (nothing)"
 
-	def output(self):
-		try:
-			with open(self.logpath, "rb") as f:
-				return f.read().decode("utf-8", "replace")[-3000:]
-		except OSError:
-			return ""
-
 	def conf(self, **kw):
 		"""Settings of an upstream section that points at this server."""
 		s = {"host": "127.0.0.1", "port": self.port,
@@ -202,21 +223,14 @@ class Upstream:
 		s.update(kw)
 		return s
 
-	def stop(self):
-		if self.proc.poll() is None:
-			self.proc.terminate()
-			try:
-				self.proc.wait(10)
-			except subprocess.TimeoutExpired:
-				self.proc.kill()
-				self.proc.wait(5)
-
 
 def start_upstream(t, name="up", tls="none", certs=None, cert_name="localhost",
     auth=None, user="relayuser", password="s3cret-Pa55", auth_require_tls=False,
     auth_required=False, ext="PIPELINING,8BITMIME,ENHANCEDSTATUSCODES", script=None,
-    host="127.0.0.1", port=0, tls_max_version=None, no_advertise_starttls=False):
+    host="127.0.0.1", port=0, tls_max_version=None, no_advertise_starttls=False, tokens=None):
 	"""Starts upstream.py; returns an Upstream once it listens.
+	tokens: with auth="XOAUTH2", the token endpoint's tokens.json
+	(oauthutil.Endpoint.tokens_path): the tokens AUTH XOAUTH2 accepts.
 	script: a list of rules (see upstream.py) or a dict {"rules": [...]}.
 	ext: a comma-separated string or a list of EHLO extensions."""
 	d = os.path.join(t.dir, "upstream-" + name)
@@ -241,6 +255,8 @@ def start_upstream(t, name="up", tls="none", certs=None, cert_name="localhost",
 		argv.append("--no-advertise-starttls")
 	if auth:
 		argv += ["--auth", auth, "--user", user, "--password", password]
+	if tokens:
+		argv += ["--tokens", tokens]
 	if auth_require_tls:
 		argv.append("--auth-require-tls")
 	if auth_required:

@@ -44,20 +44,37 @@ What it promises:
    after dot-unstuffing, accepted or not), disconnect.  Every event carries
    "t" (time.time()) and, where it has one, "conn" (1, 2, ...).
  - A null sender is recorded as "".
+ - AUTH XOAUTH2 (with --auth XOAUTH2, and --tokens FILE: the tokens.json
+   that oauthutil.py's token endpoint writes) accepts the SASL string
+   "user=" --user "\x01auth=Bearer " token "\x01\x01" only with a token
+   that endpoint issued (known by its SHA-256), not expired now, for this
+   user (a token issued for another mailbox is refused too), and not
+   listed in FILE.revoked (a JSON list of SHA-256s a test writes: a token
+   revoked after it was issued).  An AUTH line may then be up to 12288
+   octets long (RFC 4954), as Exchange's and Gmail's may.  Anything
+   else is answered as Exchange Online does: a 334 carrying a base64 JSON
+   error, and once the client answers it (an empty line), 535 5.7.3
+   Authentication unsuccessful.  The auth event records the user, the
+   token's SHA-256, and why it was refused (never the token).
  - SIGTERM or SIGINT: stops at once, exit 0.  Nothing is left behind.
 """
 
 import argparse
 import asyncio
 import base64
+import hashlib
 import json
 import os
+import re
 import signal
 import ssl
 import sys
 import time
 
 from aiosmtpd.smtp import SMTP, AuthResult, MISSING, TLSSetupException
+
+
+AUTH_LINE_MAX = 12288		# RFC 4954, 4: an AUTH command line may be this long
 
 
 def forever():
@@ -241,6 +258,16 @@ class ScriptedSMTP(SMTP):
 		self.bad_greeting = False
 		super().__init__(Handler(up), **kw)
 		self._smtp_methods = Unknown({k: self.wrap(k, m) for k, m in self._smtp_methods.items()}, self)
+		if "XOAUTH2" in up.mechs:
+			self.command_size_limits["AUTH"] = AUTH_LINE_MAX
+
+	def _client_connected_cb(self, reader, writer):
+		super()._client_connected_cb(reader, writer)
+		if "XOAUTH2" in self.up.mechs:
+			# AUTH lines up to RFC 4954's 12288 octets, as Exchange and
+			# Gmail take them (an Entra ID token alone is ~2 KB); the
+			# limit of message lines stays line_length_limit
+			reader._limit = AUTH_LINE_MAX + 2
 
 	def data_received(self, data):
 		if self.up.opts.trace:
@@ -384,6 +411,63 @@ class ScriptedSMTP(SMTP):
 			return AuthResult(success=True, auth_data=auth_data)
 		return AuthResult(success=False, handled=False)
 
+	async def auth_XOAUTH2(self, _, args):
+		"""SASL XOAUTH2 as Exchange Online and Gmail take it."""
+		if len(args) > 1:
+			try:
+				blob = base64.b64decode(args[1].encode(), validate=True)
+			except Exception:
+				await self.push("501 5.5.2 Cannot decode base64")
+				return AuthResult(success=False, handled=True)
+		else:
+			blob = await self.challenge_auth("")
+			if blob is MISSING:
+				return AuthResult(success=False, handled=True)
+		user, tsha, why = self.xoauth2_check(blob)
+		self.up.rec("auth", conn=self.conn, mech="XOAUTH2", user=user, token_sha=tsha,
+		    ok=why is None, why=why)
+		if why is None:
+			self.auth_user = user
+			return AuthResult(success=True, auth_data=user)
+		# Exchange: the error as a 334 challenge, then 535 once answered
+		err = json.dumps({"status": "401", "schemes": "bearer",
+		    "scope": "https://outlook.office365.com/"}).encode()
+		if await self.challenge_auth(err) is MISSING:
+			return AuthResult(success=False, handled=True)
+		return AuthResult(success=False, handled=False,
+		    message="535 5.7.3 Authentication unsuccessful [TEST.upstream.prod.outlook.com]")
+
+	def xoauth2_check(self, blob):
+		"""(user, token sha256, None) if blob is a valid XOAUTH2 string with
+		a live token for --user, else (user, sha, why refused)."""
+		m = re.fullmatch(rb"user=([^\x01]*)\x01auth=Bearer ([^\x01]+)\x01\x01", blob)
+		if not m:
+			return None, None, "not a SASL XOAUTH2 string: %r" % blob[:40]
+		user = m.group(1).decode("utf-8", "replace")
+		tsha = hashlib.sha256(m.group(2)).hexdigest()
+		try:
+			with open(self.up.opts.tokens) as f:
+				tokens = json.load(f)
+		except (OSError, ValueError, TypeError):
+			tokens = {}
+		tok = tokens.get(tsha)
+		if tok is None:
+			return user, tsha, "token not issued by the endpoint"
+		if time.time() >= tok["exp"]:
+			return user, tsha, "token expired %.3fs ago" % (time.time() - tok["exp"])
+		try:
+			with open(self.up.opts.tokens + ".revoked") as f:
+				revoked = json.load(f)
+		except (OSError, ValueError):
+			revoked = []
+		if tsha in revoked:
+			return user, tsha, "token revoked"
+		if user != self.up.opts.user:
+			return user, tsha, "user=%s is not the mailbox %s" % (user, self.up.opts.user)
+		if tok.get("user") not in (None, user):
+			return user, tsha, "token issued for %s" % tok["user"]
+		return user, tsha, None
+
 
 def load_json(spec):
 	if spec.startswith("@"):
@@ -405,7 +489,8 @@ def parse_args(argv):
 	ap.add_argument("--tls-max-version", help="e.g. TLSv1_1 (to test the 1.2 minimum)")
 	ap.add_argument("--no-advertise-starttls", action="store_true",
 	    help="with --tls starttls: do not list STARTTLS in EHLO")
-	ap.add_argument("--auth", default="none", help="PLAIN,LOGIN | none")
+	ap.add_argument("--auth", default="none", help="PLAIN,LOGIN,XOAUTH2 | none")
+	ap.add_argument("--tokens", help="XOAUTH2: the token endpoint's tokens.json")
 	ap.add_argument("--user", default="")
 	ap.add_argument("--password", default="")
 	ap.add_argument("--auth-require-tls", action="store_true")
@@ -428,7 +513,7 @@ async def serve(opts):
 	    data_size_limit=int(size) if isinstance(size, str) and size.isdigit() else None,
 	    enable_SMTPUTF8=up.ext_value("SMTPUTF8") is not None, decode_data=False,
 	    auth_require_tls=opts.auth_require_tls, auth_required=opts.auth_required,
-	    auth_exclude_mechanism=[m for m in ("PLAIN", "LOGIN") if m not in up.mechs],
+	    auth_exclude_mechanism=[m for m in ("PLAIN", "LOGIN", "XOAUTH2") if m not in up.mechs],
 	    tls_context=up.tls_ctx if opts.tls == "starttls" else None, loop=loop)
 	if opts.auth_required and not opts.auth_require_tls:
 		import warnings
