@@ -12,7 +12,9 @@ this endpoint issued, until they expire.
 Run as a program (a separate process, started with start_endpoint() through
 the harness's spawn, so that it is recorded and stopped by PID), it serves:
   POST /<tenant>/oauth2/v2.0/token   microsoft: client credentials with a
-        client_secret, or a client_assertion (RS256 JWT) checked as Entra ID
+        client_secret, or a client_assertion (a PS256 JWT, RSASSA-PSS with
+        SHA-256 and a 32-octet salt, as Microsoft's current documentation of
+        certificate credentials asks with x5t#S256) checked as Entra ID
         checks it: signature against the registered certificate's key,
         header x5t#S256 = the certificate's SHA-256 thumbprint, aud = this
         URL, iss = sub = client_id, jti never seen before, nbf/iat not in the
@@ -457,9 +459,10 @@ def token_like(provider):
 	return "%s.%s.%s" % (header, b64url(secrets.token_bytes(1100)), b64url(secrets.token_bytes(256)))
 
 
-def jwt_check(state, jwt, pubkey, refuse_sig):
-	"""Splits and verifies an RS256 JWT against pubkey; returns (header,
-	claims).  refuse_sig(text) makes the provider's refusal."""
+def jwt_check(state, jwt, pubkey, refuse_sig, alg="RS256"):
+	"""Splits and verifies a JWT signed alg (RS256 or PS256) against
+	pubkey; returns (header, claims).  refuse_sig(text) makes the
+	provider's refusal."""
 	from cryptography.exceptions import InvalidSignature
 	from cryptography.hazmat.primitives import hashes
 	from cryptography.hazmat.primitives.asymmetric import padding
@@ -474,11 +477,12 @@ def jwt_check(state, jwt, pubkey, refuse_sig):
 		raise refuse_sig("the JWT does not decode: %s" % e)
 	if not isinstance(header, dict) or not isinstance(claims, dict):
 		raise refuse_sig("the JWT's header or claims are not JSON objects")
-	if header.get("alg") != "RS256":
-		raise refuse_sig("alg %r is not RS256" % header.get("alg"))
+	if header.get("alg") != alg:
+		raise refuse_sig("alg %r is not %s" % (header.get("alg"), alg))
+	pad = padding.PKCS1v15() if alg == "RS256" else \
+	    padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)
 	try:
-		pubkey.verify(sig, (parts[0] + "." + parts[1]).encode(), padding.PKCS1v15(),
-		    hashes.SHA256())
+		pubkey.verify(sig, (parts[0] + "." + parts[1]).encode(), pad, hashes.SHA256())
 	except InvalidSignature:
 		raise refuse_sig("the signature does not verify")
 	return header, claims
@@ -543,7 +547,7 @@ def grant_microsoft(state, url, form, info):
 	thumb = b64url(hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).digest())
 	header, claims = jwt_check(state, form["client_assertion"], cert.public_key(),
 	    lambda why: aad(401, "invalid_client", 700027, "Client assertion failed signature "
-	    "validation: %s." % why))
+	    "validation: %s." % why), alg="PS256")
 	info["jwt_header"] = header
 	info["jwt_claims"] = claims
 	info["credential"] = "assertion"

@@ -1,7 +1,7 @@
 """OAuth 2.0 upstreams (auth = "xoauth2"), with real parts: relayd fetches
 its tokens over HTTPS from a token endpoint on loopback (oauthutil.py) that
 checks each grant as Microsoft's and Google's do (form fields, the JWT's
-RS256 signature, claims and x5t#S256/kid), and relays to an upstream
+PS256 or RS256 signature, claims and x5t#S256/kid), and relays to an upstream
 (upstream.py --auth XOAUTH2) that accepts only a token that endpoint
 issued and that has not expired.  Each provider style's first delivery;
 many messages on one token; refresh ahead of expiry and short-lived
@@ -181,7 +181,7 @@ def test_microsoft_certificate_first_delivery(t):
 	assert req["credential"] == "assertion" and req["grant_type"] == "client_credentials", req
 	h, c = req["jwt_header"], req["jwt_claims"]
 	# the endpoint verified all of this; here the test says what it saw
-	assert h.get("alg") == "RS256" and h.get("x5t#S256") == w.app.x5t, h
+	assert h.get("alg") == "PS256" and h.get("x5t#S256") == w.app.x5t, h
 	assert c["aud"] == w.ep.url("microsoft") and c["iss"] == c["sub"] == CLIENT_ID, c
 	assert 0 < c["exp"] - c["nbf"] <= 600 and abs(c["iat"] - req["t_start"]) < 60, c
 	assert re.fullmatch(r"[0-9a-f]{32}", c["jti"]), c["jti"]
