@@ -342,6 +342,11 @@ dlv_final(const struct cfg_retry *r, unsigned attempts_made, struct dlv_status *
 {
 	if (st->fate != DLV_DEFER)
 		return false;
+	/* The relay's own set-up is wrong (credentials, a token, a domain
+	 * no section routes): the message is fine and goes once the admin
+	 * fixes it, so it is never returned to its sender. */
+	if (st->config_problem)
+		return false;
 	if (r->attempts > 0 && attempts_made < (unsigned)r->attempts)
 		return false;
 	st->fate = DLV_BOUNCE;

@@ -17,7 +17,10 @@
  *    SMTPUTF8 the upstream lacks: bounced 5.6.7 (RFC 6531, never
  *    downgraded).
  *  - After the last attempt a deferral becomes a bounce that keeps the
- *    last attempt's 4.x.x status.
+ *    last attempt's 4.x.x status, except a configuration problem
+ *    (authentication, a token, SendAsDenied, a domain no section routes):
+ *    that is never bounced, and is retried at the schedule's longest
+ *    delay until the admin fixes it (or removes the mail).
  */
 #ifndef RELAYD_DELIVERY_H
 #define RELAYD_DELIVERY_H
@@ -125,7 +128,8 @@ void dlv_trouble(enum dlv_trouble what, const char *reason, struct dlv_status *o
 int64_t dlv_retry_delay(const struct cfg_retry *r, unsigned attempts_made);
 
 /* Turns a deferral after the last allowed attempt into a bounce, keeping
- * the dsn; no-op otherwise.  Returns true if it did. */
+ * the dsn, unless it is a configuration problem; no-op otherwise.  Returns
+ * true if it did. */
 bool dlv_final(const struct cfg_retry *r, unsigned attempts_made, struct dlv_status *st);
 
 #endif

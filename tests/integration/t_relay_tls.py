@@ -7,6 +7,7 @@ text; AUTH PLAIN and LOGIN right and wrong (auth failures defer with
 
 import base64
 import re
+import signal
 import time
 
 from relayutil import (start_upstream, make_ca, relay_config, submit, wait_delivery,
@@ -190,6 +191,29 @@ def test_auth_535_scripted_defers_then_sent(t):
 	    reason=re.compile(r"authentication failed: 535 5\.7\.3 Authentication unsuccessful"))
 	y = wait_delivery(d, qid, RCPT, "sent")
 	expect_fields(y, attempt=2)
+
+
+def test_auth_failure_never_bounced(t):
+	"""A wrong password is the relay's set-up, not the message's fault: it
+	is deferred past the schedule's last attempt, never bounced (no DSN),
+	and goes out once the password is fixed and relayd reloaded."""
+	secret = write_secret(t, "upstream.secret", "wrong-Passw0rd")
+	d, up, _ = tls_relay(t, "starttls", upconf=dict(auth="plain", username=USER,
+	    password_file=secret, retry={"attempts": 2, "delay": 1, "max_delay": 1}),
+	    auth="PLAIN", user=USER, password=PASSWORD, auth_require_tls=True, auth_required=True)
+	qid = submit(d)
+	x = wait_delivery(d, qid, RCPT, "deferred", count=3, timeout=30)
+	expect_fields(x, attempt=3, attempts=2, dsn=re.compile(r"^4\.7\.\d+$"))
+	assert not deliveries(d, qid, status="bounced"), "bounced:\n%s" % d.log_tail()
+	assert not up.messages(), "something was sent (a DSN?):\n%s" % up.summary()
+	write_secret(t, "upstream.secret", PASSWORD)
+	d.proc.send_signal(signal.SIGHUP)
+	d.wait_log(r"configuration reloaded")
+	y = wait_delivery(d, qid, RCPT, "sent", timeout=30)
+	assert y["attempt"] >= 4, y
+
+
+test_auth_failure_never_bounced.timeout = 90
 
 
 def test_auth_mechanism_not_offered_defers(t):

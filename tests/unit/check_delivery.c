@@ -450,10 +450,17 @@ START_TEST(test_final)
 	ck_assert(!dlv_final(&r, 5, &st));
 	ck_assert_int_eq(st.fate, DLV_BOUNCE);
 	ck_assert_str_eq(st.dsn, "5.0.0");
-	/* An auth problem at the last attempt bounces too, keeping 4.7.x. */
+	/* A configuration problem is never bounced: not at the last attempt,
+	 * not after it (the admin fixes it, the mail goes) */
 	dlv_classify_reply(DLV_STAGE_AUTH, 535, "5.7.8", "535 5.7.8 bad", RELAY, &st);
-	ck_assert(dlv_final(&r, 5, &st));
+	ck_assert(!dlv_final(&r, 5, &st));
+	ck_assert(!dlv_final(&r, 50, &st));
+	ck_assert_int_eq(st.fate, DLV_DEFER);
 	ck_assert_str_eq(st.dsn, "4.7.8");
+	dlv_trouble(DLV_T_TOKEN, "token from login.microsoftonline.com failed: 401", &st);
+	ck_assert(!dlv_final(&once, 1, &st));
+	dlv_trouble(DLV_T_UNROUTABLE, "no domain section", &st);
+	ck_assert(!dlv_final(&once, 1, &st));
 }
 END_TEST
 
