@@ -36,6 +36,12 @@
 #define TOTAL_SEC	30		/* for the whole exchange */
 #define REPLY_MAX	(64u << 10)	/* octets of a reply */
 #define REFRESH_MIN	60		/* seconds: refresh at least this long before expiry */
+#define FAIL_HOLD_US	1000000		/* a failed fetch's answer serves the
+					 * sessions of the same round of attempts
+					 * (a line of queued mail starting one
+					 * session after another), sparing the
+					 * endpoint a request each; a retry, at
+					 * least a second later, asks again */
 #define HANDOUT_MIN	30		/* seconds a token must have left to go to a session
 					 * that has yet to reach AUTH (connect, TLS, EHLO) */
 
@@ -53,6 +59,7 @@ struct fetch {
 	char			*form;		/* secret: wiped when done */
 	struct buf		 body;		/* the reply: may hold a token */
 	bool			 too_big;
+	unsigned		 gen;		/* the credentials' generation it asked with */
 	char			 errbuf[CURL_ERROR_SIZE];
 };
 
@@ -74,6 +81,10 @@ struct oauth_up {
 	struct fetch		*fetch;		/* in flight, or NULL */
 	struct oauth_wait	*waiters;
 	struct event		*refresh_ev;
+	unsigned		 gen;		/* bumped when the credentials change */
+	int64_t			 failed_at;	/* when (µs) the last fetch failed; 0: it did not */
+	bool			 stale;		/* not in the configuration any more */
+	char			 failed[800];	/* its reason */
 };
 
 struct oauth {
@@ -206,7 +217,7 @@ refresh_cb(evutil_socket_t fd, short kind, void *arg)
 
 	/* fetched again ahead of expiry only if someone used this one; the
 	 * old one serves until then, and on if this fails */
-	if (up->used && up->fetch == NULL)
+	if (up->used && up->fetch == NULL && !up->stale)
 		(void)fetch_start(up, error, sizeof(error));
 }
 
@@ -370,6 +381,14 @@ fetch_done(struct fetch *f, CURLcode code)
 	long status = 0;
 
 	up->fetch = NULL;
+	if (f->gen != up->gen) {
+		/* asked with credentials a reload has replaced: whatever came
+		 * back is not for these; ask again for whoever waits */
+		fetch_free(f);
+		if (up->waiters != NULL && !fetch_start(up, error, sizeof(error)))
+			waiters_call(up, error);
+		return;
+	}
 	curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
 	if (f->too_big)
 		snprintf(error, sizeof(error), "token from %s failed: a reply over %u octets",
@@ -383,6 +402,8 @@ fetch_done(struct fetch *f, CURLcode code)
 	if (error[0] == '\0')
 		oauth_reply_free(&r);
 	fetch_free(f);
+	up->failed_at = error[0] != '\0' ? now_us() : 0;
+	snprintf(up->failed, sizeof(up->failed), "%s", error);
 	if (error[0] != '\0') {
 		log_err("upstream %s: %s", up->name, error);
 		/* a failed background refresh leaves the old token serving */
@@ -432,6 +453,7 @@ fetch_start(struct oauth_up *up, char *error, size_t errlen)
 		return false;
 	}
 	up->fetch = f;
+	f->gen = up->gen;
 	f->easy = curl_easy_init();
 	f->headers = curl_slist_append(NULL, "Accept: application/json");
 	curl_easy_setopt(f->easy, CURLOPT_URL, up->creds.token_url);
@@ -556,7 +578,10 @@ oauth_set(struct oauth *o, const char *name, struct oauth_creds *creds, const ch
 		o->ups = up;
 	} else if (!creds_same(&up->creds, creds)) {
 		token_drop(up);
+		up->gen++;
+		up->failed_at = 0;
 	}
+	up->stale = false;
 	/*
 	 * A refresh token rotated since the file was read stays the newest
 	 * (the file may not have taken it), unless the file changed since
@@ -583,6 +608,28 @@ oauth_set(struct oauth *o, const char *name, struct oauth_creds *creds, const ch
 	up->ca_file = ca_file ? xstrdup(ca_file) : NULL;
 	up->refresh_file = refresh_file ? xstrdup(refresh_file) : NULL;
 	oauth_url_host(up->creds.token_url ? up->creds.token_url : "", up->host, sizeof(up->host));
+}
+
+void
+oauth_retain(struct oauth *o, const char *const *names, size_t n)
+{
+	for (struct oauth_up *up = o->ups; up != NULL; up = up->next) {
+		bool keep = false;
+
+		for (size_t i = 0; i < n && !keep; i++)
+			keep = strcmp(up->name, names[i]) == 0;
+		if (keep)
+			continue;
+		/* no token, no secret kept for an upstream that is gone; the
+		 * entry itself stays for sessions of the old configuration
+		 * still waiting on it */
+		up->stale = true;
+		token_drop(up);
+		oauth_wipe(up->creds.client_secret);
+		up->creds.client_secret = NULL;
+		oauth_wipe(up->creds.refresh_token);
+		up->creds.refresh_token = NULL;
+	}
 }
 
 struct oauth_wait *
@@ -614,6 +661,11 @@ oauth_get(struct oauth *o, const char *name, oauth_cb cb, void *arg)
 		up->used = true;
 		cb(arg, token, NULL);
 		oauth_wipe(token);
+		return NULL;
+	}
+	if (up->fetch == NULL && up->failed_at != 0 && now_us() - up->failed_at < FAIL_HOLD_US) {
+		/* the endpoint just said no: the same answer, without asking */
+		cb(arg, NULL, up->failed);
 		return NULL;
 	}
 	if (up->fetch == NULL && !fetch_start(up, error, sizeof(error))) {

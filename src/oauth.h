@@ -58,11 +58,17 @@ void oauth_free(struct oauth *o);
 void oauth_set(struct oauth *o, const char *name, struct oauth_creds *creds,
     const char *ca_file, const char *refresh_file);
 
+/* After a reload: the upstreams with auth = "xoauth2" now (names); every
+ * other one's token and secrets are dropped. */
+void oauth_retain(struct oauth *o, const char *const *names, size_t n);
+
 /*
  * Calls cb with a token for upstream `name`: before returning (and then
  * returns NULL) when one is held and not due for refresh, or when `name`
- * is unknown (with an error); otherwise once the fetch in flight ends, and
- * returns a handle for oauth_cancel().
+ * is unknown or its endpoint refused less than a second ago (with the
+ * error: the sessions of one round of attempts share one refusal);
+ * otherwise once the fetch in flight ends, and returns a handle for
+ * oauth_cancel().
  */
 struct oauth_wait *oauth_get(struct oauth *o, const char *name, oauth_cb cb, void *arg);
 void oauth_cancel(struct oauth_wait *w);

@@ -1178,7 +1178,10 @@ gen_new(struct queue *q, struct config *cfg, char *err, size_t errlen)
 		}
 	}
 	/* the credentials of xoauth2 upstreams: a token already held stays
-	 * if they did not change */
+	 * if they did not change; those of upstreams gone are dropped */
+	const char **names = xcalloc(g->nups + 1, sizeof(*names));
+	size_t nnames = 0;
+
 	for (size_t i = 0; i < g->nups; i++) {
 		const struct cfg_upstream *c = g->ups[i].cfg;
 		struct oauth_creds creds;
@@ -1188,7 +1191,10 @@ gen_new(struct queue *q, struct config *cfg, char *err, size_t errlen)
 		oauth_creds_copy(&creds, &c->oauth2->creds);
 		oauth_set(q->oauth, c->name, &creds, c->oauth2->ca_file,
 		    c->oauth2->refresh_token_file);
+		names[nnames++] = c->name;
 	}
+	oauth_retain(q->oauth, names, nnames);
+	free(names);
 	return g;
 }
 

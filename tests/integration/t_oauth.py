@@ -344,6 +344,38 @@ def test_refusals_do_not_use_up_sessions(t):
 	assert [x["status"] for x in w.ep.requests()][:3] == [401, 401, 401], w.ep.summary()
 
 
+def test_one_refusal_serves_a_round(t):
+	"""A line of queued mail meets a refusing endpoint: the refusal serves
+	the sessions that start right after it (within a second), so the
+	endpoint sees one request for the round, not one per message."""
+	w = world(t, rules=[aadsts_invalid_secret(CLIENT_ID)], max_connections=1,
+	    retry={"attempts": 3, "delay": 30, "backoff": 1.0, "max_delay": 30})
+	qids = [submit(w.d, subject="MARK-%d" % i) for i in range(5)]
+	for q in qids:
+		x = wait_delivery(w.d, q, RCPT, "deferred", timeout=20)
+		expect_fields(x, attempt=1, reason=re.compile(r"AADSTS7000215"))
+	n = len(w.ep.requests())
+	assert n <= 2, "%d token requests for one round of 5 messages:\n%s" % (n, w.ep.summary())
+
+
+def test_reload_during_a_fetch_asks_again(t):
+	"""The client secret is wrong; while the fetch with it is under way the
+	admin writes the right one and reloads.  What that fetch brings back
+	is for the old credentials: it is dropped, relayd asks again with the
+	new ones, and the message goes at its first attempt."""
+	w = world(t, rules=[{"delay": 2.0, "times": 1}], start=False)
+	write_secret(t, "o365.secret", "wrong-" + CLIENT_SECRET)
+	w.d = t.start(w.conf, args=["-v"])
+	qid = submit(w.d)
+	w.d.wait_log(r"upstream o-microsoft-secret: fetching a token from 127\.0\.0\.1")
+	write_secret(t, "o365.secret", CLIENT_SECRET)
+	w.d.proc.send_signal(signal.SIGHUP)
+	w.d.wait_log(r"configuration reloaded")
+	r = wait_delivery(w.d, qid, RCPT, "sent", timeout=20)
+	expect_fields(r, attempt=1)
+	assert [x["status"] for x in w.ep.wait_requests(2)][:2] == [401, 200], w.ep.summary()
+
+
 def test_rejected_token_dropped_and_refetched(t):
 	"""The upstream refuses a token the endpoint issued (revoked since):
 	Exchange's 334 + 535 5.7.3, deferred 4.7.x with the hint, the token
