@@ -106,8 +106,9 @@ def test_unit_security(t):
 
 def test_sysusers_tmpfiles(t):
 	"""systemd-sysusers and systemd-tmpfiles, in a scratch root, make the
-	user relayd, the spool (0700) the unit makes writable and /run/relayd
-	(0750), both owned by relayd."""
+	user relayd, the spool (0700) the unit makes writable, /run/relayd
+	(0750) and /var/lib/relayd (0700, for OAuth refresh tokens), all owned
+	by relayd."""
 	if shutil.which("systemd-sysusers") is None or shutil.which("systemd-tmpfiles") is None:
 		print("systemd-sysusers/systemd-tmpfiles not installed; skipped")
 		return
@@ -129,8 +130,9 @@ def test_sysusers_tmpfiles(t):
 	rc, out, err = t.run(["systemd-tmpfiles", "--create", "--root=" + root, tmpfiles])
 	assert rc == 0, "systemd-tmpfiles: exit %d: %s" % (rc, out + err)
 	dirs = re.findall(r"^d (\S+) (\d+) relayd relayd", ttext, re.M)
-	assert len(dirs) == 2, "tmpfiles lines: %s" % dirs
-	# the unit may write exactly the spool and the control socket's directory
+	assert len(dirs) == 3, "tmpfiles lines: %s" % dirs
+	# the unit may write exactly the spool, the control socket's directory
+	# and the refresh tokens' (those two need not exist)
 	rw = settings(unit, "ReadWritePaths")
 	spool = [d for d, _ in dirs if d.endswith("/spool/relayd")]
 	run = [d for d, _ in dirs if not d.endswith("/spool/relayd")]
