@@ -19,6 +19,7 @@ main(void)
 	srunner_add_suite(sr, keygen_suite());
 	srunner_add_suite(sr, dkim_suite());
 	srunner_add_suite(sr, dmarc_suite());
+	srunner_add_suite(sr, dnscheck_suite());
 	srunner_add_suite(sr, log_suite());
 	srunner_add_suite(sr, msghdr_suite());
 	srunner_add_suite(sr, net_suite());

@@ -13,6 +13,7 @@ Suite *keygen_suite(void);
 Suite *log_suite(void);
 Suite *dkim_suite(void);
 Suite *dmarc_suite(void);
+Suite *dnscheck_suite(void);
 Suite *msghdr_suite(void);
 Suite *net_suite(void);
 Suite *oauth_suite(void);
