@@ -539,25 +539,14 @@ dmarc_check(const struct cfg_domain *sec, const struct upstream_spf *us, const c
 	value = xasprintf("v=DMARC1; p=none; rua=mailto:postmaster@%s", domain);
 	sugg = dnscheck_record(name, value);
 	dmarc_org_domain(domain, org, sizeof(org));
-	a = dns->lookup(dns->ctx, name, DNS_T_TXT);
-	if (a->status != DNS_ERROR && a->status != DNS_ANSWER && strcmp(org, domain) != 0) {
-		/* RFC 7489 6.6.3: the organizational domain's record covers it */
-		orgname = xasprintf("_dmarc.%s", org);
-		a = dns->lookup(dns->ctx, orgname, DNS_T_TXT);
-		where = orgname;
-	}
-	if (a->status == DNS_ERROR) {
-		dnscheck_add(out, "DMARC", CHECK_FAIL, NULL, "lookup of TXT %s failed: %s; the "
-		    "DMARC record could not be checked", where, a->why);
-		goto out;
-	}
-	for (size_t i = 0; a->status == DNS_ANSWER && i < a->n; i++)
-		if (dmarc_is_record(a->rr[i]) && nrec++ == 0)
-			rec = a->rr[i];
-	if (nrec == 0 && orgname == NULL && strcmp(org, domain) != 0) {
-		orgname = xasprintf("_dmarc.%s", org);
-		a = dns->lookup(dns->ctx, orgname, DNS_T_TXT);
-		where = orgname;
+	/* the domain's record, else (RFC 7489 6.6.3) the organizational domain's */
+	for (int pass = 0; pass < 2 && nrec == 0; pass++) {
+		if (pass == 1) {
+			if (strcmp(org, domain) == 0)
+				break;
+			where = orgname = xasprintf("_dmarc.%s", org);
+		}
+		a = dns->lookup(dns->ctx, where, DNS_T_TXT);
 		if (a->status == DNS_ERROR) {
 			dnscheck_add(out, "DMARC", CHECK_FAIL, NULL, "lookup of TXT %s failed: %s; "
 			    "the DMARC record could not be checked", where, a->why);

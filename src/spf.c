@@ -571,9 +571,9 @@ walk_query(struct walkctx *c, const char *name, enum dns_type type, const char *
 		c->w->void_of[c->root]++;
 	if (c->w->voids == SPF_MAX_VOID + 1)
 		walk_fail(c, SPF_WALK_PERMERROR, "more than %d void lookups (RFC 7208 4.6.4; "
-		    "the 3rd: %s, %s %s %s)", SPF_MAX_VOID, via, name,
-		    a->status == DNS_NXDOMAIN ? "does not exist" : "has no", a->status ==
-		    DNS_NXDOMAIN ? "" : dns_type_name(type));
+		    "the 3rd: %s, %s %s%s)", SPF_MAX_VOID, via, name,
+		    a->status == DNS_NXDOMAIN ? "does not exist" : "has no ",
+		    a->status == DNS_NXDOMAIN ? "" : dns_type_name(type));
 	return false;
 }
 
@@ -662,22 +662,19 @@ walk_domain(struct walkctx *c, const char *domain, const char *txt, int depth,
 	char why[300];
 	int all, redir;
 
-	switch (fetch_record(c->dns, domain, txt, &rec, why, sizeof(why))) {
+	enum fetch f = fetch_record(c->dns, domain, txt, &rec, why, sizeof(why));
+	const char *none = f == FETCH_NXDOMAIN ? "does not exist" : "has no SPF record";
+
+	switch (f) {
 	case FETCH_OK:
 		break;
 	case FETCH_NONE:
-		if (depth == 0)
-			walk_fail(c, SPF_WALK_NONE, "%s has no SPF record", domain);
-		else
-			walk_fail(c, SPF_WALK_PERMERROR, "%s: %s has no SPF record (a permerror "
-			    "for every receiver, RFC 7208 5.2)", path, domain);
-		goto out;
 	case FETCH_NXDOMAIN:
 		if (depth == 0)
-			walk_fail(c, SPF_WALK_NONE, "%s does not exist", domain);
+			walk_fail(c, SPF_WALK_NONE, "%s %s", domain, none);
 		else
-			walk_fail(c, SPF_WALK_PERMERROR, "%s: %s does not exist (a permerror "
-			    "for every receiver, RFC 7208 5.2)", path, domain);
+			walk_fail(c, SPF_WALK_PERMERROR, "%s: %s %s (a permerror for every "
+			    "receiver, RFC 7208 5.2)", path, domain, none);
 		goto out;
 	case FETCH_MANY:
 		walk_fail(c, SPF_WALK_PERMERROR, "%s%s%s has %s (a permerror, RFC 7208 4.5)",
@@ -780,6 +777,29 @@ prefix_match(const unsigned char *a, const unsigned char *b, int len)
 	return ((a[bytes] ^ b[bytes]) & (0xff << (8 - bits))) == 0;
 }
 
+/*
+ * An answer without records (a->status is not DNS_ANSWER): a failed lookup
+ * is a temperror, a void one counts against the limit.  -1 (err, why set)
+ * or 0.
+ */
+static int
+eval_no_records(struct evalctx *e, const struct dns_answer *a, const struct spf_term *t,
+    const char *name, enum dns_type type, enum spf_result *err)
+{
+	if (a->status == DNS_ERROR) {
+		eval_why(e, "%s: lookup of %s %s failed: %s", t->text, dns_type_name(type), name,
+		    a->why);
+		*err = SPF_R_TEMPERROR;
+		return -1;
+	}
+	if (++e->voids > SPF_MAX_VOID) {
+		eval_why(e, "more than %d void lookups", SPF_MAX_VOID);
+		*err = SPF_R_PERMERROR;
+		return -1;
+	}
+	return 0;
+}
+
 /* Match of e->ip against the addresses of name; -1 temperror/permerror (why set). */
 static int
 eval_addrs(struct evalctx *e, const char *name, const struct spf_term *t, enum spf_result *err)
@@ -788,20 +808,8 @@ eval_addrs(struct evalctx *e, const char *name, const struct spf_term *t, enum s
 	const struct dns_answer *a = e->dns->lookup(e->dns->ctx, name, type);
 	unsigned char bin[16];
 
-	if (a->status == DNS_ERROR) {
-		eval_why(e, "%s: lookup of %s %s failed: %s", t->text, dns_type_name(type), name,
-		    a->why);
-		*err = SPF_R_TEMPERROR;
-		return -1;
-	}
-	if (a->status != DNS_ANSWER) {
-		if (++e->voids > SPF_MAX_VOID) {
-			eval_why(e, "more than %d void lookups", SPF_MAX_VOID);
-			*err = SPF_R_PERMERROR;
-			return -1;
-		}
-		return 0;
-	}
+	if (a->status != DNS_ANSWER)
+		return eval_no_records(e, a, t, name, type, err);
 	for (size_t i = 0; i < a->n; i++)
 		if (inet_pton(e->family, a->rr[i], bin) == 1 &&
 		    prefix_match(bin, e->ip, e->family == AF_INET ? t->cidr4 : t->cidr6))
@@ -868,34 +876,11 @@ eval_term(struct evalctx *e, const struct spf_term *t, const char *domain, enum 
 		return m;
 	case SPF_EXISTS:
 		a = e->dns->lookup(e->dns->ctx, name, DNS_T_A);
-		if (a->status == DNS_ERROR) {
-			eval_why(e, "%s: lookup failed: %s", t->text, a->why);
-			*err = SPF_R_TEMPERROR;
-			return -1;
-		}
-		if (a->status == DNS_ANSWER)
-			return 1;
-		if (++e->voids > SPF_MAX_VOID) {
-			eval_why(e, "more than %d void lookups", SPF_MAX_VOID);
-			*err = SPF_R_PERMERROR;
-			return -1;
-		}
-		return 0;
+		return a->status == DNS_ANSWER ? 1 : eval_no_records(e, a, t, name, DNS_T_A, err);
 	case SPF_MX:
 		a = e->dns->lookup(e->dns->ctx, name, DNS_T_MX);
-		if (a->status == DNS_ERROR) {
-			eval_why(e, "%s: lookup of MX %s failed: %s", t->text, name, a->why);
-			*err = SPF_R_TEMPERROR;
-			return -1;
-		}
-		if (a->status != DNS_ANSWER) {
-			if (++e->voids > SPF_MAX_VOID) {
-				eval_why(e, "more than %d void lookups", SPF_MAX_VOID);
-				*err = SPF_R_PERMERROR;
-				return -1;
-			}
-			return 0;
-		}
+		if (a->status != DNS_ANSWER)
+			return eval_no_records(e, a, t, name, DNS_T_MX, err);
 		if (a->n > SPF_MAX_MX) {
 			eval_why(e, "%s: more than %d MX records", t->text, SPF_MAX_MX);
 			*err = SPF_R_PERMERROR;
