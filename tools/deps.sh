@@ -22,7 +22,9 @@ PACKAGES=(
 	clang							# second compiler build (clang 14)
 	openssl							# test keys and test CA made at test time
 	python3 python3-aiosmtpd python3-dkim			# integration harness, peer SMTP, DKIM verify
-	python3-dnslib python3-spf				# t_checkdns: DNS server on loopback, SPF verdicts by pyspf
+	python3-dnslib python3-spf python3-dnspython		# t_checkdns: DNS server on loopback, SPF verdicts by pyspf
+								# (aimed at it through dnspython: python3-spf may
+								# otherwise bring python3-dns instead)
 	swaks msmtp postfix					# real SMTP clients; postfix for smtp-source/sink
 	groff-base						# groff, to lint the man pages
 	procps iproute2 util-linux				# pgrep/ps, ss, setsid/flock in scripts
