@@ -483,6 +483,16 @@ spf_check(const struct upstream_spf *us, const char *domain, const struct dns_so
 	char *cand = NULL, *sugg = NULL;
 
 	spf_verdict(&v, domain, NULL, us, dns);
+	if (us->nkeys == 0) {
+		/* a `spf` setting that names no mechanism a record could reach */
+		verdict_say(&v, CHECK_FAIL, "upstream %s's spf = \"%s\" (line %d of the "
+		    "configuration) is not an SPF "
+		    "mechanism with a '+' qualifier, so nothing can be checked against it; "
+		    "write it as the provider documents it, e.g. \"include:_spf.example.net\"",
+		    us->u->name, us->want, us->u->line);
+		verdict_compose(&v);
+		v.fixable = false;
+	}
 	if (v.st == CHECK_FAIL && v.fixable) {
 		cand = spf_suggest(v.records, v.nrec, v.authorized ? NULL : us->want,
 		    v.drop, v.ndrop);
@@ -679,6 +689,26 @@ dnscheck_format_text(const struct domain_checks *d, size_t n, struct buf *out)
 	}
 }
 
+/* A JSON string of s: JSON wants UTF-8, so bytes past ASCII become \xHH as in the text. */
+static json_t *
+json_text(const char *s)
+{
+	struct buf b;
+	json_t *j;
+
+	buf_init(&b);
+	buf_addstr(&b, "");
+	for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
+		if (*p >= 0x80)
+			buf_printf(&b, "\\x%02x", *p);
+		else
+			buf_add(&b, p, 1);
+	}
+	j = json_string(b.p);
+	buf_free(&b);
+	return j;
+}
+
 char *
 dnscheck_format_json(const struct domain_checks *d, size_t n)
 {
@@ -691,14 +721,14 @@ dnscheck_format_json(const struct domain_checks *d, size_t n)
 		for (size_t j = 0; j < d[i].n; j++) {
 			const struct check *c = &d[i].c[j];
 
-			json_array_append_new(checks, json_pack("{s:s, s:s, s:s, s:o}",
+			json_array_append_new(checks, json_pack("{s:s, s:s, s:o, s:o}",
 			    "check", c->name, "status", check_status_name(c->status),
-			    "reason", c->reason, "suggestion",
+			    "reason", json_text(c->reason), "suggestion",
 			    c->status == CHECK_FAIL && c->suggestion != NULL ?
-			    json_string(c->suggestion) : json_null()));
+			    json_text(c->suggestion) : json_null()));
 		}
-		json_array_append_new(arr, json_pack("{s:s, s:o}", "domain", d[i].domain,
-		    "checks", checks));
+		json_array_append_new(arr, json_pack("{s:o, s:o}", "domain",
+		    json_text(d[i].domain), "checks", checks));
 	}
 	s = json_dumps(arr, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(arr);

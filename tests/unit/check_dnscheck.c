@@ -227,6 +227,25 @@ START_TEST(test_spf_inhouse)
 }
 END_TEST
 
+START_TEST(test_spf_bad_spf_key)
+{
+	struct cfg_upstream odd = { .name = (char *)"odd", .host = (char *)"smtp.odd.example",
+	    .spf = (char *)"-include:_spf.odd.example", .line = 7 };
+	struct cfg_domain sec = { .name = (char *)"example.com", .upstream = &odd };
+	struct domain_checks d;
+	struct zone z;
+
+	common(&z);
+	zone_add(&z, "example.com", DNS_T_TXT, "v=spf1 -include:_spf.odd.example ~all");
+	run(&sec, "example.com", &z, &d);
+	ck_assert_int_eq(find(&d, "SPF")->status, CHECK_FAIL);
+	ck_assert_ptr_nonnull(strstr(find(&d, "SPF")->reason, "upstream odd's spf = "
+	    "\"-include:_spf.odd.example\" (line 7 of the configuration)"));
+	ck_assert_ptr_null(find(&d, "SPF")->suggestion);
+	dnscheck_free(&d);
+}
+END_TEST
+
 START_TEST(test_spf_lookup_failure)
 {
 	struct cfg_domain sec = { .name = (char *)"example.com", .upstream = &sendgrid };
@@ -372,6 +391,17 @@ START_TEST(test_format_json)
 	ck_assert_uint_eq(json_object_size(json_array_get(c, 0)), 4);
 	json_decref(j);
 	free(s);
+
+	/* a name given on the command line need not be ASCII; JSON must stay UTF-8 */
+	free(d[1].domain);
+	d[1].domain = strdup("bl\xe5" "b\xe6" "r.no");
+	s = dnscheck_format_json(d + 1, 1);
+	j = json_loads(s, 0, &e);
+	ck_assert_msg(j != NULL, "not JSON: %s", e.text);
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(j, 0), "domain")),
+	    "bl\\xe5b\\xe6r.no");
+	json_decref(j);
+	free(s);
 	dnscheck_free(&d[0]);
 	dnscheck_free(&d[1]);
 }
@@ -387,6 +417,7 @@ dnscheck_suite(void)
 	tcase_add_test(tc, test_spf_two_records_and_all);
 	tcase_add_test(tc, test_spf_no_suggestion_when_it_would_fail);
 	tcase_add_test(tc, test_spf_inhouse);
+	tcase_add_test(tc, test_spf_bad_spf_key);
 	tcase_add_test(tc, test_spf_lookup_failure);
 	tcase_add_test(tc, test_dmarc);
 	suite_add_tcase(s, tc);
