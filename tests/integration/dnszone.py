@@ -43,12 +43,22 @@ class DNSZoneServer:
 		self.set_zone(zone)
 		self.queries = []
 		self.lock = threading.Lock()
-		self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-		self.udp.bind(("127.0.0.1", 0))
-		self.port = self.udp.getsockname()[1]
-		self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-		self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-		self.tcp.bind(("127.0.0.1", self.port))
+		# one port number for both: the UDP port the kernel picks may be
+		# taken for TCP (other tests run beside us), then pick again
+		for attempt in range(50):
+			self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+			self.udp.bind(("127.0.0.1", 0))
+			self.port = self.udp.getsockname()[1]
+			self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+			self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+			try:
+				self.tcp.bind(("127.0.0.1", self.port))
+				break
+			except OSError:
+				self.tcp.close()
+				self.udp.close()
+		else:
+			raise AssertionError("no port free for both UDP and TCP on 127.0.0.1")
 		self.tcp.listen(16)
 		self.stopping = False
 		self.threads = [threading.Thread(target=self._serve_udp, daemon=True),
