@@ -2,16 +2,16 @@
  * relayctl — the admin tool's main: global options, then one command.
  *
  * A thin dispatcher: each command reads its arguments, does its work
- * through a library module (keygen for dkim-keygen) and returns an exit
- * status; only main() exits.  Exit statuses: 0 done, 1 failed (the
- * configuration, the key file, ...), 64 usage error (EX_USAGE), 69 the
- * command does not exist in this version yet (EX_UNAVAILABLE).
+ * through a library module (keygen for dkim-keygen, dnscheck for
+ * check-dns) and returns an exit status; only main() exits.  Exit
+ * statuses: 0 done, 1 failed (the configuration, the key file, a check
+ * that FAILs, ...), 64 usage error (EX_USAGE), 69 relayd is not running
+ * (EX_UNAVAILABLE).
  *
  * queue, flush and remove talk to the running daemon over its control
  * socket (ctlclient.c); when relayd is not running they say so and exit
- * 69.  check-dns is recognised, so that a script written against
- * interface.md gets an honest "not available yet" rather than "unknown
- * command".
+ * 69.  check-dns needs no daemon: it reads the configuration and asks DNS
+ * (dnscheck.c, resolve.c); it exits 1 when a check FAILs.
  */
 #include "acconfig.h"
 
@@ -28,14 +28,16 @@
 
 #include "config.h"
 #include "ctlclient.h"
+#include "dnscheck.h"
 #include "keygen.h"
+#include "resolve.h"
+#include "router.h"
 #include "sendmail_opts.h"
 #include "submit.h"
 #include "util.h"
 
 #define EXIT_FAIL		1
 #define EXIT_USAGE		64	/* sysexits.h EX_USAGE */
-#define EXIT_UNAVAILABLE	69	/* sysexits.h EX_UNAVAILABLE */
 #define TEST_WAIT_SEC		330	/* an upstream's slowest reply (300 s) and more */
 
 static const char usage_text[] =
@@ -45,7 +47,7 @@ static const char usage_text[] =
     "       relayctl [-f FILE] test --from ADDRESS --to ADDRESS\n"
     "       relayctl [-f FILE] dkim-keygen DOMAIN SELECTOR [--algorithm rsa|ed25519]\n"
     "                [--bits N] [--force]\n"
-    "       relayctl [-f FILE] check-dns [--resolver IP[:PORT]] [DOMAIN...]\n"
+    "       relayctl [-f FILE] check-dns [--resolver IP[:PORT]] [--json] [DOMAIN...]\n"
     "       relayctl -V\n";
 
 static int
@@ -454,13 +456,176 @@ out:
 	return rc;
 }
 
-/* ---- not yet ---------------------------------------------------------- */
+/* ---- check-dns ---------------------------------------------------------- */
+
+struct checkdns_args {
+	const char	*resolver;	/* NULL: the system's */
+	bool		 json;
+	char		**domains;	/* lower case, no final dot */
+	size_t		 ndomains;
+};
 
 static int
-cmd_unavailable(const char *name, const char *why)
+checkdns_parse_args(int argc, char **argv, struct checkdns_args *ca)
 {
-	fprintf(stderr, "relayctl %s: not available yet: %s\n", name, why);
-	return EXIT_UNAVAILABLE;
+	const char *v;
+	bool opts = true, m;
+
+	memset(ca, 0, sizeof(*ca));
+	ca->domains = xcalloc((size_t)argc, sizeof(char *));
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (opts && strcmp(a, "--") == 0) {
+			opts = false;
+		} else if (opts && strcmp(a, "--json") == 0) {
+			ca->json = true;
+		} else if (opts && ((v = keygen_optarg(argc, argv, &i, "--resolver", &m)) != NULL ||
+		    m)) {
+			if (v == NULL || *v == '\0') {
+				fprintf(stderr, "relayctl check-dns: --resolver takes IP[:PORT]\n");
+				return -1;
+			}
+			ca->resolver = v;
+		} else if (opts && a[0] == '-' && a[1] != '\0') {
+			fprintf(stderr, "relayctl check-dns: unknown option %s\n", a);
+			return -1;
+		} else {
+			char *d = xstrdup(a);
+			size_t n = strlen(d);
+
+			if (n > 1 && d[n - 1] == '.')
+				d[n - 1] = '\0';
+			ascii_lower(d);
+			ca->domains[ca->ndomains++] = d;
+		}
+	}
+	return 0;
+}
+
+static void
+checkdns_args_free(struct checkdns_args *ca)
+{
+	for (size_t i = 0; i < ca->ndomains; i++)
+		free(ca->domains[i]);
+	free(ca->domains);
+}
+
+/*
+ * The domains to check and the section each belongs to: those named, or
+ * every section with a plain name (a pattern names no domain to look up).
+ */
+static size_t
+checkdns_targets(const struct config *cfg, const struct checkdns_args *ca,
+    const char ***names, const struct cfg_domain ***secs, int *rc)
+{
+	size_t n = 0, cap = ca->ndomains + cfg->ndomains;
+
+	*names = xcalloc(cap + 1, sizeof(**names));
+	*secs = xcalloc(cap + 1, sizeof(**secs));
+	for (size_t i = 0; i < ca->ndomains; i++) {
+		const struct cfg_domain *d = router_lookup(cfg, ca->domains[i]);
+
+		if (d == NULL || strchr(ca->domains[i], '.') == NULL) {
+			fprintf(stderr, "relayctl check-dns: %s is not a sender domain of %s (no "
+			    "domain section routes it)\n", ca->domains[i], cfg->path);
+			*rc = EXIT_FAIL;
+			continue;
+		}
+		(*names)[n] = ca->domains[i];
+		(*secs)[n++] = d;
+	}
+	for (size_t i = 0; ca->ndomains == 0 && i < cfg->ndomains; i++) {
+		const struct cfg_domain *d = &cfg->domains[i];
+
+		if (strchr(d->name, '*') != NULL) {
+			fprintf(stderr, "relayctl check-dns: domain \"%s\" (%s:%d) is a pattern: "
+			    "name the domains it sends for to check them, e.g. relayctl check-dns "
+			    "%s\n", d->name, cfg->path, d->line, strcmp(d->name, "*") == 0 ?
+			    "example.com" : d->name + 2);
+			continue;
+		}
+		(*names)[n] = d->name;
+		(*secs)[n++] = d;
+	}
+	return n;
+}
+
+static int
+cmd_check_dns(const char *path, int argc, char **argv)
+{
+	struct checkdns_args ca;
+	struct config *cfg = NULL;
+	struct resolver *res = NULL;
+	struct domain_checks *out = NULL;
+	const char **names = NULL;
+	const struct cfg_domain **secs = NULL;
+	struct dns_source dns;
+	char err[512];
+	size_t n = 0;
+	int rc = 0;
+
+	if (checkdns_parse_args(argc, argv, &ca) == -1) {
+		checkdns_args_free(&ca);
+		return usage();
+	}
+	/* The keys are read to compare them, not required: a missing one is a FAIL. */
+	cfg = config_load_opts(path, stderr, CONFIG_NO_KEYFILE_CHECK | CONFIG_NO_SECRETS);
+	if (cfg == NULL) {
+		rc = EXIT_FAIL;
+		goto out;
+	}
+	if ((res = resolver_new(ca.resolver, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "relayctl check-dns: %s\n", err);
+		rc = ca.resolver != NULL ? EXIT_USAGE : EXIT_FAIL;
+		goto out;
+	}
+	n = checkdns_targets(cfg, &ca, &names, &secs, &rc);
+	if (n == 0) {
+		if (rc == 0)
+			fprintf(stderr, "relayctl check-dns: %s names no sender domain to check\n",
+			    path);
+		rc = EXIT_FAIL;
+		goto out;
+	}
+	dns = resolver_source(res);
+	out = xcalloc(n, sizeof(*out));
+	for (size_t i = 0; i < n; i++) {
+		dnscheck_domain(secs[i], names[i], &dns, &out[i]);
+		if (!ca.json) {
+			struct buf b;
+
+			/* domain by domain: a slow resolver still shows progress */
+			buf_init(&b);
+			dnscheck_format_text(&out[i], 1, &b);
+			if (b.len > 0)
+				fwrite(b.p, 1, b.len, stdout);
+			fflush(stdout);
+			buf_free(&b);
+		}
+	}
+	if (ca.json) {
+		char *j = dnscheck_format_json(out, n);
+
+		printf("%s\n", j);
+		free(j);
+	}
+	if (dnscheck_any_failed(out, n))
+		rc = EXIT_FAIL;
+	if (fflush(stdout) != 0) {
+		fprintf(stderr, "relayctl check-dns: cannot write to stdout: %s\n", strerror(errno));
+		rc = EXIT_FAIL;
+	}
+out:
+	for (size_t i = 0; out != NULL && i < n; i++)
+		dnscheck_free(&out[i]);
+	free(out);
+	free(names);
+	free(secs);
+	resolver_free(res);
+	config_free(cfg);
+	checkdns_args_free(&ca);
+	return rc;
 }
 
 int
@@ -498,7 +663,7 @@ main(int argc, char **argv)
 	if (strcmp(argv[0], "test") == 0)
 		return cmd_test(path, argc, argv);
 	if (strcmp(argv[0], "check-dns") == 0)
-		return cmd_unavailable(argv[0], "planned for a later version");
+		return cmd_check_dns(path, argc, argv);
 	fprintf(stderr, "relayctl: unknown command \"%s\"\n", argv[0]);
 	return usage();
 }

@@ -17,11 +17,15 @@ PACKAGES=(
 	libevent-dev libconfuse-dev libopendkim-dev libssl-dev	# libraries relayd links
 	libjansson-dev						# JSON: OAuth 2.0 token replies, service-account keys
 	libcurl4-openssl-dev					# HTTPS to OAuth 2.0 token endpoints
+	libldns-dev						# relayctl check-dns: DNS lookups
 	check							# unit tests (Check)
 	clang							# second compiler build (clang 14)
 	openssl							# test keys and test CA made at test time
 	python3 python3-aiosmtpd python3-dkim			# integration harness, peer SMTP, DKIM verify
-	python3-cryptography					# t_oauth: the token endpoint checks JWT signatures (RS256)
+	python3-cryptography					# t_oauth: the token endpoint checks JWT signatures (PS256, RS256)
+	python3-dnslib python3-spf python3-dnspython		# t_checkdns: DNS server on loopback, SPF verdicts by pyspf
+								# (aimed at it through dnspython: python3-spf may
+								# otherwise bring python3-dns instead)
 	swaks msmtp postfix					# real SMTP clients; postfix for smtp-source/sink
 	groff-base						# groff, to lint the man pages
 	procps iproute2 util-linux				# pgrep/ps, ss, setsid/flock in scripts

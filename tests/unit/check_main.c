@@ -18,6 +18,8 @@ main(void)
 	srunner_add_suite(sr, delivery_suite());
 	srunner_add_suite(sr, keygen_suite());
 	srunner_add_suite(sr, dkim_suite());
+	srunner_add_suite(sr, dmarc_suite());
+	srunner_add_suite(sr, dnscheck_suite());
 	srunner_add_suite(sr, log_suite());
 	srunner_add_suite(sr, msghdr_suite());
 	srunner_add_suite(sr, net_suite());
@@ -29,6 +31,7 @@ main(void)
 	srunner_add_suite(sr, smtp_client_suite());
 	srunner_add_suite(sr, smtp_parse_suite());
 	srunner_add_suite(sr, smtp_reply_suite());
+	srunner_add_suite(sr, spf_suite());
 	srunner_add_suite(sr, spool_suite());
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);

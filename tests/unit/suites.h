@@ -12,6 +12,8 @@ Suite *delivery_suite(void);
 Suite *keygen_suite(void);
 Suite *log_suite(void);
 Suite *dkim_suite(void);
+Suite *dmarc_suite(void);
+Suite *dnscheck_suite(void);
 Suite *msghdr_suite(void);
 Suite *net_suite(void);
 Suite *oauth_suite(void);
@@ -22,6 +24,7 @@ Suite *sendmail_suite(void);
 Suite *smtp_client_suite(void);
 Suite *smtp_parse_suite(void);
 Suite *smtp_reply_suite(void);
+Suite *spf_suite(void);
 Suite *spool_suite(void);
 
 #endif
