@@ -604,8 +604,14 @@ msg_start(struct upclient *uc, struct qmsg *m)
 		return;
 	}
 	if (uc->ups->cfg->auth == CFG_AUTH_XOAUTH2 && !smtp_client_idle(uc->c)) {
-		/* a new session authenticates: with a token, maybe fetched now */
-		uc->tokwait = oauth_get(q->oauth, uc->ups->cfg->name, token_ready, uc);
+		/* A new session authenticates: with a token, maybe fetched now.
+		 * oauth_get() may call token_ready() before it returns (a token
+		 * held, a refusal just made), and that may free uc: only a
+		 * handle for a later call says uc is still there. */
+		struct oauth_wait *w = oauth_get(q->oauth, uc->ups->cfg->name, token_ready, uc);
+
+		if (w != NULL)
+			uc->tokwait = w;
 		return;
 	}
 	uc->started = true;
