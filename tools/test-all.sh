@@ -19,6 +19,9 @@
 # Usage: tools/test-all.sh        (as root on Debian 12: deps.sh installs)
 # Environment: RELAYD_STAGES="gcc clang san distcheck"  run only these
 #              RELAYD_JOBS=N                             make -jN (default nproc)
+#              RELAYD_TEST_JOBS=N                        integration tests at a time
+#                                                        (default 4: most of their time
+#                                                        is spent waiting on timers)
 set -u
 
 top=$(cd "$(dirname "$0")/.." && pwd) || exit 1
@@ -27,6 +30,8 @@ STAGES=${RELAYD_STAGES:-gcc clang san distcheck}
 JOBS=${RELAYD_JOBS:-$(nproc 2>/dev/null || echo 2)}
 # No byte-code next to the sources (the tree may be read-only in distcheck).
 export PYTHONDONTWRITEBYTECODE=1
+# The integration runner takes it (tests marked serial still run alone).
+export RELAYD_TEST_JOBS=${RELAYD_TEST_JOBS:-4}
 
 t_all=$(date +%s)
 failed_stages=()

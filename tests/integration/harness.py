@@ -18,11 +18,14 @@ What it promises:
  - A daemon that dies on its own during a test, or whose log shows a
    sanitizer report, fails that test even if its assertions held.
 
-Usage: harness.py [-v] [FILTER]   (FILTER: substring of "t_file.test_name")
+Usage: harness.py [-v] [-j N] [FILTER]   (FILTER: substring of "t_file.test_name";
+       N tests at a time, default $RELAYD_TEST_JOBS or 1; a test whose
+       function has .serial = True runs alone, after the others)
 The daemon is $RELAYD_BUILDDIR/relayd, or the first executable "relayd"
 found walking up from the current directory.
 """
 
+import concurrent.futures
 import glob
 import importlib.util
 import os
@@ -35,6 +38,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 
@@ -42,6 +46,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_TIMEOUT = 60		# seconds per test, unless the test says otherwise
 STOP_WAIT = 10			# seconds between SIGTERM and SIGKILL
 HOSTNAME = "relay.test.example"
+PRINT_LOCK = threading.Lock()
 
 QID_RE = r"[0-9A-Za-z]{11}"
 QUEUED_RE = re.compile(r"^2\.0\.0 Ok: queued as (" + QID_RE + r")$")
@@ -794,7 +799,9 @@ def discover():
 			src = f.read()
 		for m in re.finditer(r"^def (test_\w+)\(", src, re.M):
 			t = re.search(r"^%s\.timeout\s*=\s*(\d+)" % m.group(1), src, re.M)
-			tests.append((path, mod, m.group(1), int(t.group(1)) if t else DEFAULT_TIMEOUT))
+			serial = re.search(r"^%s\.serial\s*=\s*True" % m.group(1), src, re.M) is not None
+			tests.append((path, mod, m.group(1), int(t.group(1)) if t else DEFAULT_TIMEOUT,
+			    serial))
 	return tests
 
 
@@ -836,17 +843,18 @@ def run_one(relayd, path, mod, func, limit, verbose):
 	if timed_out:
 		result = "FAIL: timed out after %ds (%s)" % (limit, result)
 	name = "%s.%s" % (mod, func)
+	lines = []
 	if result == "PASS":
-		print("PASS %s (%.1fs)" % (name, elapsed), flush=True)
+		lines.append("PASS %s (%.1fs)" % (name, elapsed))
 		if verbose:
 			with open(os.path.join(tdir, ".child-output"), "rb") as f:
 				for l in f.read().decode("utf-8", "replace").strip().splitlines():
-					print("    " + l, flush=True)
+					lines.append("    " + l)
 		ok = True
 	else:
 		reason = result[len("FAIL: "):] if result.startswith("FAIL: ") else result
 		first, _, rest = reason.partition("\n")
-		print("FAIL %s: %s" % (name, first), flush=True)
+		lines.append("FAIL %s: %s" % (name, first))
 		if verbose:
 			try:
 				with open(os.path.join(tdir, ".details")) as f:
@@ -856,12 +864,14 @@ def run_one(relayd, path, mod, func, limit, verbose):
 			with open(os.path.join(tdir, ".child-output"), "rb") as f:
 				details += f.read().decode("utf-8", "replace")
 			for l in (rest + "\n" + details).strip().splitlines():
-				print("    " + l, flush=True)
+				lines.append("    " + l)
 		ok = False
 	if os.environ.get("RELAYD_KEEP") and not ok:
-		print("    kept %s" % tdir, flush=True)
+		lines.append("    kept %s" % tdir)
 	else:
 		subprocess.run(["rm", "-rf", "--one-file-system", tdir], timeout=60)
+	with PRINT_LOCK:	# a test's lines stay together when tests run side by side
+		print("\n".join(lines), flush=True)
 	return ok
 
 
@@ -870,9 +880,15 @@ def main(argv):
 		return child_main(argv[2], argv[3], argv[4])
 	verbose = bool(os.environ.get("RELAYD_TEST_VERBOSE"))
 	args = argv[1:]
-	if args and args[0] == "-v":
-		verbose = True
-		args = args[1:]
+	jobs = int(os.environ.get("RELAYD_TEST_JOBS") or 1)
+	while args and args[0] in ("-v", "-j"):
+		if args[0] == "-v":
+			verbose = True
+			args = args[1:]
+		else:
+			jobs = int(args[1])
+			args = args[2:]
+	jobs = max(1, jobs)
 	filt = args[0] if args else ""
 	relayd = find_relayd()
 	if relayd is None:
@@ -880,14 +896,24 @@ def main(argv):
 		print("0 passed, 1 failed")
 		return 99
 	relayd = os.path.abspath(relayd)
-	npass = nfail = 0
-	for path, mod, func, limit in discover():
-		if filt not in "%s.%s" % (mod, func):
-			continue
-		if run_one(relayd, path, mod, func, limit, verbose):
-			npass += 1
-		else:
-			nfail += 1
+	tests = [x for x in discover() if filt in "%s.%s" % (x[1], x[2])]
+	results = []
+
+	def one(x):
+		path, mod, func, limit, _ = x
+		results.append(run_one(relayd, path, mod, func, limit, verbose))
+
+	# Tests run side by side (each has its own directory, ports and
+	# processes); those marked serial (they measure memory or time, or
+	# load the machine themselves) run afterwards, alone.
+	with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+		for f in [pool.submit(one, x) for x in tests if not x[4]]:
+			f.result()
+	for x in tests:
+		if x[4]:
+			one(x)
+	npass = sum(1 for r in results if r)
+	nfail = len(results) - npass
 	print("%d passed, %d failed" % (npass, nfail), flush=True)
 	return 0 if nfail == 0 else 1
 

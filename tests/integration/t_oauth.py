@@ -231,8 +231,10 @@ def test_refresh_ahead_of_expiry(t):
 	"""expires_in 65 s: refreshed a tenth of the lifetime, at least 60 s,
 	before it expires, i.e. 5 s after it came, in the background, because
 	it was used; the new token, not used, is not fetched again at its own
-	refresh time; the next message goes with the new token."""
-	w = world(t, expires_in=65)
+	refresh time; the next message goes with the new token (a session of
+	its own: the upstream closes each after its message, so no idle session
+	authenticated with the first token carries it)."""
+	w = world(t, expires_in=65, one_per_session=True)
 	qid = submit(w.d, subject="MARK-1")
 	wait_delivery(w.d, qid, RCPT, "sent")
 	first = w.ep.wait_requests(1)[0]
