@@ -89,6 +89,20 @@ START_TEST(test_malformed)
 		    SMTP_REPLY_BAD, "accepted: \"%s\"", bad[i]);
 		ck_assert_ptr_nonnull(strstr(err, "malformed"));
 	}
+	/*
+	 * The reason quotes only the line's own octets: the line is len
+	 * octets, with no NUL after it (fuzz_smtp_reply: "\n" alone made the
+	 * reason read past the 0-octet line, an ASan heap-buffer-overflow).
+	 */
+	static const char *const cut[] = { "25|0 next line", "x|yz", "|250 ok" };
+	for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++) {
+		size_t len = (size_t)(strchr(cut[i], '|') - cut[i]);
+
+		smtp_reply_reset(&r);
+		ck_assert_int_eq(smtp_reply_add(&r, cut[i], len, err, sizeof(err)), SMTP_REPLY_BAD);
+		ck_assert_msg(strstr(err, "|") == NULL && strlen(strstr(err, ": ") + 2) == len,
+		    "\"%.*s\" quoted as: %s", (int)len, cut[i], err);
+	}
 	/* a NUL inside a line does not cut it short */
 	smtp_reply_reset(&r);
 	ck_assert_int_eq(smtp_reply_add(&r, "250 a\0b", 7, err, sizeof(err)), SMTP_REPLY_DONE);
