@@ -125,6 +125,8 @@ smtp_reply_add(struct smtp_reply *r, const char *line, size_t len, char *err, si
 			buf_add(&r->text, copy, tlen);
 		}
 	} else {
+		/* the text starts with the reply's code, the last line's */
+		memcpy(r->text.p, line, 3);
 		/* continuation lines repeat the enhanced code: keep it once */
 		const char *t = copy + (e > 0 ? e + (e < tlen) : 0);
 

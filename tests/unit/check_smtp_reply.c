@@ -71,6 +71,14 @@ START_TEST(test_single_and_multi)
 	smtp_reply_reset(&r);
 	ck_assert_int_eq(feed(&r, "250-a\n251 b", err, sizeof(err)), SMTP_REPLY_DONE);
 	ck_assert_int_eq(r.code, 251);
+	/* and the text, which logs and DSNs quote, says so too
+	 * (fuzz_smtp_reply: "114-x\n525" read as 525 with the text "114 x") */
+	ck_assert_str_eq(smtp_reply_str(&r), "251 a b");
+	smtp_reply_reset(&r);
+	ck_assert_int_eq(feed(&r, "250-ok\n250-fine\n550 no such user", err, sizeof(err)),
+	    SMTP_REPLY_DONE);
+	ck_assert_int_eq(r.code, 550);
+	ck_assert_str_eq(smtp_reply_str(&r), "550 ok fine no such user");
 	smtp_reply_free(&r);
 }
 END_TEST
