@@ -50,6 +50,7 @@
 #include "addr.h"
 #include "config.h"
 #include "dkim.h"
+#include "log.h"
 #include "net.h"
 #include "util.h"
 
@@ -104,9 +105,17 @@ static struct config_parse *config_current;
 static void config_vmsg(struct config_parse *, int, const char *, va_list)
     __attribute__((format(printf, 3, 0)));
 
+/*
+ * Every message is one line: what it quotes of the file (a section title,
+ * a value) may hold a newline or a tab, written as \n, \t, \xHH here, in
+ * the one place messages are made, as the log emitter writes them.
+ */
 static void
 config_vmsg(struct config_parse *p, int line, const char *fmt, va_list ap)
 {
+	char *raw = xvasprintf(fmt, ap);
+	size_t n = strlen(raw), size = 4 * n + 1;
+
 	if (p->nmsgs == p->capmsgs) {
 		p->capmsgs = p->capmsgs ? p->capmsgs * 2 : 16;
 		p->msgs = xrealloc(p->msgs, p->capmsgs * sizeof(*p->msgs));
@@ -114,8 +123,10 @@ config_vmsg(struct config_parse *p, int line, const char *fmt, va_list ap)
 	p->msgs[p->nmsgs].line = line;
 	p->msgs[p->nmsgs].seq = p->nmsgs;
 	p->msgs[p->nmsgs].warning = false;
-	p->msgs[p->nmsgs].text = xvasprintf(fmt, ap);
+	p->msgs[p->nmsgs].text = xmalloc(size);
+	log_escape(p->msgs[p->nmsgs].text, size, raw, n);
 	p->nmsgs++;
+	free(raw);
 }
 
 static void config_error(struct config_parse *, int, const char *, ...)
