@@ -188,18 +188,13 @@ fmt_age(int64_t sec, char *out, size_t outlen)
 }
 
 int
-ctl_queue(const char *sock, bool json, FILE *out)
+ctl_queue_print(char *ans, bool json, int64_t now, FILE *out)
 {
-	struct buf ans;
 	struct qmsg *m = NULL;
 	size_t n = 0;
-	int rc = ctl_request(sock, "queue", 30, &ans);
+	int rc = CTL_EXIT_OK;
 
-	if (rc != 0) {
-		buf_free(&ans);
-		return rc;
-	}
-	for (char *line = ans.p, *nl; line && *line; line = nl) {
+	for (char *line = ans, *nl; line && *line; line = nl) {
 		char *f[8];
 		int nf;
 
@@ -236,7 +231,6 @@ ctl_queue(const char *sock, bool json, FILE *out)
 	if (n > 0)
 		qsort(m, n, sizeof(*m), qmsg_cmp);
 
-	int64_t now = (int64_t)time(NULL);
 	char t[64];
 
 	if (json) {
@@ -316,6 +310,17 @@ ctl_queue(const char *sock, bool json, FILE *out)
 	for (size_t i = 0; i < n; i++)
 		free(m[i].r);
 	free(m);
+	return rc;
+}
+
+int
+ctl_queue(const char *sock, bool json, FILE *out)
+{
+	struct buf ans;
+	int rc = ctl_request(sock, "queue", 30, &ans);
+
+	if (rc == 0)
+		rc = ctl_queue_print(ans.p, json, (int64_t)time(NULL), out);
 	buf_free(&ans);
 	return rc;
 }
@@ -353,11 +358,18 @@ ctl_simple(const char *sock, const char *cmd, int nids, char **ids, FILE *out)
 	}
 	rc = ctl_request(sock, req, 30, &ans);
 	free(req);
-	if (rc != 0) {
-		buf_free(&ans);
-		return rc;
-	}
-	for (char *line = ans.p, *nl; line && *line; line = nl) {
+	if (rc == 0)
+		rc = ctl_simple_print(cmd, ans.p, out);
+	buf_free(&ans);
+	return rc;
+}
+
+int
+ctl_simple_print(const char *cmd, char *ans, FILE *out)
+{
+	int rc = CTL_EXIT_OK;
+
+	for (char *line = ans, *nl; line && *line; line = nl) {
 		char *f[3];
 		int nf;
 
@@ -376,7 +388,6 @@ ctl_simple(const char *sock, const char *cmd, int nids, char **ids, FILE *out)
 			fprintf(out, "%s: removed\n", f[1]);
 		}
 	}
-	buf_free(&ans);
 	return rc;
 }
 
@@ -397,17 +408,24 @@ ctl_wait(const char *sock, const char *id, int timeout_sec, FILE *out)
 {
 	struct buf ans;
 	char *req = join_request("wait", 1, (char **)&id);
-	int rc, nsent = 0, nother = 0;
+	int rc;
 
 	if (req == NULL)
 		return CTL_EXIT_FAIL;
 	rc = ctl_request(sock, req, timeout_sec, &ans);
 	free(req);
-	if (rc != 0) {
-		buf_free(&ans);
-		return rc;
-	}
-	for (char *line = ans.p, *nl; line && *line; line = nl) {
+	if (rc == 0)
+		rc = ctl_wait_print(id, ans.p, out);
+	buf_free(&ans);
+	return rc;
+}
+
+int
+ctl_wait_print(const char *id, char *ans, FILE *out)
+{
+	int rc = CTL_EXIT_OK, nsent = 0, nother = 0;
+
+	for (char *line = ans, *nl; line && *line; line = nl) {
 		char *f[5];
 		int nf;
 
@@ -426,7 +444,6 @@ ctl_wait(const char *sock, const char *id, int timeout_sec, FILE *out)
 				nother++;
 		}
 	}
-	buf_free(&ans);
 	if (rc == 0 && (nother > 0 || nsent == 0))
 		rc = CTL_EXIT_FAIL;
 	return rc;
