@@ -137,10 +137,23 @@ ctl_json_string(FILE *out, const char *s)
 			fputs("\\t", out);
 			break;
 		default:
-			if (*p < 0x20)
+			if (*p < 0x20) {
 				fprintf(out, "\\u%04x", *p);
-			else
-				fputc(*p, out);	/* UTF-8 passes as it is */
+			} else if (*p < 0x80) {
+				fputc(*p, out);
+			} else {
+				/* UTF-8 passes as it is; other octets (an
+				 * upstream's reply may hold any) as the text
+				 * \xHH, as check-dns writes them */
+				uint32_t cp;
+				size_t l = utf8_char(p, strnlen((const char *)p, 4), &cp);
+
+				if (l == 0)
+					fprintf(out, "\\\\x%02x", *p);
+				else
+					fwrite(p, 1, l, out);
+				p += l > 0 ? l - 1 : 0;
+			}
 		}
 	}
 	fputc('"', out);

@@ -112,6 +112,32 @@ START_TEST(test_queue_json)
 }
 END_TEST
 
+/*
+ * The daemon's fields are any octets an upstream or a client sent (a
+ * reply's text in last_error): what is not UTF-8 is written \xHH, as
+ * check-dns --json does, so that the JSON stays valid (fuzz_control: an
+ * octet 0xac in a sender made relayctl queue --json print what no JSON
+ * parser reads).
+ */
+START_TEST(test_queue_json_not_utf8)
+{
+	struct printed p = print(R_JSON, "M\tid\t1\t2\tj\xc3\xb6r\xac\xacg@example.com\t0\t0\n"
+	    "R\tr@x\tpending\t1\t5\t5.7.1\t\xff caf\xc3\xa9 \xe2\x82 \xed\xa0\x80 \xc0\xaf\n.\n");
+	json_error_t err;
+	json_t *a = json_loads(p.out, 0, &err), *m;
+
+	ck_assert_msg(a != NULL, "%s: %s", err.text, p.out);
+	m = json_array_get(a, 0);
+	ck_assert_str_eq(json_string_value(json_object_get(m, "sender")),
+	    "j\xc3\xb6r\\xac\\xacg@example.com");
+	ck_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(m,
+	    "recipients"), 0), "last_error")),
+	    "\\xff caf\xc3\xa9 \\xe2\\x82 \\xed\\xa0\\x80 \\xc0\\xaf");
+	json_decref(a);
+	free(p.out);
+}
+END_TEST
+
 START_TEST(test_flush_and_wait)
 {
 	struct printed p = print(R_FLUSH, "ok\t3\n.\n");
@@ -141,6 +167,7 @@ control_suite(void)
 	tcase_add_test(tc, test_request_words);
 	tcase_add_test(tc, test_queue_table);
 	tcase_add_test(tc, test_queue_json);
+	tcase_add_test(tc, test_queue_json_not_utf8);
 	tcase_add_test(tc, test_flush_and_wait);
 	suite_add_tcase(s, tc);
 	return s;
