@@ -160,10 +160,12 @@ config_warn(struct config_parse *p, int line, const char *fmt, ...)
 	free(text);
 }
 
+
+/* Whether an error (not a warning) was reported after the first n messages. */
 static bool
-config_has_errors(const struct config_parse *p)
+config_has_errors_since(const struct config_parse *p, size_t n)
 {
-	for (size_t i = 0; i < p->nmsgs; i++)
+	for (size_t i = n; i < p->nmsgs; i++)
 		if (!p->msgs[i].warning)
 			return true;
 	return false;
@@ -619,9 +621,18 @@ config_scan_token(struct config_scan *sc, enum config_tok tok, char c, size_t fr
 		text++;
 		len -= 2;
 	}
+	/* A "}" where a name, or what follows one, was expected closes the
+	 * section all the same (libconfuse reports the name without a value). */
+	if (tok == CONFIG_TOK_PUNCT && c == '}' && (sc->gram == CONFIG_G_AFTER_NAME ||
+	    sc->gram == CONFIG_G_TITLE))
+		sc->gram = CONFIG_G_NAME;
 	switch (sc->gram) {
 	case CONFIG_G_NAME:
 		if (tok == CONFIG_TOK_STR) {
+			/* libconfuse stops at one without a word */
+			if (len == 0)
+				config_error(sc->p, sc->line, "an empty name (\"\") where a key or a "
+				    "section name belongs");
 			config_scan_copy(sc->name, sizeof(sc->name), text, len);
 			sc->title[0] = '\0';
 			sc->gram = CONFIG_G_AFTER_NAME;
@@ -1945,6 +1956,11 @@ config_parse_tree(struct config_parse *p)
 		} else {
 			rc = cfg_parse_fp(root, fp);
 			fclose(fp);
+			/* never a refusal without a reason, whatever stopped
+			 * libconfuse (the pre-pass may have said it already) */
+			if (rc != CFG_SUCCESS && !config_has_errors_since(p, 0))
+				config_error(p, root->line > 0 ? root->line : 0,
+				    "syntax error (libconfuse stopped here without saying why)");
 		}
 	}
 	/* Type errors do not stop validation: bad values are skipped there. */
@@ -1976,7 +1992,7 @@ config_load_opts(const char *path, FILE *errout, unsigned int flags)
 	}
 	if (p.nmsgs > 0)	/* qsort() takes no NULL, even for none */
 		qsort(p.msgs, p.nmsgs, sizeof(*p.msgs), config_msg_cmp);
-	if (config_has_errors(&p)) {
+	if (config_has_errors_since(&p, 0)) {
 		config_free(cfg);
 		cfg = NULL;
 		config_print_msgs(&p, errout);

@@ -856,6 +856,18 @@ static const struct {
 	{ "upstream \"u\tv\" { host = \"h\" }\n",
 	  "@F@:1: upstream \"u\\tv\": a name is made of letters, digits, \".\", \"-\" and \"_\"\n",
 	  false },
+	/*
+	 * fuzz_config: an empty quoted name made libconfuse stop without a
+	 * word, so relayd -n refused the file and printed nothing; and a key
+	 * without "= value" just before a "}" left the pre-pass thinking the
+	 * section open, which added a wrong "end of file inside" message.
+	 */
+	{ "hostname = \"a.example\"\n\"\"\n",
+	  "@F@:2: an empty name (\"\") where a key or a section name belongs\n", false },
+	{ "upstream \"u\" {\n \"\" = 1\n}\n",
+	  "@F@:2: an empty name (\"\") where a key or a section name belongs\n", false },
+	{ "upstream \"u\" {\n host\n}\n",
+	  "@F@:3: missing equal sign after option 'host'\n", false },
 	/* type errors do not stop the rest from being checked */
 	{ "timeout = abc\nmax_clients = x\nmax_recipients = 0\n",
 	  "@F@:1: timeout = \"abc\" is not a whole number\n"
