@@ -358,23 +358,31 @@ join_request(const char *cmd, int nids, char **ids)
 	return b.p ? b.p : xstrdup(cmd);
 }
 
+/* Sends req (freed here) and prints the answer with print(what, answer, out). */
+static int
+ctl_ask(const char *sock, char *req, int timeout_sec, int (*print)(const char *, char *, FILE *),
+    const char *what, FILE *out)
+{
+	struct buf ans;
+	int rc = ctl_request(sock, req, timeout_sec, &ans);
+
+	free(req);
+	if (rc == 0)
+		rc = print(what, ans.p, out);
+	buf_free(&ans);
+	return rc;
+}
+
 static int
 ctl_simple(const char *sock, const char *cmd, int nids, char **ids, FILE *out)
 {
-	struct buf ans;
 	char *req = join_request(cmd, nids, ids);
-	int rc;
 
 	if (req == NULL) {
 		fprintf(stderr, "relayctl %s: a queue id has no spaces\n", cmd);
 		return CTL_EXIT_FAIL;
 	}
-	rc = ctl_request(sock, req, 30, &ans);
-	free(req);
-	if (rc == 0)
-		rc = ctl_simple_print(cmd, ans.p, out);
-	buf_free(&ans);
-	return rc;
+	return ctl_ask(sock, req, 30, ctl_simple_print, cmd, out);
 }
 
 int
@@ -419,18 +427,11 @@ ctl_remove(const char *sock, int nids, char **ids, FILE *out)
 int
 ctl_wait(const char *sock, const char *id, int timeout_sec, FILE *out)
 {
-	struct buf ans;
 	char *req = join_request("wait", 1, (char **)&id);
-	int rc;
 
 	if (req == NULL)
 		return CTL_EXIT_FAIL;
-	rc = ctl_request(sock, req, timeout_sec, &ans);
-	free(req);
-	if (rc == 0)
-		rc = ctl_wait_print(id, ans.p, out);
-	buf_free(&ans);
-	return rc;
+	return ctl_ask(sock, req, timeout_sec, ctl_wait_print, id, out);
 }
 
 int

@@ -140,21 +140,26 @@ END_TEST
 
 START_TEST(test_flush_and_wait)
 {
-	struct printed p = print(R_FLUSH, "ok\t3\n.\n");
+	static const struct {
+		enum reader	 r;
+		const char	*answer, *out;	/* out NULL: not compared */
+		int		 rc;
+	} cases[] = {
+		{ R_FLUSH, "ok\t3\n.\n", "3 messages scheduled for delivery now\n", 0 },
+		{ R_FLUSH, "error\tx: unknown queue id\nok\t0\n.\n", NULL, 1 },
+		{ R_WAIT, "O\tbob@example.net\tsent\t2.0.0\t250 ok\n.\n",
+		    "0A1b2C3d4E5: to=<bob@example.net>, dsn=2.0.0, status=sent (250 ok)\n", 0 },
+		{ R_WAIT, "O\tbob@example.net\tdeferred\t4.4.1\tno\n.\n", NULL, 1 },
+	};
 
-	ck_assert_int_eq(p.rc, 0);
-	ck_assert_str_eq(p.out, "3 messages scheduled for delivery now\n");
-	free(p.out);
-	p = print(R_FLUSH, "error\tx: unknown queue id\nok\t0\n.\n");
-	ck_assert_int_eq(p.rc, 1);
-	free(p.out);
-	p = print(R_WAIT, "O\tbob@example.net\tsent\t2.0.0\t250 ok\n.\n");
-	ck_assert_int_eq(p.rc, 0);
-	ck_assert_str_eq(p.out, "0A1b2C3d4E5: to=<bob@example.net>, dsn=2.0.0, status=sent (250 ok)\n");
-	free(p.out);
-	p = print(R_WAIT, "O\tbob@example.net\tdeferred\t4.4.1\tno\n.\n");
-	ck_assert_int_eq(p.rc, 1);
-	free(p.out);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct printed p = print(cases[i].r, cases[i].answer);
+
+		ck_assert_int_eq(p.rc, cases[i].rc);
+		if (cases[i].out != NULL)
+			ck_assert_str_eq(p.out, cases[i].out);
+		free(p.out);
+	}
 }
 END_TEST
 
