@@ -9,10 +9,11 @@
  * known providers and in-house servers, its spf setting, whether the
  * domain has dkim selectors, one or two); then the zone, one record a line:
  * "NAME TYPE VALUE" with TYPE A, AAAA, MX, TXT or CNAME, or "NAME ERR"
- * (every lookup of NAME fails, as a timeout does).  Lookups answer as a
- * recursive resolver would: CNAMEs followed (at most DNS_MAX_CNAME),
- * NXDOMAIN for a name the zone does not hold, NODATA otherwise.  The
- * domain checked is example.org; the keys are the unit tests'.
+ * (every lookup of NAME fails, as SERVFAIL does).  The unit tests'
+ * fakedns answers as a recursive resolver would: CNAMEs followed (at most
+ * DNS_MAX_CNAME), NXDOMAIN for a name with nothing at or below it,
+ * NODATA otherwise.  The domain checked is example.org; the keys are the
+ * unit tests'.
  * Properties:
  *  - every check is PASS, WARN or FAIL with a reason; the text form has
  *    no control character in a line, the JSON form is valid JSON;
@@ -29,48 +30,27 @@
 
 #include "config.h"
 #include "dnscheck.h"
+#include "fakedns.h"
 #include "fuzz.h"
 #include "resolve.h"
 #include "util.h"
 
 #define DOMAIN	"example.org"
 
-struct rr {
-	char		*name;
-	int		 type;		/* enum dns_type, or 0: lookups fail */
-	char		*value;
-};
-
+/* The zone: records the input names, owned here (fakedns reads them). */
 struct zone {
-	struct rr		*rr;
-	size_t			 n;
-	/* answers handed out: they live as long as the zone (resolve.h) */
-	struct dns_answer	**ans;
-	char			**key;
-	size_t			 nans;
+	struct fake_rr	*rr;		/* ends with a NULL name */
+	size_t		 n;
 };
-
-static char *
-lower_name(const char *s, size_t n)
-{
-	char *k = xstrndup(s, n);
-	size_t l = strlen(k);
-
-	if (l > 1 && k[l - 1] == '.')
-		k[l - 1] = '\0';
-	ascii_lower(k);
-	return k;
-}
 
 static void
 zone_add(struct zone *z, const char *name, size_t nlen, int type, const char *v, size_t vlen)
 {
-	z->rr = xrealloc(z->rr, (z->n + 1) * sizeof(*z->rr));
-	z->rr[z->n].name = lower_name(name, nlen);
+	z->rr = xrealloc(z->rr, (z->n + 2) * sizeof(*z->rr));
+	z->rr[z->n].name = xstrndup(name, nlen);
 	z->rr[z->n].type = type;
-	z->rr[z->n].value = type == DNS_T_CNAME || type == DNS_T_MX ? lower_name(v, vlen) :
-	    xstrndup(v, vlen);
-	z->n++;
+	z->rr[z->n].value = xstrndup(v, vlen);
+	z->rr[++z->n].name = NULL;
 }
 
 static void
@@ -78,11 +58,12 @@ zone_parse(struct zone *z, const char *p, size_t n)
 {
 	static const struct { const char *name; int type; } types[] = {
 		{ "A", DNS_T_A }, { "AAAA", DNS_T_AAAA }, { "MX", DNS_T_MX },
-		{ "TXT", DNS_T_TXT }, { "CNAME", DNS_T_CNAME }, { "ERR", 0 },
+		{ "TXT", DNS_T_TXT }, { "CNAME", DNS_T_CNAME }, { "ERR", FAKE_SERVFAIL },
 	};
 	struct fuzz_in in = { (const uint8_t *)p, n };
 
-	memset(z, 0, sizeof(*z));
+	z->rr = xcalloc(1, sizeof(*z->rr));	/* (the end: a NULL name) */
+	z->n = 0;
 	while (in.n > 0) {
 		size_t len, i = 0, ns, te;
 		const char *l = (const char *)fuzz_field(&in, '\n', &len);
@@ -110,77 +91,21 @@ static void
 zone_free(struct zone *z)
 {
 	for (size_t i = 0; i < z->n; i++) {
-		free(z->rr[i].name);
-		free(z->rr[i].value);
-	}
-	for (size_t i = 0; i < z->nans; i++) {
-		dns_answer_free(z->ans[i]);
-		free(z->key[i]);
+		free((char *)z->rr[i].name);
+		free((char *)z->rr[i].value);
 	}
 	free(z->rr);
-	free(z->ans);
-	free(z->key);
 }
 
-static bool
-has(const struct zone *z, const char *name, int type)
-{
-	for (size_t i = 0; i < z->n; i++)
-		if (strcmp(z->rr[i].name, name) == 0 && (type < 0 || z->rr[i].type == type))
-			return true;
-	return false;
-}
-
+/* Checks the domain against zone z (fakedns answers as a resolver). */
 static void
-push(char ***v, size_t *n, const char *s)
+check_zone(const struct cfg_domain *sec, const struct zone *z, struct domain_checks *out)
 {
-	*v = xrealloc(*v, (*n + 1) * sizeof(**v));
-	(*v)[(*n)++] = xstrdup(s);
-}
+	struct fakedns f;
+	struct dns_source src = fakedns_source(&f, z->rr);
 
-static const struct dns_answer *
-zone_lookup(void *ctx, const char *name, enum dns_type type)
-{
-	struct zone *z = ctx;
-	char *cur = lower_name(name, strlen(name)), *key = xasprintf("%d %s", type, cur);
-	struct dns_answer *a;
-
-	for (size_t i = 0; i < z->nans; i++)
-		if (strcmp(z->key[i], key) == 0) {
-			free(key);
-			free(cur);
-			return z->ans[i];
-		}
-	a = xcalloc(1, sizeof(*a));
-	for (;;) {
-		const char *target = NULL;
-
-		if (has(z, cur, 0)) {
-			a->status = DNS_ERROR;
-			snprintf(a->why, sizeof(a->why), "timed out: no answer (fuzz)");
-			break;
-		}
-		for (size_t i = 0; i < z->n && type != DNS_T_CNAME && !target; i++)
-			if (z->rr[i].type == DNS_T_CNAME && strcmp(z->rr[i].name, cur) == 0)
-				target = z->rr[i].value;
-		if (target != NULL && a->nchain < DNS_MAX_CNAME) {
-			push(&a->chain, &a->nchain, target);
-			free(cur);
-			cur = xstrdup(target);
-			continue;
-		}
-		for (size_t i = 0; i < z->n; i++)
-			if (z->rr[i].type == (int)type && strcmp(z->rr[i].name, cur) == 0)
-				push(&a->rr, &a->n, z->rr[i].value);
-		a->status = a->n > 0 ? DNS_ANSWER : has(z, cur, -1) ? DNS_NODATA : DNS_NXDOMAIN;
-		break;
-	}
-	free(cur);
-	z->ans = xrealloc(z->ans, (z->nans + 1) * sizeof(*z->ans));
-	z->key = xrealloc(z->key, (z->nans + 1) * sizeof(*z->key));
-	z->ans[z->nans] = a;
-	z->key[z->nans++] = key;
-	return a;
+	dnscheck_domain(sec, DOMAIN, &src, out);
+	fakedns_free(&f);
 }
 
 /* The configuration the first octet picks. */
@@ -256,16 +181,21 @@ publish(struct zone *z, const char *sugg)
 	while ((p = strstr(p, " IN TXT")) != NULL) {
 		const char *start = p, *end = strstr(p + 1, " IN TXT");
 		struct buf v;
+		size_t nlen;
 
 		while (start > sugg && start[-1] != '\n')
 			start--;
-		char *name = lower_name(start, (size_t)(p - start));
+		nlen = (size_t)(p - start);
+		if (nlen > 1 && start[nlen - 1] == '.')
+			nlen--;
 		for (size_t i = 0; i < z->n; i++)
-			if (strcmp(z->rr[i].name, name) == 0 &&
+			if (strlen(z->rr[i].name) == nlen &&
+			    ascii_strncasecmp(z->rr[i].name, start, nlen) == 0 &&
 			    (z->rr[i].type == DNS_T_TXT || z->rr[i].type == DNS_T_CNAME)) {
-				free(z->rr[i].name);
-				free(z->rr[i].value);
+				free((char *)z->rr[i].name);
+				free((char *)z->rr[i].value);
 				z->rr[i--] = z->rr[--z->n];
+				z->rr[z->n].name = NULL;
 			}
 		buf_init(&v);
 		buf_addstr(&v, "");
@@ -276,8 +206,7 @@ publish(struct zone *z, const char *sugg)
 			buf_add(&v, q + 1, (size_t)(close - q - 1));
 			q = strchr(close + 1, '"');
 		}
-		zone_add(z, name, strlen(name), DNS_T_TXT, v.p, v.len);
-		free(name);
+		zone_add(z, start, nlen, DNS_T_TXT, v.p, v.len);
 		buf_free(&v);
 		p += 7;
 	}
@@ -308,8 +237,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	setup_init(&s, b, fuzz_byte(&in));
 	zone_parse(&z, (const char *)in.p, in.n);
-	struct dns_source src = { zone_lookup, &z };
-	dnscheck_domain(&s.sec, DOMAIN, &src, &d);
+	check_zone(&s.sec, &z, &d);
 	check_forms(&d);
 
 	for (size_t i = 0; i < d.n; i++) {
@@ -321,8 +249,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			continue;
 		zone_parse(&z2, (const char *)in.p, in.n);
 		publish(&z2, c->suggestion);
-		struct dns_source src2 = { zone_lookup, &z2 };
-		dnscheck_domain(&s.sec, DOMAIN, &src2, &d2);
+		check_zone(&s.sec, &z2, &d2);
 		const struct check *again = same_check(&d2, c);
 		FUZZ_CHECK(again != NULL && again->status != CHECK_FAIL,
 		    "%s: published as suggested,\n%s\n  it still fails: %s\n  (before: %s)", c->name,
