@@ -242,6 +242,13 @@ utf8_char(const unsigned char *p, size_t n, uint32_t *cp)
 }
 
 int
+no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf, (void)size, (void)rwflag, (void)u;
+	return -1;
+}
+
+int
 write_full(int fd, const void *p, size_t n)
 {
 	const char *c = p;

@@ -47,6 +47,13 @@ void ascii_lower(char *s);
  */
 size_t utf8_char(const unsigned char *p, size_t n, uint32_t *cp);
 
+/*
+ * OpenSSL's passphrase callback (pem_password_cb) for every key relayd
+ * reads: its keys have none, and OpenSSL's own default would prompt on
+ * the terminal, where relayd -n or relayd -d would wait for it.
+ */
+int no_passphrase(char *buf, int size, int rwflag, void *u);
+
 /* Full-write helpers for blocking fds; return 0 or -1 with errno set.
  * pwritev_full may modify iov. */
 struct iovec;
