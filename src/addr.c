@@ -66,52 +66,17 @@ addr_is_qtext(unsigned char c)
 
 /*
  * Length of the well-formed UTF-8 sequence for one non-ASCII character at
- * p (at most n bytes available), or 0 if malformed.  Follows the table of
- * RFC 3629 section 4, which excludes overlong forms, surrogates and code
- * points above U+10FFFF.  C1 controls (U+0080..U+009F) are well-formed but
- * never belong in an address (RFC 6530 section 10.1), so they count as
- * malformed here too.  The code point goes to *cp.
+ * p (at most n bytes available), or 0 if malformed (utf8_char: RFC 3629).
+ * C1 controls (U+0080..U+009F) are well-formed but never belong in an
+ * address (RFC 6530 section 10.1), so they count as malformed here too.
+ * The code point goes to *cp.
  */
 static size_t
 addr_utf8_char(const unsigned char *p, size_t n, uint32_t *cp)
 {
-	unsigned char	 lo = 0x80, hi = 0xbf;
-	size_t		 need, i;
-	uint32_t	 v;
+	size_t l = utf8_char(p, n, cp);
 
-	if (n == 0 || p[0] < 0xc2 || p[0] > 0xf4)
-		return 0;	/* ASCII, continuation, or C0/C1 overlong lead */
-	if (p[0] < 0xe0) {
-		need = 2;
-		v = p[0] & 0x1f;
-	} else if (p[0] < 0xf0) {
-		need = 3;
-		v = p[0] & 0x0f;
-		if (p[0] == 0xe0)
-			lo = 0xa0;	/* overlong */
-		else if (p[0] == 0xed)
-			hi = 0x9f;	/* surrogates */
-	} else {
-		need = 4;
-		v = p[0] & 0x07;
-		if (p[0] == 0xf0)
-			lo = 0x90;	/* overlong */
-		else if (p[0] == 0xf4)
-			hi = 0x8f;	/* above U+10FFFF */
-	}
-	if (n < need)
-		return 0;
-	for (i = 1; i < need; i++) {
-		unsigned char c = p[i];
-
-		if (c < (i == 1 ? lo : 0x80) || c > (i == 1 ? hi : 0xbf))
-			return 0;
-		v = (v << 6) | (c & 0x3f);
-	}
-	if (v <= 0x9f)
-		return 0;	/* C1 control */
-	*cp = v;
-	return need;
+	return l != 0 && *cp > 0x9f ? l : 0;
 }
 
 /* RFC 3492 6.1 bias adaptation, with the Punycode parameters of 5. */

@@ -50,6 +50,7 @@
 #include "addr.h"
 #include "config.h"
 #include "dkim.h"
+#include "log.h"
 #include "net.h"
 #include "util.h"
 
@@ -104,9 +105,17 @@ static struct config_parse *config_current;
 static void config_vmsg(struct config_parse *, int, const char *, va_list)
     __attribute__((format(printf, 3, 0)));
 
+/*
+ * Every message is one line: what it quotes of the file (a section title,
+ * a value) may hold a newline or a tab, written as \n, \t, \xHH here, in
+ * the one place messages are made, as the log emitter writes them.
+ */
 static void
 config_vmsg(struct config_parse *p, int line, const char *fmt, va_list ap)
 {
+	char *raw = xvasprintf(fmt, ap);
+	size_t n = strlen(raw), size = 4 * n + 1;
+
 	if (p->nmsgs == p->capmsgs) {
 		p->capmsgs = p->capmsgs ? p->capmsgs * 2 : 16;
 		p->msgs = xrealloc(p->msgs, p->capmsgs * sizeof(*p->msgs));
@@ -114,8 +123,10 @@ config_vmsg(struct config_parse *p, int line, const char *fmt, va_list ap)
 	p->msgs[p->nmsgs].line = line;
 	p->msgs[p->nmsgs].seq = p->nmsgs;
 	p->msgs[p->nmsgs].warning = false;
-	p->msgs[p->nmsgs].text = xvasprintf(fmt, ap);
+	p->msgs[p->nmsgs].text = xmalloc(size);
+	log_escape(p->msgs[p->nmsgs].text, size, raw, n);
 	p->nmsgs++;
+	free(raw);
 }
 
 static void config_error(struct config_parse *, int, const char *, ...)
@@ -149,10 +160,12 @@ config_warn(struct config_parse *p, int line, const char *fmt, ...)
 	free(text);
 }
 
+
+/* Whether an error (not a warning) was reported after the first n messages. */
 static bool
-config_has_errors(const struct config_parse *p)
+config_has_errors_since(const struct config_parse *p, size_t n)
 {
-	for (size_t i = 0; i < p->nmsgs; i++)
+	for (size_t i = n; i < p->nmsgs; i++)
 		if (!p->msgs[i].warning)
 			return true;
 	return false;
@@ -608,9 +621,18 @@ config_scan_token(struct config_scan *sc, enum config_tok tok, char c, size_t fr
 		text++;
 		len -= 2;
 	}
+	/* A "}" where a name, or what follows one, was expected closes the
+	 * section all the same (libconfuse reports the name without a value). */
+	if (tok == CONFIG_TOK_PUNCT && c == '}' && (sc->gram == CONFIG_G_AFTER_NAME ||
+	    sc->gram == CONFIG_G_TITLE))
+		sc->gram = CONFIG_G_NAME;
 	switch (sc->gram) {
 	case CONFIG_G_NAME:
 		if (tok == CONFIG_TOK_STR) {
+			/* libconfuse stops at one without a word */
+			if (len == 0)
+				config_error(sc->p, sc->line, "an empty name (\"\") where a key or a "
+				    "section name belongs");
 			config_scan_copy(sc->name, sizeof(sc->name), text, len);
 			sc->title[0] = '\0';
 			sc->gram = CONFIG_G_AFTER_NAME;
@@ -1934,6 +1956,11 @@ config_parse_tree(struct config_parse *p)
 		} else {
 			rc = cfg_parse_fp(root, fp);
 			fclose(fp);
+			/* never a refusal without a reason, whatever stopped
+			 * libconfuse (the pre-pass may have said it already) */
+			if (rc != CFG_SUCCESS && !config_has_errors_since(p, 0))
+				config_error(p, root->line > 0 ? root->line : 0,
+				    "syntax error (libconfuse stopped here without saying why)");
 		}
 	}
 	/* Type errors do not stop validation: bad values are skipped there. */
@@ -1965,7 +1992,7 @@ config_load_opts(const char *path, FILE *errout, unsigned int flags)
 	}
 	if (p.nmsgs > 0)	/* qsort() takes no NULL, even for none */
 		qsort(p.msgs, p.nmsgs, sizeof(*p.msgs), config_msg_cmp);
-	if (config_has_errors(&p)) {
+	if (config_has_errors_since(&p, 0)) {
 		config_free(cfg);
 		cfg = NULL;
 		config_print_msgs(&p, errout);

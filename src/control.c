@@ -171,41 +171,69 @@ removed_cb(void *arg, int error, const struct spool_loc *loc)
 		cconn_finish(cc);
 }
 
-static void
-cconn_request(struct cconn *cc, char *line)
+int
+control_parse_request(char *line, struct control_request *r)
+{
+	static const struct { const char *name; enum control_cmd cmd; } cmds[] = {
+		{ "queue", CONTROL_QUEUE }, { "flush", CONTROL_FLUSH },
+		{ "remove", CONTROL_REMOVE }, { "wait", CONTROL_WAIT },
+	};
+	char *save = NULL, *word = strtok_r(line, " \t", &save);
+
+	memset(r, 0, sizeof(*r));
+	if (word == NULL)
+		return -1;
+	r->cmd = CONTROL_UNKNOWN;
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (strcmp(word, cmds[i].name) == 0)
+			r->cmd = cmds[i].cmd;
+	while ((word = strtok_r(NULL, " \t", &save)) != NULL) {
+		r->ids = xrealloc(r->ids, (r->nids + 1) * sizeof(*r->ids));
+		r->ids[r->nids++] = word;
+	}
+	return 0;
+}
+
+void
+control_request_free(struct control_request *r)
+{
+	free(r->ids);
+	memset(r, 0, sizeof(*r));
+}
+
+/* Acts on a request; false if the answer is not complete yet (it is
+ * finished later, by a callback). */
+static bool
+cconn_proceed(struct cconn *cc, const struct control_request *r)
 {
 	struct evbuffer *out = bufferevent_get_output(cc->bev);
-	char *save = NULL;
-	char *cmd = strtok_r(line, " \t", &save);
 
-	if (cmd == NULL) {
-		evbuffer_add_printf(out, "error\tempty request\n");
-	} else if (strcmp(cmd, "queue") == 0) {
+	switch (r->cmd) {
+	case CONTROL_QUEUE:
 		queue_list(cc->ctl->q, list_cb, out);
-	} else if (strcmp(cmd, "flush") == 0) {
-		char *id = strtok_r(NULL, " \t", &save);
-		int n = 0;
+		break;
+	case CONTROL_FLUSH: {
+		int n = r->nids == 0 ? queue_flush(cc->ctl->q, NULL) : 0;
 
-		if (id == NULL)
-			n = queue_flush(cc->ctl->q, NULL);
-		for (; id; id = strtok_r(NULL, " \t", &save)) {
-			int k = queue_flush(cc->ctl->q, id);
+		for (size_t i = 0; i < r->nids; i++) {
+			int k = queue_flush(cc->ctl->q, r->ids[i]);
 
 			if (k < 0) {
 				evbuffer_add(out, "error\t", 6);
-				put_field(out, id);
+				put_field(out, r->ids[i]);
 				evbuffer_add_printf(out, ": unknown queue id\n");
 			} else {
 				n += k;
 			}
 		}
 		evbuffer_add_printf(out, "ok\t%d\n", n);
-	} else if (strcmp(cmd, "remove") == 0) {
-		char *id = strtok_r(NULL, " \t", &save);
-
-		if (id == NULL)
+		break;
+	}
+	case CONTROL_REMOVE:
+		if (r->nids == 0)
 			evbuffer_add_printf(out, "error\tremove needs queue ids\n");
-		for (; id; id = strtok_r(NULL, " \t", &save)) {
+		for (size_t i = 0; i < r->nids; i++) {
+			const char *id = r->ids[i];
 			int rc = queue_remove(cc->ctl->q, id, removed_cb, cc);
 
 			if (rc == 0)
@@ -219,23 +247,38 @@ cconn_request(struct cconn *cc, char *line)
 			/* the answer leaves once every removal is on disk */
 			bufferevent_disable(cc->bev, EV_WRITE);
 			bufferevent_set_timeouts(cc->bev, NULL, NULL);
-			return;
+			return false;
 		}
-	} else if (strcmp(cmd, "wait") == 0) {
-		char *id = strtok_r(NULL, " \t", &save);
-
-		if (id == NULL) {
+		break;
+	case CONTROL_WAIT:
+		if (r->nids == 0) {
 			evbuffer_add_printf(out, "error\twait needs a queue id\n");
-		} else {
-			/* answered by wait_cb, now or after the attempt */
-			bufferevent_set_timeouts(cc->bev, NULL, NULL);
-			cc->watch = queue_watch(cc->ctl->q, id, wait_cb, cc);
-			return;
+			break;
 		}
-	} else {
+		/* answered by wait_cb, now or after the attempt */
+		bufferevent_set_timeouts(cc->bev, NULL, NULL);
+		cc->watch = queue_watch(cc->ctl->q, r->ids[0], wait_cb, cc);
+		return false;
+	case CONTROL_UNKNOWN:
 		evbuffer_add_printf(out, "error\tunknown request\n");
+		break;
 	}
-	cconn_finish(cc);
+	return true;
+}
+
+static void
+cconn_request(struct cconn *cc, char *line)
+{
+	struct control_request r;
+	bool done = true;
+
+	if (control_parse_request(line, &r) < 0)
+		evbuffer_add_printf(bufferevent_get_output(cc->bev), "error\tempty request\n");
+	else
+		done = cconn_proceed(cc, &r);
+	control_request_free(&r);
+	if (done)
+		cconn_finish(cc);
 }
 
 static void

@@ -26,6 +26,26 @@
 
 struct control;
 
+/* A request line read: its command and the queue ids after it. */
+enum control_cmd { CONTROL_UNKNOWN = 0, CONTROL_QUEUE, CONTROL_FLUSH, CONTROL_REMOVE,
+	CONTROL_WAIT };
+
+struct control_request {
+	enum control_cmd	 cmd;
+	char			**ids;		/* point into the line */
+	size_t			 nids;
+};
+
+/*
+ * Parses a request line (a C string without its line end, cut into words
+ * in place: words are separated by spaces and tabs).  Returns -1 for an
+ * empty line, else 0 with *r set (free it with control_request_free).
+ * Pure: the daemon acts on what it returns; the fuzz targets call it
+ * directly (tests/fuzz/fuzz_control.c).
+ */
+int control_parse_request(char *line, struct control_request *r);
+void control_request_free(struct control_request *r);
+
 /* Creates the socket at cfg->control, mode 0660 (its directory too, mode
  * 0755, if missing; a stale socket nobody listens on is replaced).  As root
  * with `user` set, hands the socket to that user and group.  The name

@@ -137,10 +137,23 @@ ctl_json_string(FILE *out, const char *s)
 			fputs("\\t", out);
 			break;
 		default:
-			if (*p < 0x20)
+			if (*p < 0x20) {
 				fprintf(out, "\\u%04x", *p);
-			else
-				fputc(*p, out);	/* UTF-8 passes as it is */
+			} else if (*p < 0x80) {
+				fputc(*p, out);
+			} else {
+				/* UTF-8 passes as it is; other octets (an
+				 * upstream's reply may hold any) as the text
+				 * \xHH, as check-dns writes them */
+				uint32_t cp;
+				size_t l = utf8_char(p, strnlen((const char *)p, 4), &cp);
+
+				if (l == 0)
+					fprintf(out, "\\\\x%02x", *p);
+				else
+					fwrite(p, 1, l, out);
+				p += l > 0 ? l - 1 : 0;
+			}
 		}
 	}
 	fputc('"', out);
@@ -188,18 +201,13 @@ fmt_age(int64_t sec, char *out, size_t outlen)
 }
 
 int
-ctl_queue(const char *sock, bool json, FILE *out)
+ctl_queue_print(char *ans, bool json, int64_t now, FILE *out)
 {
-	struct buf ans;
 	struct qmsg *m = NULL;
 	size_t n = 0;
-	int rc = ctl_request(sock, "queue", 30, &ans);
+	int rc = CTL_EXIT_OK;
 
-	if (rc != 0) {
-		buf_free(&ans);
-		return rc;
-	}
-	for (char *line = ans.p, *nl; line && *line; line = nl) {
+	for (char *line = ans, *nl; line && *line; line = nl) {
 		char *f[8];
 		int nf;
 
@@ -236,7 +244,6 @@ ctl_queue(const char *sock, bool json, FILE *out)
 	if (n > 0)
 		qsort(m, n, sizeof(*m), qmsg_cmp);
 
-	int64_t now = (int64_t)time(NULL);
 	char t[64];
 
 	if (json) {
@@ -316,6 +323,17 @@ ctl_queue(const char *sock, bool json, FILE *out)
 	for (size_t i = 0; i < n; i++)
 		free(m[i].r);
 	free(m);
+	return rc;
+}
+
+int
+ctl_queue(const char *sock, bool json, FILE *out)
+{
+	struct buf ans;
+	int rc = ctl_request(sock, "queue", 30, &ans);
+
+	if (rc == 0)
+		rc = ctl_queue_print(ans.p, json, (int64_t)time(NULL), out);
 	buf_free(&ans);
 	return rc;
 }
@@ -340,24 +358,39 @@ join_request(const char *cmd, int nids, char **ids)
 	return b.p ? b.p : xstrdup(cmd);
 }
 
+/* Sends req (freed here) and prints the answer with print(what, answer, out). */
+static int
+ctl_ask(const char *sock, char *req, int timeout_sec, int (*print)(const char *, char *, FILE *),
+    const char *what, FILE *out)
+{
+	struct buf ans;
+	int rc = ctl_request(sock, req, timeout_sec, &ans);
+
+	free(req);
+	if (rc == 0)
+		rc = print(what, ans.p, out);
+	buf_free(&ans);
+	return rc;
+}
+
 static int
 ctl_simple(const char *sock, const char *cmd, int nids, char **ids, FILE *out)
 {
-	struct buf ans;
 	char *req = join_request(cmd, nids, ids);
-	int rc;
 
 	if (req == NULL) {
 		fprintf(stderr, "relayctl %s: a queue id has no spaces\n", cmd);
 		return CTL_EXIT_FAIL;
 	}
-	rc = ctl_request(sock, req, 30, &ans);
-	free(req);
-	if (rc != 0) {
-		buf_free(&ans);
-		return rc;
-	}
-	for (char *line = ans.p, *nl; line && *line; line = nl) {
+	return ctl_ask(sock, req, 30, ctl_simple_print, cmd, out);
+}
+
+int
+ctl_simple_print(const char *cmd, char *ans, FILE *out)
+{
+	int rc = CTL_EXIT_OK;
+
+	for (char *line = ans, *nl; line && *line; line = nl) {
 		char *f[3];
 		int nf;
 
@@ -376,7 +409,6 @@ ctl_simple(const char *sock, const char *cmd, int nids, char **ids, FILE *out)
 			fprintf(out, "%s: removed\n", f[1]);
 		}
 	}
-	buf_free(&ans);
 	return rc;
 }
 
@@ -395,19 +427,19 @@ ctl_remove(const char *sock, int nids, char **ids, FILE *out)
 int
 ctl_wait(const char *sock, const char *id, int timeout_sec, FILE *out)
 {
-	struct buf ans;
 	char *req = join_request("wait", 1, (char **)&id);
-	int rc, nsent = 0, nother = 0;
 
 	if (req == NULL)
 		return CTL_EXIT_FAIL;
-	rc = ctl_request(sock, req, timeout_sec, &ans);
-	free(req);
-	if (rc != 0) {
-		buf_free(&ans);
-		return rc;
-	}
-	for (char *line = ans.p, *nl; line && *line; line = nl) {
+	return ctl_ask(sock, req, timeout_sec, ctl_wait_print, id, out);
+}
+
+int
+ctl_wait_print(const char *id, char *ans, FILE *out)
+{
+	int rc = CTL_EXIT_OK, nsent = 0, nother = 0;
+
+	for (char *line = ans, *nl; line && *line; line = nl) {
 		char *f[5];
 		int nf;
 
@@ -426,7 +458,6 @@ ctl_wait(const char *sock, const char *id, int timeout_sec, FILE *out)
 				nother++;
 		}
 	}
-	buf_free(&ans);
 	if (rc == 0 && (nother > 0 || nsent == 0))
 		rc = CTL_EXIT_FAIL;
 	return rc;

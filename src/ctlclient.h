@@ -28,6 +28,17 @@ int ctl_remove(const char *sock, int nids, char **ids, FILE *out);
  * recipient was sent. */
 int ctl_wait(const char *sock, const char *id, int timeout_sec, FILE *out);
 
+/*
+ * The answers' readers, pure: each takes an answer as the daemon sent it
+ * (a C string, changed in place), prints it to out as the command above
+ * does, and returns the same exit status.  now is the time ages and next
+ * attempts are told from.  The commands above use them; so do the fuzz
+ * targets (tests/fuzz/fuzz_control.c), which feed them any bytes.
+ */
+int ctl_queue_print(char *ans, bool json, int64_t now, FILE *out);
+int ctl_simple_print(const char *cmd, char *ans, FILE *out);
+int ctl_wait_print(const char *id, char *ans, FILE *out);
+
 /* Pure helpers, for tests: RFC 3339 UTC time, JSON string escaping. */
 void ctl_rfc3339(int64_t unix_sec, char *out, size_t outlen);
 void ctl_json_string(FILE *out, const char *s);

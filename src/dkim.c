@@ -396,13 +396,6 @@ dkim_key_clear(struct dkim_key *key)
 	memset(key, 0, sizeof(*key));
 }
 
-/* The key files are not encrypted: never let OpenSSL prompt on a terminal. */
-static int
-dkim_no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-	return -1;
-}
-
 static const char *
 dkim_alg_name(enum cfg_dkim_alg alg)
 {
@@ -465,7 +458,7 @@ dkim_key_parse(struct dkim_key *key, const unsigned char *text, size_t len,
 		snprintf(why, whylen, "out of memory in OpenSSL");
 		goto done;
 	}
-	pk = PEM_read_bio_PrivateKey(in, NULL, dkim_no_passphrase, NULL);
+	pk = PEM_read_bio_PrivateKey(in, NULL, no_passphrase, NULL);
 	if (pk == NULL) {
 		if (memmem(text, len, "ENCRYPTED", 9) != NULL)
 			snprintf(why, whylen, "an encrypted private key "

@@ -36,14 +36,6 @@ struct dkim_tags {
 	size_t	 n;
 };
 
-/* Never prompt for a passphrase: relayd's keys have none. */
-static int
-no_passphrase(char *buf, int size, int rwflag, void *u)
-{
-	(void)buf, (void)size, (void)rwflag, (void)u;
-	return 0;
-}
-
 static EVP_PKEY *
 read_key(const char *path, char *why, size_t whylen)
 {

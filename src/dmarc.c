@@ -127,6 +127,11 @@ dmarc_parse(const char *txt, struct dmarc_record *rec)
 
 	memset(rec, 0, sizeof(*rec));
 	rec->pct = 100;
+	if (!dmarc_is_record(txt)) {
+		/* (an empty tag first, "; v=DMARC1", is not passed over either) */
+		snprintf(rec->why, sizeof(rec->why), "it must begin with v=DMARC1");
+		return -1;
+	}
 	while (*p != '\0' && rc == 0) {
 		const char *semi = strchr(p, ';'), *eq;
 		size_t len = semi != NULL ? (size_t)(semi - p) : strlen(p);

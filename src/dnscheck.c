@@ -531,21 +531,65 @@ foreign_bounce(const struct upstream_spf *us, const char *domain)
 	return dmarc_aligned(at + 1, domain) ? NULL : at + 1;
 }
 
+/* The verdict on the one DMARC record rec, found at where (orgname: the
+ * organizational domain's, whose sp= applies).  *reason is allocated. */
+static enum check_status
+dmarc_judge(const struct cfg_domain *sec, const struct upstream_spf *us, const char *domain,
+    const char *where, bool org, const char *rec, char **reason)
+{
+	struct dmarc_record dr;
+	enum dmarc_policy pol;
+	const char *bounce;
+	struct buf up;
+	enum check_status st;
+
+	if (dmarc_parse(rec, &dr) == -1) {
+		*reason = xasprintf("the record at %s is not valid: %s; receivers apply no policy "
+		    "(the record: \"%s\")", where, dr.why, rec);
+		return CHECK_FAIL;
+	}
+	buf_init(&up);
+	upstream_name(us, &up);
+	pol = org ? dr.sp : dr.p;
+	bounce = sec->ndkim == 0 ? foreign_bounce(us, domain) : NULL;
+	if (bounce != NULL) {
+		st = pol == DMARC_NONE ? CHECK_WARN : CHECK_FAIL;
+		*reason = xasprintf("p=%s at %s, but %s sends with a return path in %s, so SPF "
+		    "cannot align with %s, and relayd signs nothing for %s (no dkim block): its mail "
+		    "fails DMARC%s; add DKIM: a dkim block in domain \"%s\" of relayd.conf, then "
+		    "relayctl dkim-keygen %s SELECTOR, and publish the record it prints",
+		    dmarc_policy_name(pol), where, up.p, bounce, domain, domain,
+		    pol == DMARC_REJECT ? " and receivers refuse it" : pol == DMARC_QUARANTINE ?
+		    " and receivers put it in spam" : " (p=none: delivered, but reported)",
+		    sec->name, domain);
+	} else if (pol == DMARC_NONE) {
+		st = CHECK_WARN;
+		*reason = xasprintf("p=none at %s%s: receivers only report; once the reports%s "
+		    "show your mail passing, move to p=quarantine", where,
+		    org ? " (the organizational domain's record)" : "",
+		    dr.rua[0] ? "" : " (add rua=mailto:... to get them)");
+	} else {
+		st = CHECK_PASS;
+		*reason = xasprintf("p=%s at %s%s%s%s", dmarc_policy_name(pol), where,
+		    org ? " (the organizational domain's record)" : "",
+		    dr.why[0] ? "; note: " : "", dr.why);
+	}
+	buf_free(&up);
+	return st;
+}
+
 static void
 dmarc_check(const struct cfg_domain *sec, const struct upstream_spf *us, const char *domain,
     const struct dns_source *dns, struct domain_checks *out)
 {
 	char org[256], *name = xasprintf("_dmarc.%s", domain), *where = name, *orgname = NULL;
-	char *sugg, *value, *first_valid = NULL;
+	char *sugg, *value, *reason = NULL;
 	const struct dns_answer *a;
-	const char *rec = NULL, *bounce;
+	const char *rec = NULL, *keep = NULL;
 	struct dmarc_record dr;
 	size_t nrec = 0;
-	enum dmarc_policy pol;
-	struct buf up;
+	enum check_status st;
 
-	buf_init(&up);
-	upstream_name(us, &up);
 	value = xasprintf("v=DMARC1; p=none; rua=mailto:postmaster@%s", domain);
 	sugg = dnscheck_record(name, value);
 	dmarc_org_domain(domain, org, sizeof(org));
@@ -574,49 +618,36 @@ dmarc_check(const struct cfg_domain *sec, const struct upstream_spf *us, const c
 		goto out;
 	}
 	if (nrec > 1) {
-		for (size_t i = 0; i < a->n && first_valid == NULL; i++)
+		/* the first valid one is offered to keep, if it passes once alone */
+		for (size_t i = 0; i < a->n && keep == NULL; i++)
 			if (dmarc_is_record(a->rr[i]) && dmarc_parse(a->rr[i], &dr) == 0)
-				first_valid = dnscheck_record(where, a->rr[i]);
-		dnscheck_add(out, "DMARC", CHECK_FAIL, first_valid != NULL ? first_valid : sugg,
-		    "%zu DMARC records at %s: receivers apply none of them (RFC 7489 6.6.3); "
-		    "keep one%s", nrec, where, first_valid != NULL ? " (the first valid one "
-		    "below) and delete the others" : "");
+				keep = a->rr[i];
+		if (keep != NULL &&
+		    dmarc_judge(sec, us, domain, where, orgname != NULL, keep, &reason) == CHECK_FAIL) {
+			dnscheck_add(out, "DMARC", CHECK_FAIL, NULL, "%zu DMARC records at %s: "
+			    "receivers apply none of them (RFC 7489 6.6.3); keep one; the first valid "
+			    "one (\"%s\") would still fail: %s", nrec, where, keep, reason);
+			goto out;
+		}
+		if (keep != NULL) {
+			free(sugg);
+			sugg = dnscheck_record(where, keep);
+		}
+		dnscheck_add(out, "DMARC", CHECK_FAIL, sugg, "%zu DMARC records at %s: receivers "
+		    "apply none of them (RFC 7489 6.6.3); keep one%s", nrec, where, keep != NULL ?
+		    " (the first valid one below) and delete the others" : "");
 		goto out;
 	}
-	if (dmarc_parse(rec, &dr) == -1) {
-		dnscheck_add(out, "DMARC", CHECK_FAIL, sugg, "the record at %s is not valid: %s; "
-		    "receivers apply no policy (the record: \"%s\")", where, dr.why, rec);
-		goto out;
-	}
-	pol = orgname != NULL ? dr.sp : dr.p;
-	bounce = sec->ndkim == 0 ? foreign_bounce(us, domain) : NULL;
-	if (bounce != NULL) {
-		dnscheck_add(out, "DMARC", pol == DMARC_NONE ? CHECK_WARN : CHECK_FAIL, NULL,
-		    "p=%s at %s, but %s sends with a return path in %s, so SPF cannot align with "
-		    "%s, and relayd signs nothing for %s (no dkim block): its mail fails DMARC%s; "
-		    "add DKIM: a dkim block in domain \"%s\" of relayd.conf, then relayctl "
-		    "dkim-keygen %s SELECTOR, and publish the record it prints",
-		    dmarc_policy_name(pol), where, up.p, bounce, domain, domain,
-		    pol == DMARC_REJECT ? " and receivers refuse it" : pol == DMARC_QUARANTINE ?
-		    " and receivers put it in spam" : " (p=none: delivered, but reported)",
-		    sec->name, domain);
-	} else if (pol == DMARC_NONE) {
-		dnscheck_add(out, "DMARC", CHECK_WARN, NULL, "p=none at %s%s: receivers only "
-		    "report; once the reports%s show your mail passing, move to p=quarantine",
-		    where, orgname != NULL ? " (the organizational domain's record)" : "",
-		    dr.rua[0] ? "" : " (add rua=mailto:... to get them)");
-	} else {
-		dnscheck_add(out, "DMARC", CHECK_PASS, NULL, "p=%s at %s%s%s%s", dmarc_policy_name(pol),
-		    where, orgname != NULL ? " (the organizational domain's record)" : "",
-		    dr.why[0] ? "; note: " : "", dr.why);
-	}
+	st = dmarc_judge(sec, us, domain, where, orgname != NULL, rec, &reason);
+	/* an invalid record is replaced by a first one */
+	dnscheck_add(out, "DMARC", st, st == CHECK_FAIL && dmarc_parse(rec, &dr) == -1 ? sugg :
+	    NULL, "%s", reason);
 out:
-	free(first_valid);
+	free(reason);
 	free(sugg);
 	free(value);
 	free(orgname);
 	free(name);
-	buf_free(&up);
 }
 
 /* ---- one domain ----------------------------------------------------------- */

@@ -87,12 +87,13 @@ oauth_creds_copy(struct oauth_creds *dst, const struct oauth_creds *src)
 	dst->refresh_token = dup_or_null(src->refresh_token);
 }
 
-/* A PEM private key from memory, or NULL (OpenSSL's error queue cleared). */
+/* A PEM private key from memory, or NULL (OpenSSL's error queue cleared);
+ * an encrypted one is refused, never prompted for. */
 static EVP_PKEY *
 pem_key(const char *pem, size_t len)
 {
 	BIO *b = BIO_new_mem_buf(pem, (int)len);
-	EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+	EVP_PKEY *k = b ? PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL) : NULL;
 
 	BIO_free(b);
 	ERR_clear_error();

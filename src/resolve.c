@@ -174,8 +174,8 @@ resolver_new(const char *server, char *err, size_t errlen)
 	return r;
 }
 
-static void
-answer_free(struct dns_answer *a)
+void
+dns_answer_free(struct dns_answer *a)
 {
 	for (size_t i = 0; i < a->n; i++)
 		free(a->rr[i]);
@@ -193,7 +193,7 @@ resolver_free(struct resolver *r)
 		return;
 	for (size_t i = 0; i < r->ncache; i++) {
 		free(r->cache[i].name);
-		answer_free(r->cache[i].ans);
+		dns_answer_free(r->cache[i].ans);
 	}
 	free(r->cache);
 	ldns_resolver_deep_free(r->res);
@@ -363,6 +363,46 @@ rcode_name(ldns_pkt_rcode rc)
 	}
 }
 
+char *
+dns_answer_read(const ldns_pkt *pkt, const char *name, enum dns_type type, const char *server,
+    struct dns_answer *a)
+{
+	ldns_pkt_rcode rc = ldns_pkt_get_rcode(pkt);
+	const ldns_rr_list *ans;
+	size_t start = a->nchain;
+	char *cur, *next;
+
+	if (rc != LDNS_RCODE_NOERROR && rc != LDNS_RCODE_NXDOMAIN) {
+		a->status = DNS_ERROR;
+		snprintf(a->why, sizeof(a->why), "%s answered %s", server, rcode_name(rc));
+		return NULL;
+	}
+	ans = ldns_pkt_answer(pkt);
+	cur = xstrdup(name);
+	ascii_lower(cur);
+	while (type != DNS_T_CNAME && (next = cname_at(ans, cur)) != NULL) {
+		if (a->nchain >= DNS_MAX_CNAME) {
+			free(next);
+			break;
+		}
+		push(&a->chain, &a->nchain, xstrdup(next));
+		free(cur);
+		cur = next;
+	}
+	collect(ans, cur, type, a);
+	if (a->n > 0) {
+		a->status = DNS_ANSWER;
+	} else if (rc == LDNS_RCODE_NXDOMAIN) {
+		a->status = DNS_NXDOMAIN;
+	} else if (a->nchain > start && a->nchain < DNS_MAX_CNAME) {
+		return cur;
+	} else {
+		a->status = DNS_NODATA;
+	}
+	free(cur);
+	return NULL;
+}
+
 /*
  * Asks for (name, type) and reads the answer into a: the CNAMEs in front
  * of the records first.  A recursive resolver follows the chain itself; an
@@ -374,10 +414,7 @@ resolver_query(struct resolver *r, const char *name, enum dns_type type, struct 
 	ldns_pkt *pkt = NULL;
 	ldns_rdf *dname;
 	ldns_status st;
-	ldns_pkt_rcode rc;
-	const ldns_rr_list *ans;
-	char *fqdn, *cur, *next;
-	size_t start = a->nchain;
+	char *fqdn, *next;
 
 	if (r->timeouts >= DNS_GIVE_UP) {
 		a->status = DNS_ERROR;
@@ -414,41 +451,14 @@ resolver_query(struct resolver *r, const char *name, enum dns_type type, struct 
 		return;
 	}
 	r->timeouts = 0;
-	rc = ldns_pkt_get_rcode(pkt);
-	if (rc != LDNS_RCODE_NOERROR && rc != LDNS_RCODE_NXDOMAIN) {
-		a->status = DNS_ERROR;
-		snprintf(a->why, sizeof(a->why), "%s answered %s", r->desc, rcode_name(rc));
-		ldns_pkt_free(pkt);
-		return;
-	}
-	ans = ldns_pkt_answer(pkt);
-	cur = xstrdup(name);
-	ascii_lower(cur);
-	while (type != DNS_T_CNAME && (next = cname_at(ans, cur)) != NULL) {
-		if (a->nchain >= DNS_MAX_CNAME) {
-			free(next);
-			break;
-		}
-		push(&a->chain, &a->nchain, xstrdup(next));
-		free(cur);
-		cur = next;
-	}
-	collect(ans, cur, type, a);
-	if (a->n > 0) {
-		a->status = DNS_ANSWER;
-	} else if (rc == LDNS_RCODE_NXDOMAIN) {
-		a->status = DNS_NXDOMAIN;
-	} else if (a->nchain > start && a->nchain < DNS_MAX_CNAME) {
+	next = dns_answer_read(pkt, name, type, r->desc, a);
+	ldns_pkt_free(pkt);
+	if (next != NULL) {
 		/* the chain stops at a name the answer says nothing of: ask
 		 * for it (each round adds a link, so this ends) */
-		ldns_pkt_free(pkt);
-		pkt = NULL;
-		resolver_query(r, cur, type, a);
-	} else {
-		a->status = DNS_NODATA;
+		resolver_query(r, next, type, a);
+		free(next);
 	}
-	free(cur);
-	ldns_pkt_free(pkt);
 }
 
 static const struct dns_answer *

@@ -88,4 +88,23 @@ struct dns_source resolver_source(struct resolver *r);
 /* Who answers, for messages: "127.0.0.1:5353", "192.0.2.53 (from /etc/resolv.conf)". */
 const char *resolver_describe(const struct resolver *r);
 
+/*
+ * Reads one answer packet to the question (name, type) into a, the way
+ * lookups do: the RCODE (an error says so in why, naming server), the
+ * CNAMEs at the front followed from name (added to a->chain), then the
+ * records of type at the end of that chain.  Returns NULL when a is
+ * complete, or, when the chain stops at a name the packet says nothing
+ * more of, that name (allocated; a holds no status yet): the caller asks
+ * for it and reads that answer into a too.  Pure (no network): the
+ * lookups use it, and so do the fuzz targets (tests/fuzz/fuzz_dns.c),
+ * on packets made of any bytes.
+ */
+struct ldns_struct_pkt;
+char *dns_answer_read(const struct ldns_struct_pkt *pkt, const char *name, enum dns_type type,
+    const char *server, struct dns_answer *a);
+
+/* Frees an answer allocated zeroed (calloc) and all it holds; lookups
+ * free their own with the resolver. */
+void dns_answer_free(struct dns_answer *a);
+
 #endif

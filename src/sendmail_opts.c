@@ -522,18 +522,31 @@ sendmail_input_init(struct sendmail_input *in, bool ignore_dots)
 	buf_init(&in->line);
 }
 
-/* The line in in->line (without its LF) is complete. */
+/*
+ * The line in in->line (without its LF) is complete.  A CR inside it ends
+ * a line too: relayd's DATA decoder takes it for one, so the header
+ * fields (a Bcc: to remove) and the dots to stuff are found here where
+ * relayd will find them.  The lone-dot rule is the LF line's, as in
+ * sendmail.
+ */
 static void
 sendmail_input_line(struct sendmail_input *in)
 {
+	const char *p = in->line.p;
 	size_t n = in->line.len;
 
-	if (n > 0 && in->line.p[n - 1] == '\r')
+	if (n > 0 && p[n - 1] == '\r')
 		n--;
-	if (!in->ignore_dots && n == 1 && in->line.p[0] == '.')
+	if (!in->ignore_dots && n == 1 && p[0] == '.') {
 		in->done = true;
-	else {
-		buf_add(&in->text, in->line.p, n);
+	} else {
+		for (const char *cr; (cr = memchr(p, '\r', n)) != NULL; ) {
+			buf_add(&in->text, p, (size_t)(cr - p));
+			buf_add(&in->text, "\r\n", 2);
+			n -= (size_t)(cr - p) + 1;
+			p = cr + 1;
+		}
+		buf_add(&in->text, p, n);
 		buf_add(&in->text, "\r\n", 2);
 	}
 	buf_reset(&in->line);

@@ -82,8 +82,9 @@ int sendmail_sender(const char *arg, const char *domain, char **out, char *err,
 /* ---- the message ------------------------------------------------------ */
 
 /*
- * The message as it comes on stdin, in any chunking: every line end (LF or
- * CRLF) becomes CRLF, a last line without one gets one, and unless
+ * The message as it comes on stdin, in any chunking: every line end (LF,
+ * CRLF, or a CR alone, which relayd takes as one) becomes CRLF, a last
+ * line without one gets one, and unless
  * ignore_dots a line holding a single "." ends the input (done is set and
  * feeding stops consuming there).  text holds the message, not dot-stuffed.
  */

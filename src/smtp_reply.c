@@ -97,7 +97,8 @@ smtp_reply_add(struct smtp_reply *r, const char *line, size_t len, char *err, si
 	}
 	if (len < 3 || !is_digit(line[0]) || !is_digit(line[1]) || !is_digit(line[2]) ||
 	    (len > 3 && line[3] != ' ' && line[3] != '-')) {
-		snprintf(err, errlen, "a malformed reply: %.200s", line);
+		/* the line is len octets, not a C string */
+		snprintf(err, errlen, "a malformed reply: %.*s", (int)(len < 200 ? len : 200), line);
 		return SMTP_REPLY_BAD;
 	}
 	bool more = len > 3 && line[3] == '-';
@@ -124,6 +125,8 @@ smtp_reply_add(struct smtp_reply *r, const char *line, size_t len, char *err, si
 			buf_add(&r->text, copy, tlen);
 		}
 	} else {
+		/* the text starts with the reply's code, the last line's */
+		memcpy(r->text.p, line, 3);
 		/* continuation lines repeat the enhanced code: keep it once */
 		const char *t = copy + (e > 0 ? e + (e < tlen) : 0);
 

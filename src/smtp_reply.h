@@ -13,7 +13,8 @@
  *    (C strings), other octets are kept as sent: the log emitter escapes
  *    control characters, and delivery.c cleans reasons for DSNs.
  *  - The code of a reply is the code of its last line (as Postfix reads
- *    it); the enhanced status code is the first line's, when it has one
+ *    it), and the text starts with that code, whatever the other lines
+ *    had; the enhanced status code is the first line's, when it has one
  *    (RFC 2034: "d.ddd.ddd" after the code).
  *  - The EHLO reader looks at the keyword that starts each line after the
  *    first (the first is the server's name and greeting text: a word there
@@ -38,7 +39,7 @@ struct smtp_reply {
 	int		 code;		/* 0 until the first line */
 	char		 enh[16];	/* "5.1.1" from the first line, or "" */
 	struct buf	 text;		/* "ddd [enh ]text text ...": the lines joined by
-					 * spaces, the code once, a continuation line's
+					 * spaces, the reply's code once, a continuation line's
 					 * repeated enhanced code left out; NUL-terminated */
 	char		**lines;	/* each line's text after "ddd-" / "ddd " */
 	size_t		 nlines;

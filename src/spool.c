@@ -2209,6 +2209,26 @@ fail:
 	return -1;
 }
 
+int
+spool_recover_dir(const char *dir, spool_load_fn load, void *load_arg, char *err,
+    size_t errlen)
+{
+	struct spool sp;
+	int rc;
+
+	memset(&sp, 0, sizeof(sp));
+	sp.dir = (char *)dir;
+	if ((sp.dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "cannot open spool %s: %s", dir, strerror(errno));
+		return -1;
+	}
+	rc = spool_recover(&sp, load, load_arg, err, errlen);
+	free(sp.files);
+	free(sp.segs);
+	close(sp.dirfd);
+	return rc;
+}
+
 /* ---- open / close ------------------------------------------------------ */
 
 /* Files of relayd's own in the spool: segments, set-aside ones, the lock. */

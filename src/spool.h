@@ -122,6 +122,17 @@ struct spool *spool_open(const char *dir, uid_t owner, struct event_base *base,
     spool_load_fn load, void *load_arg, char *err, size_t errlen);
 
 /*
+ * Recovery alone: reads the segments of dir exactly as spool_open does
+ * (torn tails cut off, damaged segments set aside, segments no live
+ * message starts in deleted) and calls load for each message still
+ * queued; no lock, no new segment, no committer thread.  For the fuzz
+ * targets (tests/fuzz/fuzz_spool.c), which recover thousands of spools a
+ * second.  Returns 0, or -1 with a reason in err.
+ */
+int spool_recover_dir(const char *dir, spool_load_fn load, void *load_arg, char *err,
+    size_t errlen);
+
+/*
  * Hands the spool (the directory, by its descriptor, and relayd's files in
  * it, never through a link) to uid:gid, for a relayd started as root that
  * is about to become the relay user.  Returns -1 with a reason in err.

@@ -201,6 +201,53 @@ ascii_lower(char *s)
 		*s = (char)ascii_tolower((unsigned char)*s);
 }
 
+size_t
+utf8_char(const unsigned char *p, size_t n, uint32_t *cp)
+{
+	unsigned char	 lo = 0x80, hi = 0xbf;
+	size_t		 need, i;
+	uint32_t	 v;
+
+	if (n == 0 || p[0] < 0xc2 || p[0] > 0xf4)
+		return 0;	/* ASCII, continuation, or C0/C1 overlong lead */
+	if (p[0] < 0xe0) {
+		need = 2;
+		v = p[0] & 0x1f;
+	} else if (p[0] < 0xf0) {
+		need = 3;
+		v = p[0] & 0x0f;
+		if (p[0] == 0xe0)
+			lo = 0xa0;	/* overlong */
+		else if (p[0] == 0xed)
+			hi = 0x9f;	/* surrogates */
+	} else {
+		need = 4;
+		v = p[0] & 0x07;
+		if (p[0] == 0xf0)
+			lo = 0x90;	/* overlong */
+		else if (p[0] == 0xf4)
+			hi = 0x8f;	/* above U+10FFFF */
+	}
+	if (n < need)
+		return 0;
+	for (i = 1; i < need; i++) {
+		unsigned char c = p[i];
+
+		if (c < (i == 1 ? lo : 0x80) || c > (i == 1 ? hi : 0xbf))
+			return 0;
+		v = (v << 6) | (c & 0x3f);
+	}
+	*cp = v;
+	return need;
+}
+
+int
+no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+	(void)buf, (void)size, (void)rwflag, (void)u;
+	return -1;
+}
+
 int
 write_full(int fd, const void *p, size_t n)
 {

@@ -39,6 +39,21 @@ int ascii_strcasecmp(const char *a, const char *b);
 int ascii_strncasecmp(const char *a, const char *b, size_t n);
 void ascii_lower(char *s);
 
+/*
+ * The length of the well-formed UTF-8 sequence of one non-ASCII character
+ * at p (n octets there), or 0 if there is none: the table of RFC 3629
+ * section 4, so no overlong form, no surrogate, nothing past U+10FFFF.
+ * Its code point goes to *cp.
+ */
+size_t utf8_char(const unsigned char *p, size_t n, uint32_t *cp);
+
+/*
+ * OpenSSL's passphrase callback (pem_password_cb) for every key relayd
+ * reads: its keys have none, and OpenSSL's own default would prompt on
+ * the terminal, where relayd -n or relayd -d would wait for it.
+ */
+int no_passphrase(char *buf, int size, int rwflag, void *u);
+
 /* Full-write helpers for blocking fds; return 0 or -1 with errno set.
  * pwritev_full may modify iov. */
 struct iovec;

@@ -20,6 +20,8 @@ PACKAGES=(
 	libldns-dev						# relayctl check-dns: DNS lookups
 	check							# unit tests (Check)
 	clang							# second compiler build (clang 14)
+	libclang-rt-14-dev					# libFuzzer and the sanitizers' runtime for clang
+								# (tests/fuzz; clang does not always bring it)
 	openssl							# test keys and test CA made at test time
 	python3 python3-aiosmtpd python3-dkim			# integration harness, peer SMTP, DKIM verify
 	python3-cryptography					# t_oauth: the token endpoint checks JWT signatures (PS256, RS256)

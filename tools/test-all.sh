@@ -9,6 +9,11 @@
 #   san       --enable-sanitizers (ASan + UBSan, leak checks on), make check
 #   distcheck make distcheck from the gcc build: the tarball builds, its unit
 #             suite passes, it installs and uninstalls cleanly
+#   fuzz      CC=clang --enable-fuzzing in _build/fuzz, then tests/fuzz/run:
+#             every libFuzzer target (ASan + UBSan) for $RELAYD_FUZZ_SECONDS
+#             (default 30) seconds from its seed corpus; a crash, leak,
+#             timeout or violated property fails it, the input kept in
+#             _build/fuzz/fuzz-out/crashes/<target>/
 # and, first, the man pages must pass groff -ww without a warning.
 # automake's test harness hides test output in .log files, so after each
 # check this prints the Check summary and the integration runner's
@@ -17,16 +22,17 @@
 # Exit status: 0 only if every stage passed.
 #
 # Usage: tools/test-all.sh        (as root on Debian 12: deps.sh installs)
-# Environment: RELAYD_STAGES="gcc clang san distcheck"  run only these
+# Environment: RELAYD_STAGES="gcc clang san distcheck fuzz"  run only these
 #              RELAYD_JOBS=N                             make -jN (default nproc)
 #              RELAYD_TEST_JOBS=N                        integration tests at a time
 #                                                        (default 4: most of their time
 #                                                        is spent waiting on timers)
+#              RELAYD_FUZZ_SECONDS=N                     per fuzz target (default 30)
 set -u
 
 top=$(cd "$(dirname "$0")/.." && pwd) || exit 1
 cd "$top" || exit 1
-STAGES=${RELAYD_STAGES:-gcc clang san distcheck}
+STAGES=${RELAYD_STAGES:-gcc clang san distcheck fuzz}
 JOBS=${RELAYD_JOBS:-$(nproc 2>/dev/null || echo 2)}
 # No byte-code next to the sources (the tree may be read-only in distcheck).
 export PYTHONDONTWRITEBYTECODE=1
@@ -169,6 +175,33 @@ run_distcheck() {
 	say "distcheck: ok ($(since "$t")s)"
 }
 
+# The fuzz targets, one after the other, each for a bounded time (13
+# targets at 30 s: about 7 minutes with the build).  Alone, after the
+# other stages: the fuzzers use every core they are given.
+run_fuzz() {
+	local dir="$top/_build/fuzz" t secs=${RELAYD_FUZZ_SECONDS:-30}
+	say ""
+	say "== fuzz: configure CC=clang --enable-fuzzing; tests/fuzz/run ${secs}s a target"
+	t=$(date +%s)
+	wipe "$dir"
+	mkdir -p "$dir"
+	if ! (cd "$dir" && ../../configure CC=clang --enable-fuzzing) >"$dir/configure.out" 2>&1; then
+		say "fuzz: configure FAILED"
+		tail -n 30 "$dir/configure.out"
+		failed_stages+=(fuzz); report+=("fuzz: FAILED at configure")
+		return 1
+	fi
+	if ! FUZZ_JOBS=$JOBS "$top/tests/fuzz/run" -b "$dir" "$secs" >"$dir/fuzz.out" 2>&1; then
+		cat "$dir/fuzz.out"
+		say "fuzz: FAILED ($(since "$t")s)"
+		failed_stages+=(fuzz); report+=("fuzz: FAILED ($(since "$t")s)")
+		return 1
+	fi
+	cat "$dir/fuzz.out"
+	report+=("fuzz: ok ($(since "$t")s)")
+	say "fuzz: ok ($(since "$t")s)"
+}
+
 # ---- prerequisites -------------------------------------------------------
 t=$(date +%s)
 say "== deps"
@@ -218,6 +251,7 @@ for stage in $STAGES; do
 		else
 			run_distcheck
 		fi ;;
+	fuzz)	run_fuzz ;;
 	*)	say "unknown stage: $stage"; failed_stages+=("$stage") ;;
 	esac
 done

@@ -844,6 +844,30 @@ static const struct {
 	  "@F@:6: domain example.com: upstream \"nope\" is not defined\n"
 	  "@F@:7: key_file @D@/open.key is readable by others (mode 0644); chmod 600 it\n"
 	  "@F@:9: max_recipients = 0 is out of range (1 to 100000)\n", false },
+	/*
+	 * What the file holds is quoted with its control characters escaped:
+	 * a message is one line (fuzz_config: a section title holding a
+	 * newline split "end of file inside ..." over two lines).
+	 */
+	{ "upstream \"a\nb\" {\n",
+	  "@F@:2: end of file inside upstream \"a\\nb\" (opened on line 2): \"}\" missing\n"
+	  "@F@:2: upstream \"a\\nb\": a name is made of letters, digits, \".\", \"-\" and \"_\"\n"
+	  "@F@:2: upstream a\\nb: host is required\n", false },
+	{ "upstream \"u\tv\" { host = \"h\" }\n",
+	  "@F@:1: upstream \"u\\tv\": a name is made of letters, digits, \".\", \"-\" and \"_\"\n",
+	  false },
+	/*
+	 * fuzz_config: an empty quoted name made libconfuse stop without a
+	 * word, so relayd -n refused the file and printed nothing; and a key
+	 * without "= value" just before a "}" left the pre-pass thinking the
+	 * section open, which added a wrong "end of file inside" message.
+	 */
+	{ "hostname = \"a.example\"\n\"\"\n",
+	  "@F@:2: an empty name (\"\") where a key or a section name belongs\n", false },
+	{ "upstream \"u\" {\n \"\" = 1\n}\n",
+	  "@F@:2: an empty name (\"\") where a key or a section name belongs\n", false },
+	{ "upstream \"u\" {\n host\n}\n",
+	  "@F@:3: missing equal sign after option 'host'\n", false },
 	/* type errors do not stop the rest from being checked */
 	{ "timeout = abc\nmax_clients = x\nmax_recipients = 0\n",
 	  "@F@:1: timeout = \"abc\" is not a whole number\n"

@@ -57,6 +57,10 @@ START_TEST(test_parse_invalid)
 		"p=none; v=DMARC1",
 		"v=DMARC1; rua=mailto:x@example.com",
 		"v=DMARC1; p=none; junk",
+		/* what dmarc_is_record refuses is no record (fuzz_dnsrec: an
+		 * empty tag before v=DMARC1 was passed over) */
+		"; v=DMARC1; p=reject",
+		" ;v=DMARC1; p=none",
 	};
 	struct dmarc_record r;
 

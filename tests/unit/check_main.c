@@ -14,6 +14,7 @@ main(void)
 
 	srunner_add_suite(sr, bounce_suite());
 	srunner_add_suite(sr, config_suite());
+	srunner_add_suite(sr, control_suite());
 	srunner_add_suite(sr, data_suite());
 	srunner_add_suite(sr, delivery_suite());
 	srunner_add_suite(sr, keygen_suite());

@@ -4,9 +4,17 @@
  * signer), the grant forms of each provider with a fixed clock, and the
  * token endpoint's replies, good, refused, malformed and hostile.
  */
+#include "acconfig.h"	/* posix_openpt() and the other pty calls */
+
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <stdbool.h>
 
@@ -436,6 +444,61 @@ START_TEST(test_cert_key)
 }
 END_TEST
 
+/*
+ * An encrypted key is refused at once, never with a passphrase asked for:
+ * relayd -n run from a terminal waited at "Enter PEM pass phrase:" (and a
+ * reload of relayd -d would have stalled the event loop there).  The key
+ * is read in a child whose controlling terminal is a pseudo-terminal, as
+ * an admin's shell would be; the parent gives it 3 s, then kills it.
+ */
+START_TEST(test_cert_key_encrypted_no_prompt)
+{
+	size_t cl, el;
+	char *cert = slurp("oauth-app.crt", &cl), *enc = slurp("dkim-ed25519-encrypted.key", &el);
+	int master = posix_openpt(O_RDWR | O_NOCTTY), status = 0;
+	pid_t pid;
+
+	ck_assert_int_ge(master, 0);
+	ck_assert_int_eq(fcntl(master, F_SETFL, O_NONBLOCK), 0);
+	ck_assert_int_eq(grantpt(master), 0);
+	ck_assert_int_eq(unlockpt(master), 0);
+	char *slave = ptsname(master);
+	ck_assert_ptr_nonnull(slave);
+	if ((pid = fork()) == 0) {
+		char *x5t = NULL, err[256];
+		EVP_PKEY *k = NULL;
+		int which, fd;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		setsid();
+		if ((fd = open(slave, O_RDWR)) < 0 || ioctl(fd, TIOCSCTTY, 0) < 0)
+			_exit(3);
+		if (oauth_cert_key(cert, cl, enc, el, &k, &x5t, err, sizeof(err), &which) != -1 ||
+		    strcmp(err, "no PEM private key in it (an encrypted key cannot be used)") != 0)
+			_exit(2);
+		_exit(0);
+	}
+	ck_assert_int_gt(pid, 0);
+	for (int i = 0; i < 300 && waitpid(pid, &status, WNOHANG) == 0; i++) {
+		char junk[256];
+
+		(void)!read(master, junk, sizeof(junk));	/* what it printed, if anything */
+		usleep(10000);
+	}
+	if (waitpid(pid, &status, WNOHANG) == 0) {
+		kill(pid, SIGKILL);	/* still waiting at the prompt */
+		waitpid(pid, &status, 0);
+	}
+	close(master);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+	    "reading an encrypted key: %s %d (it waited for a passphrase?)",
+	    WIFEXITED(status) ? "exit" : "signal",
+	    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+	free(cert);
+	free(enc);
+}
+END_TEST
+
 /* A service-account key file's text with the PEM key in "private_key". */
 static char *
 sa_json(const char *type, const char *email, const char *pem, const char *uri)
@@ -529,6 +592,7 @@ oauth_suite(void)
 	tcase_add_test(tc, test_reply_refused);
 	tcase_add_test(tc, test_reply_hostile);
 	tcase_add_test(tc, test_cert_key);
+	tcase_add_test(tc, test_cert_key_encrypted_no_prompt);
 	tcase_add_test(tc, test_service_account);
 	suite_add_tcase(s, tc);
 	return s;

@@ -399,8 +399,16 @@ START_TEST(test_input_line_ends)
 	INPUT_EQ("a\r\nb\r", false, "a\r\nb\r\n", false);
 	INPUT_EQ("\n\n", false, "\r\n\r\n", false);
 	INPUT_EQ("", false, "", false);
-	/* a CR inside a line is left to the relay, which normalises it */
-	INPUT_EQ("a\rb\n", false, "a\rb\r\n", false);
+	/*
+	 * A CR alone ends a line, as relayd reads it: left in, relayd's
+	 * DATA decoder took it for a line end after the dots were stuffed
+	 * and the Bcc: fields removed (fuzz_sendmail: "..dots\r.dots" reached
+	 * relayd as ".dots" and "dots").  The lone-dot rule stays the LF
+	 * line's.
+	 */
+	INPUT_EQ("a\rb\n", false, "a\r\nb\r\n", false);
+	INPUT_EQ("a\r\rb\r\r\n", false, "a\r\n\r\nb\r\n\r\n", false);
+	INPUT_EQ("a\r.\r\nb\n", false, "a\r\n.\r\nb\r\n", false);
 }
 END_TEST
 
@@ -706,6 +714,24 @@ START_TEST(test_dot_round_trip)
 }
 END_TEST
 
+/* What relayd receives of a text with CRs alone: the dots and Bcc: fields
+ * as meant. */
+START_TEST(test_input_bare_cr_reaches_relayd_whole)
+{
+	struct fed f = feed("Subject: s\rBcc: hidden@example.org\nTo: a@x.com\n\n"
+	    "..dots\r.dots\n", true, 0);
+	struct built b = build(f.text, "s@x.com", NULL, false);
+	char *s = stuffed(b.text);
+
+	ck_assert_int_eq(b.rc, 0);
+	ck_assert_str_eq(s, "Subject: s\r\nTo: a@x.com\r\nFrom: <s@x.com>\r\n\r\n"
+	    "...dots\r\n..dots\r\n.\r\n");
+	free(s);
+	built_free(&b);
+	free(f.text);
+}
+END_TEST
+
 /* ---- exit statuses ------------------------------------------------- */
 
 START_TEST(test_exit_status)
@@ -827,6 +853,7 @@ sendmail_suite(void)
 	tcase_add_test(tc, test_msg_eightbit);
 	tcase_add_test(tc, test_dot_stuff);
 	tcase_add_test(tc, test_dot_round_trip);
+	tcase_add_test(tc, test_input_bare_cr_reaches_relayd_whole);
 	tcase_add_test(tc, test_exit_status);
 	tcase_add_test(tc, test_config_no_secrets);
 	suite_add_tcase(s, tc);

@@ -71,6 +71,14 @@ START_TEST(test_single_and_multi)
 	smtp_reply_reset(&r);
 	ck_assert_int_eq(feed(&r, "250-a\n251 b", err, sizeof(err)), SMTP_REPLY_DONE);
 	ck_assert_int_eq(r.code, 251);
+	/* and the text, which logs and DSNs quote, says so too
+	 * (fuzz_smtp_reply: "114-x\n525" read as 525 with the text "114 x") */
+	ck_assert_str_eq(smtp_reply_str(&r), "251 a b");
+	smtp_reply_reset(&r);
+	ck_assert_int_eq(feed(&r, "250-ok\n250-fine\n550 no such user", err, sizeof(err)),
+	    SMTP_REPLY_DONE);
+	ck_assert_int_eq(r.code, 550);
+	ck_assert_str_eq(smtp_reply_str(&r), "550 ok fine no such user");
 	smtp_reply_free(&r);
 }
 END_TEST
@@ -88,6 +96,20 @@ START_TEST(test_malformed)
 		ck_assert_msg(smtp_reply_add(&r, bad[i], strlen(bad[i]), err, sizeof(err)) ==
 		    SMTP_REPLY_BAD, "accepted: \"%s\"", bad[i]);
 		ck_assert_ptr_nonnull(strstr(err, "malformed"));
+	}
+	/*
+	 * The reason quotes only the line's own octets: the line is len
+	 * octets, with no NUL after it (fuzz_smtp_reply: "\n" alone made the
+	 * reason read past the 0-octet line, an ASan heap-buffer-overflow).
+	 */
+	static const char *const cut[] = { "25|0 next line", "x|yz", "|250 ok" };
+	for (size_t i = 0; i < sizeof(cut) / sizeof(cut[0]); i++) {
+		size_t len = (size_t)(strchr(cut[i], '|') - cut[i]);
+
+		smtp_reply_reset(&r);
+		ck_assert_int_eq(smtp_reply_add(&r, cut[i], len, err, sizeof(err)), SMTP_REPLY_BAD);
+		ck_assert_msg(strstr(err, "|") == NULL && strlen(strstr(err, ": ") + 2) == len,
+		    "\"%.*s\" quoted as: %s", (int)len, cut[i], err);
 	}
 	/* a NUL inside a line does not cut it short */
 	smtp_reply_reset(&r);

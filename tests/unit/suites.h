@@ -7,6 +7,7 @@
 Suite *addr_suite(void);
 Suite *bounce_suite(void);
 Suite *config_suite(void);
+Suite *control_suite(void);
 Suite *data_suite(void);
 Suite *delivery_suite(void);
 Suite *keygen_suite(void);
