@@ -3,9 +3,12 @@ reply lines at and past the length limit, a 2xx to DATA, EHLO replies
 with a bare SIZE before STARTTLS or AUTH, the stage named in a 421's
 reason, SIZE= after RSET on a session without PIPELINING, and a DSN to a
 sender with a UTF-8 address (it needs SMTPUTF8 as any message to such an
-address does).  Each case is what a review found and confirmed against
-a running relayd; under the ASan+UBSan build the harness fails a test
-whose daemon logged a sanitizer report."""
+address does), and replies that never end (issue 14): an endless
+multi-line reply is bounded by the reply limits, with relayd's memory
+flat.  Each case
+is what a review found and confirmed against a running relayd; under the
+ASan+UBSan build the harness fails a test whose daemon logged a
+sanitizer report."""
 
 import re
 import time
@@ -182,3 +185,35 @@ def test_dsn_to_smtputf8_sender_uses_smtputf8(t):
 	assert dsn["rcpt_tos"] == [sender], dsn["rcpt_tos"]
 	opts = [o.upper() for o in dsn["mail_options"]]
 	assert "SMTPUTF8" in opts, "DSN to %r sent without SMTPUTF8: %s" % (sender, opts)
+
+
+# ---- replies that never end (issue 14) -------------------------------------
+
+MB = 1024 * 1024
+
+
+def test_endless_multiline_reply_defers(t):
+	"""An upstream that answers with "250-" lines forever, at line rate,
+	to EHLO and then to the end of DATA: relayd gives up at the reply
+	limit (256 lines or 64 KB), defers, retries, and its memory stays
+	flat (VmHWM grows by less than 8 MB)."""
+	for cmd in ("EHLO", "EOD"):
+		up = start_upstream(t, script=[{"cmd": cmd, "action": "endless", "times": 1}])
+		d, _ = simple_relay(t, up)
+		base = d.vm_hwm()
+		qid = submit(d, subject="MARK-dialogue")
+		x = wait_delivery(d, qid, RCPT, "deferred", timeout=30)
+		expect_fields(x, attempt=1, dsn="4.5.0",
+		    reason=re.compile(r"a reply of more than 256 lines or 65536 octets"))
+		wait_delivery(d, qid, RCPT, "sent", timeout=30)
+		grew = d.vm_hwm() - base
+		flood = up.wait(lambda u: u.events("endless"), "the end of the endless reply")[0]
+		print("%s: endless reply cut after %d lines (%d octets) sent; VmHWM %d kB, +%d kB" % (
+		    cmd, flood["pieces"], flood["octets"], d.vm_hwm(), grew))
+		assert grew < 8 * 1024, "VmHWM grew by %d kB during an endless reply" % grew
+		assert d.alive(), d.log_tail()
+		d.stop()
+		up.stop()
+
+
+test_endless_multiline_reply_defers.timeout = 90
