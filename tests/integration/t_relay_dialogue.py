@@ -4,8 +4,9 @@ with a bare SIZE before STARTTLS or AUTH, the stage named in a 421's
 reason, SIZE= after RSET on a session without PIPELINING, and a DSN to a
 sender with a UTF-8 address (it needs SMTPUTF8 as any message to such an
 address does), and replies that never end (issue 14): an endless
-multi-line reply is bounded by the reply limits, with relayd's memory
-flat.  Each case
+multi-line reply, a reply dripping an octet at a time without a line end,
+and one dripping whole continuation lines, each bounded by the reply
+limits or the upstream's timeout, with relayd's memory flat.  Each case
 is what a review found and confirmed against a running relayd; under the
 ASan+UBSan build the harness fails a test whose daemon logged a
 sanitizer report."""
@@ -217,3 +218,34 @@ def test_endless_multiline_reply_defers(t):
 
 
 test_endless_multiline_reply_defers.timeout = 90
+
+
+def test_dripping_reply_times_out(t):
+	"""A reply that never ends, dripping: an octet every 0.3 s without a
+	line end (to MAIL), and a "250-" continuation line every 0.3 s (to
+	the end of DATA).  Each octet keeps the connection busy, but the
+	upstream's timeout (3 s here) bounds the whole reply: the attempt is
+	deferred within it and retried, and the message arrives once."""
+	for rule in ({"cmd": "MAIL", "action": "drip", "interval": 0.3},
+	    {"cmd": "EOD", "action": "drip", "interval": 0.3, "lines": True}):
+		up = start_upstream(t, script=[dict(rule, times=1)])
+		d, _ = simple_relay(t, up, upconf={"timeout": 3})
+		qid = submit(d, subject="MARK-dialogue")
+		started = up.wait(lambda u: [e for e in u.events("cmd") if e["cmd"] == rule["cmd"]] or
+		    u.events("message"), "the %s" % rule["cmd"])[0]["t"]
+		x = wait_delivery(d, qid, RCPT, "deferred", timeout=20)
+		waited = time.time() - started
+		expect_fields(x, attempt=1, dsn=re.compile(r"^4\."),
+		    reason=re.compile(r"(?i)timed out"))
+		assert waited <= 9, "deferred %.1f s after the drip began (timeout = 3)" % waited
+		wait_delivery(d, qid, RCPT, "sent", timeout=20)
+		drip = up.wait(lambda u: u.events("drip"), "the end of the drip")[0]
+		print("%s: drip of %d pieces cut %.1f s after it began: %s" % (rule["cmd"],
+		    drip["pieces"], waited, x["reason"]))
+		ms = [m for m in up.messages() if b"MARK-dialogue" in m["data"]]
+		assert len(ms) == 1, "the message arrived %d times" % len(ms)
+		d.stop()
+		up.stop()
+
+
+test_dripping_reply_times_out.timeout = 90
