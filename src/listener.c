@@ -131,8 +131,9 @@ lentry_open(struct listener *l, struct lentry *e, const struct cfg_listen *spec,
 			close(fd);
 			goto fail;
 		}
+		/* backlog 0: listening already (-1 would listen() again, with 128) */
 		struct evconnlistener *lev = evconnlistener_new(l->base, accept_cb, l,
-		    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+		    LEV_OPT_CLOSE_ON_FREE, 0, fd);
 		if (lev == NULL) {
 			snprintf(err, errlen, "listen %s: cannot create listener", spec->spec);
 			close(fd);
