@@ -764,3 +764,172 @@ GARBAGE = [b"\x00\x01\x02\xff\xfe garbage", b"MAIL FROM:<<<>>>", b"RCPT TO:<@@@>
     b"\x1b[31mHELLO", b"DATA DATA DATA", b"AUTH PLAIN AAAA", b"BDAT 1000000",
     b"." * 100, b"", b"xyzzy " * 50, b"STARTTLS", b"\xc3\x28\xa0\xa1"]
 
+
+def test_pipelined_garbage_at_line_rate(t):
+	"""Eight clients each pipeline garbage lines as fast as the socket
+	takes them, reconnecting when relayd hangs up, for 6 s: every one is
+	answered with errors and 421 4.7.0 after 20 (Postfix's hard error
+	limit), relayd's memory stays flat, a well-behaved client is served."""
+	d = t.daemon(max_clients=100)
+	good = Bystander(d)
+	base = d.vm_hwm()
+	stats = {"sessions": 0, "closed_421": 0, "octets": 0, "bad": []}
+	lock = threading.Lock()
+	rnd = random.Random(14)
+	block = b"".join(rnd.choice(GARBAGE) + rnd.choice([b"\r\n", b"\n", b"\r\n"])
+	    for _ in range(20000))
+
+	def hammer():
+		end = time.monotonic() + 6
+		while time.monotonic() < end:
+			c = SMTP("127.0.0.1", d.port, timeout=10)
+			try:
+				c.greeting()
+				c.sock.setblocking(False)
+				off = sent = 0
+				got = b""
+				while time.monotonic() < end + 5:
+					r, w, _ = select.select([c.sock], [c.sock], [], 0.5)
+					if r:
+						try:
+							b = c.sock.recv(65536)
+						except ConnectionResetError:
+							# relayd closed with our garbage unread:
+							# the kernel answers that with a reset
+							b = b""
+						if not b:
+							break
+						got += b
+					if w and off < len(block):
+						try:
+							k = c.sock.send(block[off:off + 65536])
+							off += k
+							sent += k
+						except BlockingIOError:
+							pass
+						except OSError:
+							off = len(block)	# relayd hung up
+				with lock:
+					stats["sessions"] += 1
+					stats["octets"] += sent
+					last = got.rstrip(b"\r\n").split(b"\r\n")[-1]
+					if last.startswith(b"421 4.7.0"):
+						stats["closed_421"] += 1
+					elif len(stats["bad"]) < 3:
+						stats["bad"].append(got[-200:])
+			except (AssertionError, OSError) as e:
+				with lock:
+					stats["bad"].append(str(e))
+			finally:
+				c.close()
+
+	ths = [threading.Thread(target=hammer, daemon=True) for _ in range(8)]
+	for th in ths:
+		th.start()
+	for th in ths:
+		th.join(40)
+	hwm = d.vm_hwm()
+	summary = good.finish()
+	print("pipelined garbage: %d sessions, %d kB sent, %d ended with 421 4.7.0; VmHWM %d kB "
+	    "(+%d kB); %s" % (stats["sessions"], stats["octets"] // 1024, stats["closed_421"], hwm,
+	    hwm - base, summary))
+	assert not stats["bad"], "sessions that did not end with 421 4.7.0: %s" % stats["bad"]
+	assert stats["sessions"] >= 8
+	assert d.alive()
+	assert hwm - base < HWM_SLACK_KB
+
+
+test_pipelined_garbage_at_line_rate.timeout = 60
+
+
+def test_message_one_octet_over_max_in_one_write(t):
+	"""max_message_size = 32 MB: a message of exactly that size, sent in
+	one write with its final dot, is queued; one octet more gets 552
+	5.3.4 and nothing is queued; memory stays flat (bodies go to disk)."""
+	limit = 32 * MB
+	d = t.daemon(max_message_size=limit)
+	good = Bystander(d)
+	base = d.vm_hwm()
+	c = d.connect(timeout=60)
+	c.hello()
+	results = []
+	for extra in (0, 1):
+		head = b"Subject: size %d\r\n\r\n" % (limit + extra)
+		line = b"m" * 996 + b"\r\n"	# under the 998-octet line limit: no break inserted
+		body = line * ((limit + extra - len(head)) // len(line))
+		rest = limit + extra - len(head) - len(body)
+		text = head + body + (b"r" * (rest - 2) + b"\r\n" if rest >= 2 else b"r" * rest)
+		assert len(text) == limit + extra, len(text)
+		c.expect("MAIL FROM:<size@example.com>", 250)
+		c.expect("RCPT TO:<b@example.net>", 250)
+		c.expect("DATA", 354)
+		c.send(text + (b"" if text.endswith(b"\r\n") else b"\r\n") + b".\r\n",
+		    what="a message of max_message_size%s octets in one write" % (" + 1" if extra else ""))
+		results.append(c.read_reply(timeout=60))
+	hwm = d.vm_hwm()
+	summary = good.finish()
+	ok, over = results
+	print("max_message_size: %s; + 1: %s; VmHWM %d kB (+%d kB); %s" % (ok, over, hwm, hwm - base,
+	    summary))
+	c.check(ok, 250, "2.0.0")
+	c.check(over, 552, "5.3.4")
+	assert d.count_log(r"from=<size@example\.com>") == 1, "the message over the limit was queued"
+	assert hwm - base < HWM_SLACK_KB
+
+
+test_message_one_octet_over_max_in_one_write.timeout = 120
+
+
+def test_hundred_thousand_rcpts(t):
+	"""100,000 RCPTs pipelined in one transaction: the first max_recipients
+	(100) get 250 2.1.5, every other one 452 4.5.3; the message is then
+	queued with 100 recipients; memory flat, a well-behaved client
+	served meanwhile."""
+	d = t.daemon()
+	good = Bystander(d)
+	base = d.vm_hwm()
+	c = d.connect(timeout=30)
+	c.hello()
+	c.expect("MAIL FROM:<many@example.com>", 250)
+	n = 100000
+	cmds = b"".join(b"RCPT TO:<r%06d@example.net>\r\n" % i for i in range(n))
+	err = []
+
+	def writer():
+		try:
+			c.sock.sendall(cmds)
+		except OSError as e:
+			err.append(e)
+	wt = threading.Thread(target=writer, daemon=True)
+	t0 = time.monotonic()
+	wt.start()
+	replies = b""
+	deadline = time.monotonic() + 60
+	while replies.count(b"\r\n") < n and time.monotonic() < deadline:
+		r, _, _ = select.select([c.sock], [], [], 1)
+		if r:
+			b = c.sock.recv(1 << 20)
+			if not b:
+				break
+			replies += b
+	wt.join(10)
+	took = time.monotonic() - t0
+	lines = replies.split(b"\r\n")[:-1]
+	ok = sum(1 for l in lines if l.startswith(b"250 2.1.5"))
+	full = sum(1 for l in lines if l.startswith(b"452 4.5.3"))
+	assert not err, "sending the RCPTs failed: %s" % err
+	assert len(lines) == n, "%d replies to %d RCPTs within 60 s" % (len(lines), n)
+	assert (ok, full) == (100, n - 100), "%d accepted, %d refused 452 4.5.3, others: %s" % (
+	    ok, full, [l for l in lines if not l.startswith((b"250 2.1.5", b"452 4.5.3"))][:3])
+	c.expect("DATA", 354)
+	c.send(b"Subject: many\r\n\r\nhello\r\n.\r\n")
+	c.expect_reply(250, "2.0.0", timeout=30)
+	d.wait_log(r"from=<many@example\.com>, size=\d+, nrcpt=100,")
+	hwm = d.vm_hwm()
+	summary = good.finish()
+	print("100,000 RCPTs answered in %.1f s (100 accepted); VmHWM %d kB (+%d kB); %s" % (took, hwm,
+	    hwm - base, summary))
+	assert hwm - base < HWM_SLACK_KB
+
+
+test_hundred_thousand_rcpts.timeout = 120
