@@ -760,6 +760,69 @@ def test_ten_thousand_connections_max_clients(t):
 test_ten_thousand_connections_max_clients.timeout = 180
 
 
+def test_slow_drip_clients_timed_out(t):
+	"""40 clients that send a byte a second, half of them in the middle of
+	a command, half inside DATA: none of them is ever silent for the
+	timeout (3 s here), yet each gets 421 4.4.2 and is closed within twice
+	the timeout, memory flat, while a well-behaved client is served."""
+	d = t.daemon(timeout=3, max_clients=100)
+	good = Bystander(d)
+	base = d.vm_hwm()
+	drips = []
+	for i in range(40):
+		c = d.connect()
+		c.hello()
+		if i % 2:
+			c.expect("MAIL FROM:<drip@example.com>", 250)
+			c.expect("RCPT TO:<b@example.net>", 250)
+			c.expect("DATA", 354)
+			text = b"Subject: drip\r\n\r\n" + b"d" * 100
+		else:
+			text = b"NOOP" + b" " * 200 + b"\r\n"
+		c.sock.setblocking(False)
+		drips.append([c, text, 0, time.monotonic(), None])
+	t0 = time.monotonic()
+	while time.monotonic() - t0 < 15 and any(x[4] is None for x in drips):
+		for x in drips:
+			c, text, pos = x[0], x[1], x[2]
+			if x[4] is not None:
+				continue
+			try:
+				b = c.sock.recv(4096)
+				if b:
+					c.buf += b
+				else:
+					x[4] = time.monotonic()
+					continue
+			except BlockingIOError:
+				pass
+			except OSError:
+				x[4] = time.monotonic()
+				continue
+			try:
+				c.sock.send(text[pos % len(text):pos % len(text) + 1])
+				x[2] += 1
+			except OSError:
+				x[4] = time.monotonic()
+		time.sleep(1)
+	hwm = d.vm_hwm()
+	summary = good.finish()
+	late = [x for x in drips if x[4] is None]
+	assert not late, "%d of 40 clients dripping a byte a second still connected after 15 s " \
+	    "(timeout = 3)" % len(late)
+	worst = max(x[4] - x[3] for x in drips)
+	for x in drips:
+		assert x[0].buf.endswith(b"\r\n") and b"421 4.4.2 " in x[0].buf, \
+		    "a dripping client was closed with %r" % x[0].buf[-200:]
+	print("40 clients at a byte a second: all closed with 421 4.4.2, the last %.1f s after "
+	    "its last command; VmHWM %d kB (+%d kB); %s" % (worst, hwm, hwm - base, summary))
+	assert worst <= 8, "a dripping client stayed %.1f s (timeout = 3)" % worst
+	assert hwm - base < HWM_SLACK_KB
+
+
+test_slow_drip_clients_timed_out.timeout = 60
+
+
 GARBAGE = [b"\x00\x01\x02\xff\xfe garbage", b"MAIL FROM:<<<>>>", b"RCPT TO:<@@@>",
     b"\x1b[31mHELLO", b"DATA DATA DATA", b"AUTH PLAIN AAAA", b"BDAT 1000000",
     b"." * 100, b"", b"xyzzy " * 50, b"STARTTLS", b"\xc3\x28\xa0\xa1"]
