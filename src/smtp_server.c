@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -65,6 +66,7 @@
 #define HARD_ERROR_LIMIT 20		/* errors before 421 (Postfix smtpd_hard_error_limit) */
 #define REPLY_MAX	512		/* a reply line with its CRLF (RFC 5321 4.5.3.1.5) */
 #define DATA_MIN_RATE	500		/* octets/s of message text (Postfix's default) */
+#define FD_KEEP_MIN	64		/* descriptors clients never get (see fd_room) */
 
 enum smtp_state {
 	SS_INIT,	/* greeted, no HELO/EHLO yet */
@@ -1165,10 +1167,45 @@ refuse(evutil_socket_t fd, const char *fmt, ...)
 	evutil_closesocket(fd);
 }
 
+/*
+ * Whether a client on descriptor fd leaves relayd enough descriptors for
+ * its own work: spool segments and the files bodies spill to, upstream
+ * connections, relayctl.  Clients get no more than three quarters of the
+ * limit (and never the last FD_KEEP_MIN); descriptors are numbered lowest
+ * first, so fd says how many are in use.  The limit is read each time: an
+ * admin may change it under a running relayd (prlimit).
+ */
+static bool
+fd_room(evutil_socket_t fd, unsigned long *limit)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return true;
+	rlim_t keep = rl.rlim_cur / 4 > FD_KEEP_MIN ? rl.rlim_cur / 4 : FD_KEEP_MIN;
+
+	*limit = (unsigned long)rl.rlim_cur;
+	return (rlim_t)fd + keep < rl.rlim_cur;
+}
+
+void
+smtp_server_refuse_busy(struct smtp_server *srv, evutil_socket_t fd, const struct sockaddr *sa)
+{
+	char ip[64];
+	uint16_t port = 0;
+
+	net_format_addr(sa, ip, sizeof(ip), &port);
+	log_warn("connect from %s[%s]:%u refused: no descriptor left (raise LimitNOFILE or "
+	    "lower max_clients)", is_loopback(sa) ? "localhost" : "unknown", ip, port);
+	refuse(fd, "421 4.7.0 %s Error: too many connections, try again later", srv->cfg->hostname);
+}
+
 void
 smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
     socklen_t salen)
 {
+	unsigned long limit = 0;
+
 	struct config *cfg = srv->cfg;
 	char ip[64];
 	uint16_t port = 0;
@@ -1191,6 +1228,14 @@ smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd, const struct soc
 	if (srv->nsessions >= (size_t)cfg->max_clients) {
 		log_warn("connect from %s[%s]:%u refused: max_clients (%d) reached", name, ip, port,
 		    cfg->max_clients);
+		refuse(fd, "421 4.7.0 %s Error: too many connections, try again later",
+		    cfg->hostname);
+		return;
+	}
+	if (!fd_room(fd, &limit)) {
+		log_warn("connect from %s[%s]:%u refused: %d descriptors in use, too close to the "
+		    "limit of %lu (raise LimitNOFILE or lower max_clients)", name, ip, port, (int)fd,
+		    limit);
 		refuse(fd, "421 4.7.0 %s Error: too many connections, try again later",
 		    cfg->hostname);
 		return;

@@ -161,6 +161,7 @@ def test_allow_list_rejects(t):
 	assert r is None or r.code >= 500, "a client not allowed got %s to EHLO" % r
 
 
+
 def test_disallowed_client_frees_its_slot(t):
 	"""A client outside allow gets its 554 5.7.1 and the connection is
 	closed at once: staying connected, it holds no max_clients slot, and
@@ -758,6 +759,58 @@ def test_ten_thousand_connections_max_clients(t):
 
 
 test_ten_thousand_connections_max_clients.timeout = 180
+
+
+def test_descriptor_limit_answered_421(t):
+	"""relayd's descriptor limit (1024, set with prlimit) is lower than
+	max_clients (20,000): the clients it keeps no descriptor for are
+	answered 421 4.7.0 as those over max_clients are, not left waiting
+	unanswered, and relayd keeps descriptors for its own work (the
+	bystander's mail is queued, then a message whose body goes to a
+	file).  Then, with the limit cut below what relayd has open (accept
+	fails with EMFILE), new clients still get their 421 4.7.0."""
+	raise_own_nofile(NCONN + 1000)
+	d = t.daemon(max_clients=20000)
+	resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (1024, 1024))
+	counts = flood(t, d, min(NCONN, 3000), "descriptor limit 1024")
+	assert counts["refused"] > 0 and counts["greeted"] > 500, counts
+	c = d.connect()
+	c.hello()
+	c.send_message("big@example.com", ["b@example.net"],
+	    b"Subject: spilled\r\n\r\n" + (b"s" * 78 + b"\r\n") * 1000)
+	c.close()
+	# no descriptor left at all: accept(2) itself fails
+	held, counts = open_many(d.port, 200)
+	assert counts["greeted"] == 200, counts
+	resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (150, 1024))
+	try:
+		kept, counts = open_many(d.port, 300, answer_wait=10)
+		for s in kept:
+			s.close()
+		print("limit 150 with %d descriptors open: %d refused with 421 4.7.0, %d greeted, "
+		    "%d unanswered, %d other" % (len(held) + 20, counts["refused"], counts["greeted"],
+		    counts["unanswered"], counts["other"]))
+		assert (counts["refused"], counts["unanswered"], counts["other"]) == (300, 0, 0), counts
+		assert d.alive(), "relayd died out of descriptors"
+	finally:
+		resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (1024, 1024))
+	for s in held:
+		s.close()
+	d.wait_log(r"accept: Too many open files")
+	deadline = time.monotonic() + 10
+	while True:
+		c = d.connect()
+		r = c.read_reply()
+		if r.code == 220:
+			break
+		c.close()
+		assert time.monotonic() < deadline, "still %s once descriptors were back" % r
+		time.sleep(0.2)
+	c.ehlo()
+	c.send_message("back@example.com", ["b@example.net"], b"Subject: back\r\n\r\nx\r\n")
+
+
+test_descriptor_limit_answered_421.timeout = 120
 
 
 def test_slow_drip_clients_timed_out(t):
