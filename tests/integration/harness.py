@@ -20,7 +20,8 @@ What it promises:
 
 Usage: harness.py [-v] [FILTER]   (FILTER: substring of "t_file.test_name")
 The daemon is $RELAYD_BUILDDIR/relayd, or the first executable "relayd"
-found walking up from the current directory.
+found walking up from the current directory.  RELAYD_TEST_TIMEOUT=S gives
+every test at least S seconds (for long runs, e.g. the crash soak).
 """
 
 import glob
@@ -794,7 +795,9 @@ def discover():
 			src = f.read()
 		for m in re.finditer(r"^def (test_\w+)\(", src, re.M):
 			t = re.search(r"^%s\.timeout\s*=\s*(\d+)" % m.group(1), src, re.M)
-			tests.append((path, mod, m.group(1), int(t.group(1)) if t else DEFAULT_TIMEOUT))
+			limit = int(t.group(1)) if t else DEFAULT_TIMEOUT
+			limit = max(limit, int(os.environ.get("RELAYD_TEST_TIMEOUT", "0") or 0))
+			tests.append((path, mod, m.group(1), limit))
 	return tests
 
 
