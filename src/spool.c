@@ -80,7 +80,8 @@
  * mail at the configured path and not find it: before a batch holding
  * messages, the committer checks that the path still names the directory
  * it has open (spool_dir_gone), and refuses those messages (452 4.3.1)
- * while it does not.
+ * while it does not.  Failures of the spool are said once each, with
+ * their end, not once per record (spool_note_*).
  */
 #include "acconfig.h"
 
@@ -239,6 +240,7 @@ struct spool {
 	bool			 seg_full;	/* ENOSPC met since the segment began */
 	bool			 full_said;	/* "spool is full" logged, not "room again" */
 	time_t			 full_said_at;
+	int			 fail_said;	/* errno of a failure logged, not its end */
 	int			 gone_said;	/* spool_dir_gone()'s answer logged, not
 						 * its end */
 	dev_t			 dir_dev;	/* the directory opened */
@@ -1039,6 +1041,20 @@ spool_note_full(struct spool *sp, bool full, int error)
 	}
 }
 
+/*
+ * A failure other than a full disk (EROFS, EACCES, EIO) met by a record:
+ * logged once, until a message record goes in again (spool_note_ok).
+ */
+static void
+spool_note_failure(struct spool *sp, const char *what, int error)
+{
+	if (sp->fail_said == error || sp->gone_said)
+		return;
+	sp->fail_said = error;
+	log_err("spool: %s %s: %s; new mail gets 452 4.3.1 until it can", what, sp->dir,
+	    strerror(error));
+}
+
 /* A message record went in: the end of whatever failure was said. */
 static void
 spool_note_ok(struct spool *sp)
@@ -1048,6 +1064,10 @@ spool_note_ok(struct spool *sp)
 		log_info("spool: %s is back, the directory relayd opened: taking mail again",
 		    sp->dir);
 		sp->gone_said = 0;
+	}
+	if (sp->fail_said) {
+		log_info("spool: %s can be written again: taking mail again", sp->dir);
+		sp->fail_said = 0;
 	}
 }
 
@@ -1131,7 +1151,7 @@ commit_batch(struct spool *sp, struct spool_req *batch, uint64_t seg_max, bool f
 		if (e == ENOSPC || e == EDQUOT)
 			spool_note_full(sp, true, e);
 		else
-			log_err("spool: cannot create segment in %s: %s", sp->dir, strerror(e));
+			spool_note_failure(sp, "cannot create a segment in", e);
 		for (struct spool_req *r = batch; r; r = r->next)
 			if (r->error == 0)
 				r->error = e;
@@ -1152,7 +1172,7 @@ commit_batch(struct spool *sp, struct spool_req *batch, uint64_t seg_max, bool f
 		if (rc == 0)
 			written++;
 		else if (r->error != ENOSPC && r->error != EDQUOT)
-			log_err("spool: write to %s failed: %s", sp->dir, strerror(r->error));
+			spool_note_failure(sp, "cannot write to", r->error);
 		if (r->kind == REQ_MSG && rc == 0)
 			spool_note_ok(sp);
 		else if (r->kind == REQ_MSG && (r->error == ENOSPC || r->error == EDQUOT))

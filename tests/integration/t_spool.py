@@ -2,8 +2,9 @@
 452 4.3.1 and the daemon carries on; a clean stop exits 0 and keeps the queue.
 
 A failing spool (issue 14): full, its directory renamed or removed under
-a running relayd, or made read-only (chmod, for a relay user that is not
-root): clients get 452 4.3.1 Insufficient system storage, never
+a running relayd, made read-only (chmod, for a relay user that is not
+root) or turned read-only by its filesystem (ext4's errors=remount-ro on
+a loop device): clients get 452 4.3.1 Insufficient system storage, never
 a 250 for mail that is not where a restart would find it, relayd says so
 in one line and does not crash, and it takes mail again once the spool
 is back; what was acknowledged arrives at the upstream byte for byte."""
@@ -15,10 +16,12 @@ import re
 import shutil
 import signal
 import stat
+import subprocess
 import time
 
 from harness import queued_id, dot_stuff
 from relayutil import relay_config, start_upstream
+from harness import umount
 
 LOADED_RE = r"queue: (\d+) messages? loaded from the spool"
 
@@ -639,3 +642,85 @@ def test_spool_made_read_only(t):
 
 test_spool_made_read_only.timeout = 90
 
+
+def _loop_ext4(t, path, size_mb=32):
+	"""An ext4 filesystem in an image file, mounted on path through a loop
+	device with errors=remount-ro (recorded for the harness's clean-up).
+	Returns its /sys/fs/ext4 name, or None if this machine cannot."""
+	img = os.path.join(t.dir, "spool.img")
+	with open(img, "wb") as f:
+		f.truncate(size_mb << 20)
+	r = subprocess.run(["mkfs.ext4", "-q", "-F", img], stdout=subprocess.PIPE,
+	    stderr=subprocess.STDOUT, timeout=60)
+	if r.returncode != 0:
+		return None
+	os.makedirs(path, exist_ok=True)
+	with open(os.path.join(t.dir, ".mounts"), "a") as f:
+		f.write(os.path.realpath(path) + "\n")
+	t.mounts.append(path)
+	r = subprocess.run(["mount", "-o", "loop,errors=remount-ro", img, path],
+	    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+	if r.returncode != 0:
+		print("cannot mount a loop device: %s" % r.stdout.decode().strip())
+		return None
+	src = subprocess.run(["findmnt", "-n", "-o", "SOURCE", path], stdout=subprocess.PIPE,
+	    timeout=10).stdout.decode().strip()
+	name = os.path.basename(src)
+	if not os.path.exists("/sys/fs/ext4/%s/trigger_fs_error" % name):
+		return None
+	os.chmod(path, 0o700)
+	return name
+
+
+def test_spool_filesystem_turns_read_only(t):
+	"""The spool's filesystem (ext4, errors=remount-ro) hits an error and
+	turns read-only under a running relayd, as a failing disk makes it:
+	writes fail with EROFS.  New mail gets 452 4.3.1 (never a 250), the
+	log says so once, relayd does not crash and still delivers what was
+	queued (it can read); stopped, the filesystem checked and mounted
+	again, relayd starts and loses nothing acknowledged (a delivery it
+	could not record is made again)."""
+	if os.geteuid() != 0:
+		print("not root; skipped")
+		return
+	spool = os.path.join(t.dir, "spool")
+	name = _loop_ext4(t, spool)
+	if name is None:
+		print("no ext4 on a loop device here; skipped")
+		return
+	conf, d, port = _relay_on(t, spool)
+	acked = []
+	for i, size in enumerate((2000, 60000, 2000)):
+		marker = "MARK-before-%d" % i
+		assert _try_send(d, marker, size), marker
+		acked.append(marker)
+	with open("/sys/fs/ext4/%s/trigger_fs_error" % name, "w") as f:
+		f.write("1\n")
+	results = [_try_send(d, "MARK-ro-%d" % i, size) for i, size in enumerate((2000, 60000, 2000))]
+	assert results == [None] * 3, "on a read-only filesystem: %s" % results
+	m = d.wait_log(r"spool: .*Read-only file system.*")
+	print("logged: " + m.group(0))
+	said = re.findall(r"^.*\]: (?:error: |warning: )?spool: .*Read-only file system.*$", d.log(),
+	    re.M)
+	assert len(said) == 1, "the spool's state said %d times:\n%s" % (len(said), "\n".join(said))
+	assert d.alive()
+	up = _deliver_all(t, conf, port, acked)
+	assert d.stop() == 0, "relayd did not stop cleanly on a read-only spool"
+	umount(spool)
+	img = os.path.join(t.dir, "spool.img")
+	subprocess.run(["e2fsck", "-f", "-y", img], stdout=subprocess.DEVNULL,
+	    stderr=subprocess.DEVNULL, timeout=60)
+	r = subprocess.run(["mount", "-o", "loop,errors=remount-ro", img, spool],
+	    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+	assert r.returncode == 0, r.stdout
+	d = t.start(conf)
+	m = d.wait_log(LOADED_RE)
+	print("after the remount: " + m.group(0))
+	qid = _until_accepted(d, "MARK-after")
+	acked.append("MARK-after")
+	_relayctl(t, conf, "flush")
+	up.wait(lambda u: set(acked) <= _delivered(u), "everything acknowledged", timeout=30)
+	_same_bytes(up, acked)
+
+
+test_spool_filesystem_turns_read_only.timeout = 120
