@@ -223,7 +223,7 @@ def queue_states(t, conf):
 	try:
 		rc, out, err = t.run([relayctl, "-f", conf.path, "queue", "--json"], timeout=5)
 		q = json.loads(out) if rc == 0 else None
-	except (AssertionError, ValueError):
+	except (AssertionError, ValueError, OSError):
 		q = None
 	if q is None:
 		return None
