@@ -312,17 +312,26 @@ def test_spool_others_may_write_refused(t):
 	d.wait_log(LOADED_RE)
 
 
-def test_spool_of_another_user_refused(t):
-	"""A spool directory owned by a user other than root or the relay user
-	is refused, with exit status 2 and the fix in the log line."""
+def _spool_of_nobody(t):
+	"""A spool directory (mode 0700) owned by the user nobody: its path, or
+	None (after saying why) where that cannot be."""
 	import pwd
 	pw = {p.pw_name: p for p in pwd.getpwall()}.get("nobody")
 	if os.geteuid() != 0 or pw is None:
 		print("needs root and the user nobody; skipped")
-		return
+		return None
 	spool = os.path.join(t.dir, "spool")
 	os.mkdir(spool, 0o700)
 	os.chown(spool, pw.pw_uid, pw.pw_gid)
+	return spool
+
+
+def test_spool_of_another_user_refused(t):
+	"""A spool directory owned by a user other than root or the relay user
+	is refused, with exit status 2 and the fix in the log line."""
+	spool = _spool_of_nobody(t)
+	if spool is None:
+		return
 	line = _refused(_start_on(t, t.config(spool=spool)), "owned by nobody")
 	assert spool in line and "nobody" in line and "chown" in line, line
 	# owned by the relay user: fine
@@ -596,14 +605,6 @@ def test_spool_removed_under_relayd(t):
 test_spool_removed_under_relayd.timeout = 90
 
 
-def _nobody():
-	import pwd
-	try:
-		return pwd.getpwnam("nobody")
-	except KeyError:
-		return None
-
-
 def test_spool_made_read_only(t):
 	"""relayd runs as the relay user (nobody) and the spool directory is
 	made read-only (chmod 0500): a message that needs a file there (a
@@ -611,13 +612,9 @@ def test_spool_made_read_only(t):
 	the spool and the error; small mail still goes to the segment relayd
 	has open, and is durable; relayd survives, and once the directory is
 	writable again large mail is taken again, without a restart."""
-	pw = _nobody()
-	if os.geteuid() != 0 or pw is None:
-		print("needs root and the user nobody; skipped")
+	spool = _spool_of_nobody(t)
+	if spool is None:
 		return
-	spool = os.path.join(t.dir, "spool")
-	os.mkdir(spool, 0o700)
-	os.chown(spool, pw.pw_uid, pw.pw_gid)
 	os.chmod(t.dir, 0o755)
 	conf, d, port = _relay_on(t, spool, user="nobody")
 	acked = ["MARK-rw"]
