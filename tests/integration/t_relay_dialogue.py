@@ -56,16 +56,21 @@ def test_reply_line_of_4095_octets(t):
 
 def test_reply_line_over_the_limit_defers(t):
 	"""4097 octets, and a megabyte: the attempt fails as a protocol
-	error (deferred, 4.5.0), relayd neither crashes nor buffers it all."""
+	error (deferred, 4.5.0), relayd neither crashes nor buffers it all
+	(VmHWM grows by less than 8 MB)."""
 	for n in (4097, 1 << 20):
 		up = start_upstream(t, script=[{"cmd": "MAIL", "reply": "451 4.3.0 " + "z" * (n - 10),
 		    "times": 1}])
 		d, _ = simple_relay(t, up)
+		base = d.vm_hwm()
 		qid = submit(d, subject="MARK-long")
 		x = wait_delivery(d, qid, RCPT, "deferred", timeout=30)
 		expect_fields(x, dsn="4.5.0", reason=re.compile(r"reply line longer than 4096"))
 		wait_delivery(d, qid, RCPT, "sent", timeout=30)
 		assert d.alive(), d.log_tail()
+		grew = d.vm_hwm() - base
+		print("a reply line of %d octets: VmHWM %d kB, +%d kB" % (n, d.vm_hwm(), grew))
+		assert grew < 8 * 1024, "VmHWM grew by %d kB for a %d-octet reply line" % (grew, n)
 		d.stop()
 		up.stop()
 
