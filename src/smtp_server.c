@@ -1204,9 +1204,8 @@ void
 smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
     socklen_t salen)
 {
-	unsigned long limit = 0;
-
 	struct config *cfg = srv->cfg;
+	unsigned long limit = 0;
 	char ip[64];
 	uint16_t port = 0;
 	bool allowed = false;
