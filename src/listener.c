@@ -2,8 +2,13 @@
  * listener — binds the `listen` addresses and accepts clients.
  *
  * Accepting is done with libevent's evconnlistener, which accepts in a loop
- * until EAGAIN; when accept fails for lack of descriptors (EMFILE/ENFILE)
- * the listeners pause for a second instead of spinning.
+ * until EAGAIN.  When accept fails for lack of descriptors (EMFILE/ENFILE),
+ * the clients waiting are still answered 421 4.7.0, as those over
+ * max_clients are (smtp_server also refuses clients before the limit is
+ * near): a descriptor is kept spare for that moment, given up to accept one
+ * client at a time, refuse it and close it, and taken back.  Without it the
+ * clients would wait unanswered in the backlog.  Other accept errors pause
+ * the listeners for a second instead of spinning.
  *
  * On reload, addresses that stay keep their sockets (no window in which
  * clients are refused), new ones are bound before old ones are closed, and
@@ -12,6 +17,7 @@
 #include "acconfig.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -40,6 +46,7 @@ struct listener {
 	size_t			 n;
 	struct smtp_server	*srv;
 	struct event		*resume;
+	int			 spare;		/* /dev/null, given up on EMFILE */
 };
 
 static void
@@ -69,15 +76,47 @@ resume_cb(evutil_socket_t fd, short what, void *arg)
 	listener_each(arg, true);
 }
 
+/*
+ * Out of descriptors: the spare one goes, each waiting client is accepted
+ * with it in turn and refused, and it comes back.  Returns false if there
+ * was no spare (the caller pauses instead).
+ */
+static bool
+refuse_waiting(struct listener *l, struct evconnlistener *lev)
+{
+	evutil_socket_t lfd = evconnlistener_get_fd(lev);
+	int n = 0;
+
+	if (l->spare < 0)
+		l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	if (l->spare < 0)
+		return false;
+	close(l->spare);
+	for (; n < 1024; n++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0)
+			break;
+		smtp_server_refuse_busy(l->srv, fd, (struct sockaddr *)&ss);
+	}
+	l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	return n > 0;
+}
+
 static void
 accept_error_cb(struct evconnlistener *lev, void *arg)
 {
 	struct listener *l = arg;
 	int e = EVUTIL_SOCKET_ERROR();
 	struct timeval tv = { 1, 0 };
+	bool nofd = e == EMFILE || e == ENFILE;
 
-	log_err("accept: %s%s", strerror(e),
-	    (e == EMFILE || e == ENFILE) ? " (raise LimitNOFILE or lower max_clients)" : "");
+	log_err("accept: %s%s", strerror(e), nofd ? "; clients are answered 421 4.7.0 (raise "
+	    "LimitNOFILE or lower max_clients)" : "");
+	if (nofd && refuse_waiting(l, lev))
+		return;
 	listener_each(l, false);
 	evtimer_add(l->resume, &tv);
 }
@@ -131,8 +170,9 @@ lentry_open(struct listener *l, struct lentry *e, const struct cfg_listen *spec,
 			close(fd);
 			goto fail;
 		}
+		/* backlog 0: listening already (-1 would listen() again, with 128) */
 		struct evconnlistener *lev = evconnlistener_new(l->base, accept_cb, l,
-		    LEV_OPT_CLOSE_ON_FREE, -1, fd);
+		    LEV_OPT_CLOSE_ON_FREE, 0, fd);
 		if (lev == NULL) {
 			snprintf(err, errlen, "listen %s: cannot create listener", spec->spec);
 			close(fd);
@@ -209,6 +249,7 @@ listener_open(struct event_base *base, const struct cfg_listen *specs, size_t n,
 	l->base = base;
 	l->srv = srv;
 	l->resume = evtimer_new(base, resume_cb, l);
+	l->spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	if (listener_reconfigure(l, specs, n, err, errlen) < 0) {
 		listener_free(l);
 		return NULL;
@@ -226,5 +267,7 @@ listener_free(struct listener *l)
 	free(l->e);
 	if (l->resume)
 		event_free(l->resume);
+	if (l->spare >= 0)
+		close(l->spare);
 	free(l);
 }

@@ -18,6 +18,13 @@
  * Replies are read line by line (smtp_reply.c) and an EHLO reply keyword
  * by keyword, never joined and split again.
  *
+ * Timeouts: the bufferevent's timeouts catch silence, but every octet that
+ * arrives restarts them, so a reply dripping an octet (or a continuation
+ * line) at a time would hold the attempt for hours.  Each reply therefore
+ * has a deadline of its own, `timeout` seconds from the moment it is due
+ * (its command queued, or the reply before it read), and so have a TLS
+ * handshake and the wait for QUIT's reply (reply_ev).
+ *
  * TLS traps handled here (from libevent's and OpenSSL's trackers):
  *  - STARTTLS: nothing is sent after the STARTTLS command until the
  *    handshake is done, and plaintext the server sent after its 220 is
@@ -104,6 +111,8 @@ struct smtp_client {
 	char				 tls_err[256];	/* first OpenSSL error seen */
 	char				 tls_alert[96];	/* last TLS alert, "received: ..." */
 	struct event			*idle_ev;
+	struct event			*reply_ev;	/* the deadline of what is awaited:
+							 * a reply, a handshake, QUIT's end */
 	bool				 tls_active;
 	bool				 used;		/* a transaction ran: RSET first */
 
@@ -131,6 +140,7 @@ struct smtp_client {
 
 static void client_start_message(struct smtp_client *c);
 static void client_close(struct smtp_client *c, bool notify);
+static void deadline_arm(struct smtp_client *c, int sec);
 static void client_try_connect(struct smtp_client *c);
 static void text_push(struct smtp_client *c);
 
@@ -151,6 +161,8 @@ smtp_client_idle(const struct smtp_client *c)
 static void
 x_push(struct smtp_client *c, enum step step, size_t idx)
 {
+	if (c->xq_len == 0)
+		deadline_arm(c, c->up->timeout);	/* this reply is now due */
 	if (c->xq_len == c->xq_cap) {
 		size_t ncap = c->xq_cap ? c->xq_cap * 2 : 8;
 		void *n = xcalloc(ncap, sizeof(*c->xq));
@@ -299,6 +311,7 @@ transaction_end(struct smtp_client *c)
 {
 	struct timeval tv = { c->env->idle_sec, 0 };
 
+	evtimer_del(c->reply_ev);
 	c->state = C_IDLE;
 	c->used = true;
 	evtimer_add(c->idle_ev, &tv);
@@ -376,6 +389,8 @@ client_free(struct smtp_client *c)
 		evutil_freeaddrinfo(c->ai);
 	if (c->idle_ev)
 		event_free(c->idle_ev);
+	if (c->reply_ev)
+		event_free(c->reply_ev);
 	smtp_reply_free(&c->reply);
 	free(c->xq);
 	message_free(c);
@@ -424,6 +439,7 @@ client_quit_and_free(struct smtp_client *c)
 	bufferevent_setcb(c->bev, quit_read_cb, NULL, quit_event_cb, c);
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	deadline_arm(c, QUIT_WAIT_SEC);
 }
 
 static void
@@ -739,6 +755,32 @@ client_event_cb(struct bufferevent *bev, short what, void *arg)
 		trouble(c, DLV_T_LOST, "lost connection with %s while %s", c->peer, doing);
 }
 
+/*
+ * The deadline passed: what is awaited took too long, however busily it
+ * dripped in.  It ends as the bufferevent's own timeout would have.
+ */
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_client *c = arg;
+
+	if (c->state == C_QUITTING) {
+		client_free(c);
+		return;
+	}
+	if (c->bev != NULL && (c->state == C_CONNECTING || c->state == C_TLS ||
+	    c->state == C_DIALOGUE))
+		client_event_cb(c->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, c);
+}
+
+static void
+deadline_arm(struct smtp_client *c, int sec)
+{
+	struct timeval tv = { sec, 0 };
+
+	evtimer_add(c->reply_ev, &tv);
+}
+
 /* ---- connecting -------------------------------------------------------- */
 
 /* A bufferevent for fd (-1: a new socket), plain or implicit TLS. */
@@ -766,6 +808,8 @@ client_bev_start(struct smtp_client *c)
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	c->state = C_CONNECTING;
+	/* implicit TLS: the handshake, which may drip too, within the same */
+	deadline_arm(c, (int)tv.tv_sec);
 }
 
 static void
@@ -937,6 +981,11 @@ on_reply(struct smtp_client *c, const struct smtp_reply *r)
 		    smtp_reply_str(r));
 		return;
 	}
+	/* the next reply (pipelined) is due from now on */
+	if (c->xq_len > 0)
+		deadline_arm(c, c->up->timeout);
+	else
+		evtimer_del(c->reply_ev);
 	const struct step_def *sd = &steps[step];
 	bool ok = wanted(sd->want, r->code);
 
@@ -1167,6 +1216,7 @@ starttls_done(struct smtp_client *c, const struct smtp_reply *r, size_t idx, boo
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	c->state = C_TLS;
+	deadline_arm(c, c->up->timeout);	/* the whole handshake */
 }
 
 /* A 235 (done) or a 334 (the mechanism's next answer is due). */
@@ -1441,6 +1491,7 @@ smtp_client_new(struct smtp_client_env *env, const struct cfg_upstream *up,
 	c->state = C_NEW;
 	smtp_reply_init(&c->reply);
 	c->idle_ev = evtimer_new(env->base, idle_cb, c);
+	c->reply_ev = evtimer_new(env->base, deadline_cb, c);
 	snprintf(c->relay, sizeof(c->relay), "%s[%s]:%u", up->name, up->host, up->port);
 	snprintf(c->peer, sizeof(c->peer), "%s[?]:%u", up->host, up->port);
 	return c;

@@ -19,6 +19,14 @@
  *  - of the header, only the fields a signature covers are kept until its
  *    end (dkim_hdrs: 100 KB together at most); the others stream through.
  *
+ * Bounded time, too: a command line must arrive whole within `timeout`
+ * seconds of the reply before it, however busily it trickles in (each octet
+ * restarting a timer would let a client dripping a byte a second hold its
+ * session for ever), and message text must keep coming at DATA_MIN_RATE
+ * octets a second on average: each octet buys 1/DATA_MIN_RATE s more, never
+ * more than `timeout` ahead (Postfix's smtpd_per_request_deadline and
+ * smtpd_min_data_rate).  Silence for `timeout` ends a session as before.
+ *
  * The reply to the end of DATA is sent only from the spool's commit
  * callback, i.e. once the message is durably on disk.
  */
@@ -31,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -56,6 +65,8 @@
 #define OUT_LOW		(4u << 10)
 #define HARD_ERROR_LIMIT 20		/* errors before 421 (Postfix smtpd_hard_error_limit) */
 #define REPLY_MAX	512		/* a reply line with its CRLF (RFC 5321 4.5.3.1.5) */
+#define DATA_MIN_RATE	500		/* octets/s of message text (Postfix's default) */
+#define FD_KEEP_MIN	64		/* descriptors clients never get (see fd_room) */
 
 enum smtp_state {
 	SS_INIT,	/* greeted, no HELO/EHLO yet */
@@ -85,6 +96,10 @@ struct smtp_session {
 	bool			 eof;		/* client gone while the spool works */
 	bool			 paused;	/* waiting for the client to read */
 	unsigned		 errors;
+	struct event		*deadline_ev;	/* the client's time to send more is up */
+	int64_t			 deadline;	/* when (CLOCK_MONOTONIC, us) */
+	uint64_t		 lines;		/* command lines taken so far */
+	uint64_t		 data_octets;	/* octets of message text taken so far */
 
 	/* the transaction */
 	char			 id[QID_SIZE];
@@ -125,6 +140,7 @@ struct smtp_server {
 
 static void session_process(struct smtp_session *s);
 static void session_free(struct smtp_session *s);
+static void deadline_restart(struct smtp_session *s);
 
 /* ---- replies ----------------------------------------------------------- */
 
@@ -513,6 +529,7 @@ commit_finished(struct smtp_session *s, int error, const struct spool_loc *loc)
 		session_close_after(s, "421 4.3.2 Service shutting down, closing transmission channel");
 		return;
 	}
+	deadline_restart(s);
 	bufferevent_enable(s->bev, EV_READ);
 	session_process(s);
 }
@@ -641,6 +658,7 @@ sign_failed_retired(void *arg, int error, const struct spool_loc *loc)
 	}
 	reply_str(s, "451 4.7.0 Error: DKIM signing failed, try again later");
 	s->state = SS_IDLE;
+	deadline_restart(s);
 	bufferevent_enable(s->bev, EV_READ);
 	session_process(s);
 }
@@ -839,6 +857,7 @@ session_data(struct smtp_session *s, struct evbuffer *in)
 			break;
 		size_t used = data_dec_feed(&s->dec, v.iov_base, v.iov_len);
 		evbuffer_drain(in, used);
+		s->data_octets += used;
 		if (s->dec.done) {
 			data_end(s);
 			return true;
@@ -862,6 +881,7 @@ session_line(struct smtp_session *s, struct evbuffer *in)
 		}
 		evbuffer_drain(in, (size_t)eol.pos + 1);
 		s->discarding = false;
+		s->lines++;
 		return true;
 	}
 	eol = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF);
@@ -878,6 +898,7 @@ session_line(struct smtp_session *s, struct evbuffer *in)
 	}
 	if ((size_t)eol.pos + eol_len > LINE_MAX_OCTETS) {
 		evbuffer_drain(in, (size_t)eol.pos + eol_len);
+		s->lines++;
 		reply_error(s, "500 5.5.2 Error: line too long");
 		return true;
 	}
@@ -886,6 +907,7 @@ session_line(struct smtp_session *s, struct evbuffer *in)
 
 	evbuffer_remove(in, line, len + eol_len);
 	line[len] = '\0';
+	s->lines++;
 	session_command(s, line, len);
 	return true;
 }
@@ -910,11 +932,15 @@ session_flush(struct smtp_session *s)
 	evbuffer_freeze(out, 1);
 }
 
+static void deadline_credit(struct smtp_session *s, uint64_t octets);
+
 static void
 session_process(struct smtp_session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	struct evbuffer *out = bufferevent_get_output(s->bev);
+	uint64_t lines = s->lines, octets = s->data_octets;
+	bool was_data = s->state == SS_DATA;
 
 	for (;;) {
 		if (s->state == SS_CLOSING || s->state == SS_COMMIT || s->state == SS_SIGNING)
@@ -936,6 +962,12 @@ session_process(struct smtp_session *s)
 			session_free(s);
 		return;
 	}
+	/* A command taken, the text begun or ended: what comes next is due
+	 * `timeout` from now.  Text keeps coming: it buys time. */
+	if (s->lines != lines || was_data != (s->state == SS_DATA))
+		deadline_restart(s);
+	else if (s->state == SS_DATA && s->data_octets != octets)
+		deadline_credit(s, s->data_octets - octets);
 	session_flush(s);
 }
 
@@ -962,29 +994,95 @@ session_write_cb(struct bufferevent *bev, void *arg)
 	}
 }
 
+/*
+ * The client took too long (its deadline, or its replies left unread for
+ * `timeout`): 421 4.4.2, and the session closes once that has gone out
+ * (10 s at most).  Returns false if the session was freed.
+ */
+static bool
+session_timeout(struct smtp_session *s)
+{
+	struct bufferevent *bev = s->bev;
+
+	if (s->state == SS_COMMIT || s->state == SS_SIGNING) {
+		/* Our own wait, not the client's slowness. */
+		bufferevent_enable(bev, EV_WRITE);
+		deadline_restart(s);
+		return true;
+	}
+	if (s->state == SS_CLOSING) {
+		session_free(s);
+		return false;
+	}
+	log_info("timeout after %s from %s[%s]:%u", s->state == SS_DATA ? "DATA" : "command",
+	    s->name, s->ip, s->port);
+	txn_reset(s);
+	evtimer_del(s->deadline_ev);
+	struct timeval tv = { 10, 0 };
+	bufferevent_set_timeouts(bev, NULL, &tv);
+	bufferevent_disable(bev, EV_READ);
+	session_close_after(s, "421 4.4.2 Error: timeout exceeded");
+	bufferevent_enable(bev, EV_WRITE);
+	return true;
+}
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)session_timeout(arg);
+}
+
+static int64_t
+mono_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static void
+deadline_set(struct smtp_session *s, int64_t now)
+{
+	int64_t left = s->deadline - now;
+	struct timeval tv = { left / 1000000, left % 1000000 };
+
+	evtimer_add(s->deadline_ev, &tv);
+}
+
+/* The client has `timeout` seconds from now for its next command line. */
+static void
+deadline_restart(struct smtp_session *s)
+{
+	int64_t now = mono_us();
+
+	s->deadline = now + (int64_t)s->cfg->timeout * 1000000;
+	deadline_set(s, now);
+}
+
+/* Message text came in: each octet buys 1/DATA_MIN_RATE s, up to `timeout`
+ * ahead of now. */
+static void
+deadline_credit(struct smtp_session *s, uint64_t octets)
+{
+	int64_t now = mono_us(), cap = now + (int64_t)s->cfg->timeout * 1000000;
+
+	if (octets > (uint64_t)s->cfg->timeout * DATA_MIN_RATE)
+		s->deadline = cap;
+	else if ((s->deadline += (int64_t)octets * 1000000 / DATA_MIN_RATE) > cap)
+		s->deadline = cap;
+	if (s->deadline < now)
+		s->deadline = now;
+	deadline_set(s, now);
+}
+
 static void
 session_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_session *s = arg;
 
 	if (what & BEV_EVENT_TIMEOUT) {
-		if (s->state == SS_COMMIT || s->state == SS_SIGNING) {
-			/* Our own wait, not the client's silence. */
-			bufferevent_enable(bev, EV_WRITE);
-			return;
-		}
-		if (s->state != SS_CLOSING) {
-			log_info("timeout after %s from %s[%s]:%u",
-			    s->state == SS_DATA ? "DATA" : "command", s->name, s->ip, s->port);
-			txn_reset(s);
-			bufferevent_set_timeouts(bev, NULL, NULL);
-			struct timeval tv = { 10, 0 };
-			bufferevent_set_timeouts(bev, NULL, &tv);
-			session_close_after(s, "421 4.4.2 Error: timeout exceeded");
-			bufferevent_enable(bev, EV_WRITE);
-			return;
-		}
-		session_free(s);
+		(void)session_timeout(s);
 		return;
 	}
 	/* EOF or error: the client is gone. */
@@ -1009,6 +1107,8 @@ session_free(struct smtp_session *s)
 
 	log_info("disconnect from %s[%s]:%u", s->name, s->ip, s->port);
 	txn_reset(s);
+	if (s->deadline_ev)
+		event_free(s->deadline_ev);
 	if (s->bev) {
 		bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
 		bufferevent_free(s->bev);
@@ -1067,11 +1167,45 @@ refuse(evutil_socket_t fd, const char *fmt, ...)
 	evutil_closesocket(fd);
 }
 
+/*
+ * Whether a client on descriptor fd leaves relayd enough descriptors for
+ * its own work: spool segments and the files bodies spill to, upstream
+ * connections, relayctl.  Clients get no more than three quarters of the
+ * limit (and never the last FD_KEEP_MIN); descriptors are numbered lowest
+ * first, so fd says how many are in use.  The limit is read each time: an
+ * admin may change it under a running relayd (prlimit).
+ */
+static bool
+fd_room(evutil_socket_t fd, unsigned long *limit)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return true;
+	rlim_t keep = rl.rlim_cur / 4 > FD_KEEP_MIN ? rl.rlim_cur / 4 : FD_KEEP_MIN;
+
+	*limit = (unsigned long)rl.rlim_cur;
+	return (rlim_t)fd + keep < rl.rlim_cur;
+}
+
+void
+smtp_server_refuse_busy(struct smtp_server *srv, evutil_socket_t fd, const struct sockaddr *sa)
+{
+	char ip[64];
+	uint16_t port = 0;
+
+	net_format_addr(sa, ip, sizeof(ip), &port);
+	log_warn("connect from %s[%s]:%u refused: no descriptor left (raise LimitNOFILE or "
+	    "lower max_clients)", is_loopback(sa) ? "localhost" : "unknown", ip, port);
+	refuse(fd, "421 4.7.0 %s Error: too many connections, try again later", srv->cfg->hostname);
+}
+
 void
 smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd, const struct sockaddr *sa,
     socklen_t salen)
 {
 	struct config *cfg = srv->cfg;
+	unsigned long limit = 0;
 	char ip[64];
 	uint16_t port = 0;
 	bool allowed = false;
@@ -1097,6 +1231,14 @@ smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd, const struct soc
 		    cfg->hostname);
 		return;
 	}
+	if (!fd_room(fd, &limit)) {
+		log_warn("connect from %s[%s]:%u refused: %d descriptors in use, too close to the "
+		    "limit of %lu (raise LimitNOFILE or lower max_clients)", name, ip, port, (int)fd,
+		    limit);
+		refuse(fd, "421 4.7.0 %s Error: too many connections, try again later",
+		    cfg->hostname);
+		return;
+	}
 
 	struct smtp_session *s = xcalloc(1, sizeof(*s));
 	int one = 1;
@@ -1112,8 +1254,11 @@ smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd, const struct soc
 	bufferevent_setcb(s->bev, session_read_cb, session_write_cb, session_event_cb, s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, IN_HIGH);
 	bufferevent_setwatermark(s->bev, EV_WRITE, OUT_LOW, 0);
+	/* replies left unread; the client's own slowness: deadline_ev */
 	struct timeval tv = { cfg->timeout, 0 };
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_set_timeouts(s->bev, NULL, &tv);
+	s->deadline_ev = evtimer_new(srv->base, deadline_cb, s);
+	deadline_restart(s);
 
 	s->next = srv->sessions;
 	if (s->next)

@@ -32,6 +32,10 @@ struct smtp_server *smtp_server_new(struct event_base *base, struct config *cfg,
  * owns it from now on. */
 void smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd,
     const struct sockaddr *sa, socklen_t salen);
+/* A client relayd has no descriptor to spare for (accepted with its very
+ * last one): answered 421 4.7.0 as over max_clients, and closed at once. */
+void smtp_server_refuse_busy(struct smtp_server *srv, evutil_socket_t fd,
+    const struct sockaddr *sa);
 /* New sessions use cfg from now on; sessions in progress keep the one they
  * started with (each holds a reference) until they end. */
 void smtp_server_set_config(struct smtp_server *srv, struct config *cfg);

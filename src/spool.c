@@ -74,6 +74,14 @@
  * full disk the segment being written goes as well once nothing in it is
  * live (seg_reclaim), and message records leave a reserve of allocated
  * space for the records that free it (seg_make_room).
+ *
+ * A spool directory that is renamed, removed or unmounted under relayd
+ * stays usable through its descriptor, but a restart would look for the
+ * mail at the configured path and not find it: before a batch holding
+ * messages, the committer checks that the path still names the directory
+ * it has open (spool_dir_gone), and refuses those messages (452 4.3.1)
+ * while it does not.  Failures of the spool are said once each, with
+ * their end, not once per record (spool_note_*).
  */
 #include "acconfig.h"
 
@@ -232,6 +240,11 @@ struct spool {
 	bool			 seg_full;	/* ENOSPC met since the segment began */
 	bool			 full_said;	/* "spool is full" logged, not "room again" */
 	time_t			 full_said_at;
+	int			 fail_said;	/* errno of a failure logged, not its end */
+	int			 gone_said;	/* spool_dir_gone()'s answer logged, not
+						 * its end */
+	dev_t			 dir_dev;	/* the directory opened */
+	ino_t			 dir_ino;
 	uint64_t		 seg_ready;	/* written (zeros or records) and synced up to */
 	bool			 seg_suspect;	/* a sync failed: start a new segment */
 	uint64_t		 seg_max;	/* rotate past this size */
@@ -1028,6 +1041,70 @@ spool_note_full(struct spool *sp, bool full, int error)
 	}
 }
 
+/*
+ * A failure other than a full disk (EROFS, EACCES, EIO) met by a record:
+ * logged once, until a message record goes in again (spool_note_ok).
+ */
+static void
+spool_note_failure(struct spool *sp, const char *what, int error)
+{
+	if (sp->fail_said == error || sp->gone_said)
+		return;
+	sp->fail_said = error;
+	log_err("spool: %s %s: %s; new mail gets 452 4.3.1 until it can", what, sp->dir,
+	    strerror(error));
+}
+
+/* A message record went in: the end of whatever failure was said. */
+static void
+spool_note_ok(struct spool *sp)
+{
+	spool_note_full(sp, false, 0);
+	if (sp->gone_said) {
+		log_info("spool: %s is back, the directory relayd opened: taking mail again",
+		    sp->dir);
+		sp->gone_said = 0;
+	}
+	if (sp->fail_said) {
+		log_info("spool: %s can be written again: taking mail again", sp->dir);
+		sp->fail_said = 0;
+	}
+}
+
+/*
+ * Whether the configured path no longer names the directory relayd opened:
+ * 0 if it does (or cannot be told: a relay user may not be able to look up
+ * the path; that is no reason to refuse mail), 1 if the path is missing or
+ * names something else (renamed, replaced, a filesystem unmounted: the
+ * directory may come back), 2 if the directory was removed (it cannot).
+ */
+static int
+spool_dir_gone(const struct spool *sp)
+{
+	struct stat st, here;
+
+	if (fstat(sp->dirfd, &here) == 0 && here.st_nlink == 0)
+		return 2;
+	if (stat(sp->dir, &st) < 0)
+		return errno == ENOENT || errno == ENOTDIR ? 1 : 0;
+	return st.st_dev != sp->dir_dev || st.st_ino != sp->dir_ino ? 1 : 0;
+}
+
+static void
+spool_note_gone(struct spool *sp, int gone)
+{
+	if (sp->gone_said == gone)
+		return;
+	sp->gone_said = gone;
+	if (gone == 2)
+		log_err("spool: %s was removed, and the mail queued in it with it: new mail gets "
+		    "452 4.3.1; restart relayd to make a new spool there", sp->dir);
+	else
+		log_err("spool: %s no longer names the spool directory relayd opened (renamed, "
+		    "removed or a filesystem unmounted?): new mail gets 452 4.3.1 until it is back",
+		    sp->dir);
+}
+
 /* Whether the current segment is to be left for a new one. */
 static bool
 seg_want_new(const struct spool *sp, uint64_t seg_max)
@@ -1040,7 +1117,8 @@ static void
 commit_batch(struct spool *sp, struct spool_req *batch, uint64_t seg_max, bool full)
 {
 	uint64_t batch_start, reclaim_below = 0;
-	size_t written = 0, writes = 0;
+	size_t written = 0, writes = 0, msgs = 0;
+	int gone = 0;
 
 	if (full)
 		sp->seg_full = true;
@@ -1052,20 +1130,31 @@ commit_batch(struct spool *sp, struct spool_req *batch, uint64_t seg_max, bool f
 			writes++;
 		else if (r->reclaim_below > reclaim_below)
 			reclaim_below = r->reclaim_below;
+		msgs += r->kind == REQ_MSG;
 	}
 	if (reclaim_below > 0)
 		seg_reclaim(sp, reclaim_below);
 	if (writes == 0)
 		return;
+	/* A message goes only where a restart will look for it. */
+	if (msgs > 0 && (gone = spool_dir_gone(sp)) != 0) {
+		spool_note_gone(sp, gone);
+		for (struct spool_req *r = batch; r; r = r->next)
+			if (r->kind == REQ_MSG)
+				r->error = ENOENT;
+		if ((writes -= msgs) == 0)
+			return;
+	}
 	if (seg_want_new(sp, seg_max) && seg_create(sp, sp->segseq + 1) < 0) {
 		int e = errno;
 
 		if (e == ENOSPC || e == EDQUOT)
 			spool_note_full(sp, true, e);
 		else
-			log_err("spool: cannot create segment in %s: %s", sp->dir, strerror(e));
+			spool_note_failure(sp, "cannot create a segment in", e);
 		for (struct spool_req *r = batch; r; r = r->next)
-			r->error = e;
+			if (r->error == 0)
+				r->error = e;
 		return;
 	}
 	batch_start = sp->segoff;
@@ -1074,17 +1163,20 @@ commit_batch(struct spool *sp, struct spool_req *batch, uint64_t seg_max, bool f
 
 		if (r->kind == REQ_RECLAIM)
 			continue;
-		if (r->kind == REQ_MSG && r->body->err) {
-			r->error = r->body->err;
+		if (r->kind == REQ_MSG && (r->body->err || gone)) {
+			if (r->error == 0)
+				r->error = r->body->err;
 			continue;
 		}
 		rc = r->kind == REQ_MSG ? commit_write_msg(sp, r) : commit_write_rec(sp, r);
 		if (rc == 0)
 			written++;
 		else if (r->error != ENOSPC && r->error != EDQUOT)
-			log_err("spool: write to %s failed: %s", sp->dir, strerror(r->error));
-		if (r->kind == REQ_MSG && (rc == 0 || r->error == ENOSPC || r->error == EDQUOT))
-			spool_note_full(sp, rc < 0, r->error);
+			spool_note_failure(sp, "cannot write to", r->error);
+		if (r->kind == REQ_MSG && rc == 0)
+			spool_note_ok(sp);
+		else if (r->kind == REQ_MSG && (r->error == ENOSPC || r->error == EDQUOT))
+			spool_note_full(sp, true, r->error);
 	}
 	if (written == 0)
 		return;
@@ -2383,6 +2475,11 @@ spool_open(const char *dir, uid_t owner, struct event_base *base, spool_load_fn 
 	}
 	if (spool_check_dir(sp, owner, err, errlen) < 0 || spool_lock(sp, err, errlen) < 0)
 		goto fail;
+	struct stat st;
+	if (fstat(sp->dirfd, &st) == 0) {
+		sp->dir_dev = st.st_dev;
+		sp->dir_ino = st.st_ino;
+	}
 	if (spool_recover(sp, load, load_arg, err, errlen) < 0)
 		goto fail;
 	/* Always start a fresh segment: never append after a possibly torn

@@ -22,7 +22,8 @@ Usage: harness.py [-v] [-j N] [FILTER]   (FILTER: substring of "t_file.test_name
        N tests at a time, default $RELAYD_TEST_JOBS or 1; a test whose
        function has .serial = True runs alone, after the others)
 The daemon is $RELAYD_BUILDDIR/relayd, or the first executable "relayd"
-found walking up from the current directory.
+found walking up from the current directory.  RELAYD_TEST_TIMEOUT=S gives
+every test at least S seconds (for long runs, e.g. the crash soak).
 """
 
 import concurrent.futures
@@ -800,8 +801,9 @@ def discover():
 		for m in re.finditer(r"^def (test_\w+)\(", src, re.M):
 			t = re.search(r"^%s\.timeout\s*=\s*(\d+)" % m.group(1), src, re.M)
 			serial = re.search(r"^%s\.serial\s*=\s*True" % m.group(1), src, re.M) is not None
-			tests.append((path, mod, m.group(1), int(t.group(1)) if t else DEFAULT_TIMEOUT,
-			    serial))
+			limit = int(t.group(1)) if t else DEFAULT_TIMEOUT
+			limit = max(limit, int(os.environ.get("RELAYD_TEST_TIMEOUT", "0") or 0))
+			tests.append((path, mod, m.group(1), limit, serial))
 	return tests
 
 

@@ -3,9 +3,13 @@ reply lines at and past the length limit, a 2xx to DATA, EHLO replies
 with a bare SIZE before STARTTLS or AUTH, the stage named in a 421's
 reason, SIZE= after RSET on a session without PIPELINING, and a DSN to a
 sender with a UTF-8 address (it needs SMTPUTF8 as any message to such an
-address does).  Each case is what a review found and confirmed against
-a running relayd; under the ASan+UBSan build the harness fails a test
-whose daemon logged a sanitizer report."""
+address does), and replies that never end (issue 14): an endless
+multi-line reply, a reply dripping an octet at a time without a line end,
+and one dripping whole continuation lines, each bounded by the reply
+limits or the upstream's timeout, with relayd's memory flat.  Each case
+is what a review found and confirmed against a running relayd; under the
+ASan+UBSan build the harness fails a test whose daemon logged a
+sanitizer report."""
 
 import re
 import time
@@ -52,16 +56,21 @@ def test_reply_line_of_4095_octets(t):
 
 def test_reply_line_over_the_limit_defers(t):
 	"""4097 octets, and a megabyte: the attempt fails as a protocol
-	error (deferred, 4.5.0), relayd neither crashes nor buffers it all."""
+	error (deferred, 4.5.0), relayd neither crashes nor buffers it all
+	(VmHWM grows by less than 8 MB)."""
 	for n in (4097, 1 << 20):
 		up = start_upstream(t, script=[{"cmd": "MAIL", "reply": "451 4.3.0 " + "z" * (n - 10),
 		    "times": 1}])
 		d, _ = simple_relay(t, up)
+		base = d.vm_hwm()
 		qid = submit(d, subject="MARK-long")
 		x = wait_delivery(d, qid, RCPT, "deferred", timeout=30)
 		expect_fields(x, dsn="4.5.0", reason=re.compile(r"reply line longer than 4096"))
 		wait_delivery(d, qid, RCPT, "sent", timeout=30)
 		assert d.alive(), d.log_tail()
+		grew = d.vm_hwm() - base
+		print("a reply line of %d octets: VmHWM %d kB, +%d kB" % (n, d.vm_hwm(), grew))
+		assert grew < 8 * 1024, "VmHWM grew by %d kB for a %d-octet reply line" % (grew, n)
 		d.stop()
 		up.stop()
 
@@ -182,3 +191,66 @@ def test_dsn_to_smtputf8_sender_uses_smtputf8(t):
 	assert dsn["rcpt_tos"] == [sender], dsn["rcpt_tos"]
 	opts = [o.upper() for o in dsn["mail_options"]]
 	assert "SMTPUTF8" in opts, "DSN to %r sent without SMTPUTF8: %s" % (sender, opts)
+
+
+# ---- replies that never end (issue 14) -------------------------------------
+
+MB = 1024 * 1024
+
+
+def test_endless_multiline_reply_defers(t):
+	"""An upstream that answers with "250-" lines forever, at line rate,
+	to EHLO and then to the end of DATA: relayd gives up at the reply
+	limit (256 lines or 64 KB), defers, retries, and its memory stays
+	flat (VmHWM grows by less than 8 MB)."""
+	for cmd in ("EHLO", "EOD"):
+		up = start_upstream(t, script=[{"cmd": cmd, "action": "endless", "times": 1}])
+		d, _ = simple_relay(t, up)
+		base = d.vm_hwm()
+		qid = submit(d, subject="MARK-dialogue")
+		x = wait_delivery(d, qid, RCPT, "deferred", timeout=30)
+		expect_fields(x, attempt=1, dsn="4.5.0",
+		    reason=re.compile(r"a reply of more than 256 lines or 65536 octets"))
+		wait_delivery(d, qid, RCPT, "sent", timeout=30)
+		grew = d.vm_hwm() - base
+		flood = up.wait(lambda u: u.events("endless"), "the end of the endless reply")[0]
+		print("%s: endless reply cut after %d lines (%d octets) sent; VmHWM %d kB, +%d kB" % (
+		    cmd, flood["pieces"], flood["octets"], d.vm_hwm(), grew))
+		assert grew < 8 * 1024, "VmHWM grew by %d kB during an endless reply" % grew
+		assert d.alive(), d.log_tail()
+		d.stop()
+		up.stop()
+
+
+test_endless_multiline_reply_defers.timeout = 90
+
+
+def test_dripping_reply_times_out(t):
+	"""A reply that never ends, dripping: an octet every 0.3 s without a
+	line end (to MAIL), and a "250-" continuation line every 0.3 s (to
+	the end of DATA).  Each octet keeps the connection busy, but the
+	upstream's timeout (3 s here) bounds the whole reply: the attempt is
+	deferred within it and retried, and the message arrives once."""
+	for rule in ({"cmd": "MAIL", "action": "drip", "interval": 0.3},
+	    {"cmd": "EOD", "action": "drip", "interval": 0.3, "lines": True}):
+		up = start_upstream(t, script=[dict(rule, times=1)])
+		d, _ = simple_relay(t, up, upconf={"timeout": 3})
+		qid = submit(d, subject="MARK-dialogue")
+		started = up.wait(lambda u: [e for e in u.events("cmd") if e["cmd"] == rule["cmd"]] or
+		    u.events("message"), "the %s" % rule["cmd"])[0]["t"]
+		x = wait_delivery(d, qid, RCPT, "deferred", timeout=20)
+		waited = time.time() - started
+		expect_fields(x, attempt=1, dsn=re.compile(r"^4\."),
+		    reason=re.compile(r"(?i)timed out"))
+		assert waited <= 9, "deferred %.1f s after the drip began (timeout = 3)" % waited
+		wait_delivery(d, qid, RCPT, "sent", timeout=20)
+		drip = up.wait(lambda u: u.events("drip"), "the end of the drip")[0]
+		print("%s: drip of %d pieces cut %.1f s after it began: %s" % (rule["cmd"],
+		    drip["pieces"], waited, x["reason"]))
+		ms = [m for m in up.messages() if b"MARK-dialogue" in m["data"]]
+		assert len(ms) == 1, "the message arrived %d times" % len(ms)
+		d.stop()
+		up.stop()
+
+
+test_dripping_reply_times_out.timeout = 90

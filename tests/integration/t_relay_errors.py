@@ -102,6 +102,37 @@ def test_stall_timeout_defers(t):
 test_stall_timeout_defers.timeout = 60
 
 
+def test_no_reply_to_final_dot_retried(t):
+	"""An upstream that takes the whole text and never answers the final
+	dot (twice): each attempt times out (2 s here) and is deferred, the
+	third is answered.  The upstream may have kept the copies it never
+	confirmed; that is the duplicate RFC 1047 describes and no SMTP client
+	can avoid.  relayd must cause no more: one copy per timeout, plus the
+	one confirmed, and nothing after."""
+	up = start_upstream(t, script=[{"cmd": "EOD", "action": "stall", "times": 2}])
+	d, _ = simple_relay(t, up, upconf={"timeout": 2},
+	    retry={"attempts": 5, "delay": 1, "backoff": 1.0, "max_delay": 60})
+	qid = submit(d, subject="MARK-dot")
+	y = wait_delivery(d, qid, RCPT, "sent", timeout=40)
+	expect_fields(y, attempt=3)
+	timeouts = deliveries(d, qid, RCPT, "deferred")
+	assert len(timeouts) == 2, "\n".join(r["line"] for r in timeouts)
+	for x in timeouts:
+		expect_fields(x, dsn=re.compile(r"^4\."), reason=re.compile(r"(?i)timed out"))
+	up.quiet_for(3)
+	copies = [m for m in up.messages(accepted=None) if b"MARK-dot" in m["data"]]
+	confirmed = [m for m in copies if m.get("accepted")]
+	print("%d timeouts; the upstream received %d copies, %d confirmed: %d duplicates forced "
+	    "by the protocol" % (len(timeouts), len(copies), len(confirmed), len(copies) - 1))
+	assert len(confirmed) == 1, "%d confirmed copies" % len(confirmed)
+	assert len(copies) == len(timeouts) + 1, \
+	    "%d copies for %d timeouts: more duplicates than the protocol forces" % (
+	    len(copies), len(timeouts))
+
+
+test_no_reply_to_final_dot_retried.timeout = 60
+
+
 def test_stall_at_greeting_defers(t):
 	up = start_upstream(t, script=[{"cmd": "CONNECT", "action": "stall", "times": 1}])
 	d, _ = simple_relay(t, up, upconf={"timeout": 2})

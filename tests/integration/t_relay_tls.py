@@ -3,7 +3,9 @@ implicit TLS with the chain and host name verified (and SNI sent); a
 wrong-name or untrusted certificate, a server without STARTTLS, a refused
 STARTTLS and a TLS 1.1-only server all defer and nothing goes in plain
 text; AUTH PLAIN and LOGIN right and wrong (auth failures defer with
-4.7.x, loudly); no password or AUTH payload in the log, even with -v."""
+4.7.x, loudly); no password or AUTH payload in the log, even with -v;
+plaintext injected after the 220 to STARTTLS is discarded, and a TLS
+session dropped in the middle of the message text defers (issue 14)."""
 
 import base64
 import re
@@ -11,7 +13,7 @@ import signal
 import time
 
 from relayutil import (start_upstream, make_ca, relay_config, submit, wait_delivery,
-    deliveries, expect_fields, write_secret, DNSServer)
+    deliveries, expect_fields, write_secret, mail_params, DNSServer)
 
 RCPT = "rcpt@example.net"
 USER = "relayuser"
@@ -128,6 +130,51 @@ def test_tls_1_1_server_refused(t):
 	x = wait_delivery(d, qid, RCPT, "deferred")
 	expect_fields(x, attempt=1, dsn=re.compile(r"^4\."), reason=re.compile(r"TLS"))
 	assert not up.cmds(), "commands went over a TLS 1.1 session: %s" % [e["cmd"] for e in up.cmds()]
+
+
+def test_starttls_injection_discarded(t):
+	"""The server writes, with its 220 to STARTTLS and in the same write,
+	a fake EHLO reply announcing SIZE 10 (CVE-2011-0411's plaintext
+	injection).  Read as the answer to the EHLO relayd sends inside TLS,
+	it would bounce the message at once as too large (dsn 5.3.4), or
+	leave the real reply as one nobody asked for.  It must be thrown away:
+	the message goes on the first attempt, inside TLS, after a second
+	EHLO that the server answered itself."""
+	fake = "250-fake.example\r\n250 SIZE 10\r\n"
+	d, up, _ = tls_relay(t, "starttls", script=[{"cmd": "STARTTLS", "inject": fake, "times": 1}],
+	    ext="PIPELINING,8BITMIME,ENHANCEDSTATUSCODES,SIZE 10000000")
+	qid = submit(d, body="MARK-inject " + "y" * 100 + "\r\n")
+	x = wait_delivery(d, qid, RCPT, timeout=20)
+	assert up.events("inject"), "the upstream did not inject anything: %s" % up.summary()
+	expect_fields(x, status="sent", attempt=1)
+	m = up.wait_messages(1)[0]
+	assert m["tls"], "message went in plain text"
+	cmds = [(e["cmd"], e["tls"]) for e in up.cmds(conn=m["conn"])]
+	assert cmds[:3] == [("EHLO", False), ("STARTTLS", False), ("EHLO", True)], \
+	    "commands: %s" % cmds
+	assert "SIZE" in mail_params(up.cmds("MAIL")[0]["arg"]), \
+	    "MAIL without SIZE=: the extensions were not those of the EHLO inside TLS: %s" % \
+	    up.cmds("MAIL")
+	print("injected %r after the 220; delivered: %s" % (fake, x["line"]))
+
+
+def test_tls_dropped_mid_data_defers(t):
+	"""The upstream tears the TLS session down (no close_notify, the TCP
+	connection aborted) after two lines of the message text: deferred,
+	retried, delivered once."""
+	d, up, _ = tls_relay(t, "starttls", script=[{"cmd": "DATA", "action": "drop_mid_data",
+	    "lines": 2, "times": 1}])
+	qid = submit(d, subject="MARK-tlsdrop", body=("z" * 70 + "\r\n") * 2000)
+	x = wait_delivery(d, qid, RCPT, "deferred", timeout=30)
+	expect_fields(x, attempt=1, dsn=re.compile(r"^4\."),
+	    reason=re.compile(r"(?i)lost connection .* while sending the message text|"
+	    r"lost connection"))
+	y = wait_delivery(d, qid, RCPT, "sent", timeout=30)
+	expect_fields(y, attempt=2)
+	ms = [m for m in up.wait_messages(1) if b"MARK-tlsdrop" in m["data"]]
+	assert len(ms) == 1 and ms[0]["tls"], "arrived %d times (tls: %s)" % (len(ms),
+	    [m["tls"] for m in ms])
+	print("deferred: %s" % x["reason"])
 
 
 def auth_relay(t, mech, offer="PLAIN,LOGIN", password=PASSWORD, use_file=False, args=(), script=None):

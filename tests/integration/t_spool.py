@@ -1,15 +1,27 @@
 """Durability: a 250 means the message survives kill -9; a full disk gets
-452 4.3.1 and the daemon carries on; a clean stop exits 0 and keeps the queue."""
+452 4.3.1 and the daemon carries on; a clean stop exits 0 and keeps the queue.
+
+A failing spool (issue 14): full, its directory renamed or removed under
+a running relayd, made read-only (chmod, for a relay user that is not
+root) or turned read-only by its filesystem (ext4's errors=remount-ro on
+a loop device): clients get 452 4.3.1 Insufficient system storage, never
+a 250 for mail that is not where a restart would find it, relayd says so
+in one line and does not crash, and it takes mail again once the spool
+is back; what was acknowledged arrives at the upstream byte for byte."""
 
 import json
 import os
+import random
 import re
+import shutil
 import signal
 import stat
+import subprocess
 import time
 
-from harness import queued_id
+from harness import queued_id, dot_stuff
 from relayutil import relay_config, start_upstream
+from harness import umount
 
 LOADED_RE = r"queue: (\d+) messages? loaded from the spool"
 
@@ -300,17 +312,26 @@ def test_spool_others_may_write_refused(t):
 	d.wait_log(LOADED_RE)
 
 
-def test_spool_of_another_user_refused(t):
-	"""A spool directory owned by a user other than root or the relay user
-	is refused, with exit status 2 and the fix in the log line."""
+def _spool_of_nobody(t):
+	"""A spool directory (mode 0700) owned by the user nobody: its path, or
+	None (after saying why) where that cannot be."""
 	import pwd
 	pw = {p.pw_name: p for p in pwd.getpwall()}.get("nobody")
 	if os.geteuid() != 0 or pw is None:
 		print("needs root and the user nobody; skipped")
-		return
+		return None
 	spool = os.path.join(t.dir, "spool")
 	os.mkdir(spool, 0o700)
 	os.chown(spool, pw.pw_uid, pw.pw_gid)
+	return spool
+
+
+def test_spool_of_another_user_refused(t):
+	"""A spool directory owned by a user other than root or the relay user
+	is refused, with exit status 2 and the fix in the log line."""
+	spool = _spool_of_nobody(t)
+	if spool is None:
+		return
 	line = _refused(_start_on(t, t.config(spool=spool)), "owned by nobody")
 	assert spool in line and "nobody" in line and "chown" in line, line
 	# owned by the relay user: fine
@@ -326,25 +347,31 @@ def _relayctl(t, conf, *args):
 	return out
 
 
+NOROOM = "Insufficient system storage"	# interface.md: 452 4.3.1 Insufficient system storage
+SENT = {}	# marker -> the text sent (unstuffed), for byte-for-byte checks
+
+
 def _try_send(d, marker, size):
 	"""One message of about size bytes on a connection of its own: its
 	queue id on 250, None on 452 4.3.1 (at whatever step it came)."""
 	c = d.connect()
 	c.hello()
 	body = b"Subject: " + marker.encode() + b"\r\n\r\n" + marker.encode() + b"\r\n"
-	body += (b"f" * 78 + b"\r\n") * max(0, (size - len(body)) // 80)
+	fill = bytes(random.choice(b"abcdefghijklmnopqrstuvwxyz.") for _ in range(78)) + b"\r\n"
+	body += fill * max(0, (size - len(body)) // 80)
+	SENT[marker] = body
 	for line, ok in (("MAIL FROM:<filler@example.com>", 250), ("RCPT TO:<r@example.net>", 250),
 	    ("DATA", 354)):
 		r = c.cmd(line)
 		if r.code != ok:
-			c.check(r, 452, "4.3.1")
+			c.check(r, 452, "4.3.1", "^4\\.3\\.1 %s$" % NOROOM)
 			c.close()
 			return None
-	c.send(body + b".\r\n", what="%d-byte message %s" % (len(body), marker))
+	c.send(dot_stuff(body) + b".\r\n", what="%d-byte message %s" % (len(body), marker))
 	r = c.read_reply(timeout=30)
 	c.close()
 	if r.code == 452:
-		c.check(r, 452, "4.3.1")
+		c.check(r, 452, "4.3.1", "^4\\.3\\.1 %s$" % NOROOM)
 		return None
 	return queued_id(c, r)
 
@@ -381,6 +408,23 @@ def _delivered(up):
 	for m in up.messages():
 		got.update(x.decode() for x in re.findall(rb"MARK-[\w-]+", m["data"]))
 	return got
+
+
+def _same_bytes(up, markers):
+	"""Asserts that each of markers arrived, every copy ending with exactly
+	the text that was sent (relayd adds only its Received: field before
+	it)."""
+	copies = {}
+	for m in up.messages():
+		x = re.search(rb"^Subject: (MARK-[\w-]+)\r$", m["data"], re.M)
+		if x:
+			copies.setdefault(x.group(1).decode(), []).append(m["data"])
+	for marker in markers:
+		got = copies.get(marker)
+		assert got, "%s never arrived" % marker
+		for data in got:
+			assert data.endswith(SENT[marker]), "%s arrived altered: %d octets, sent %d" % (
+			    marker, len(data), len(SENT[marker]))
 
 
 def test_full_spool_takes_mail_again_once_delivered(t):
@@ -421,6 +465,8 @@ def test_full_spool_takes_mail_again_once_delivered(t):
 
 	missing = set(acked) - _delivered(up)
 	assert not missing, "acknowledged but never delivered: %s" % sorted(missing)[:10]
+	_same_bytes(up, acked)
+	assert d.alive()
 
 
 test_full_spool_takes_mail_again_once_delivered.timeout = 240
@@ -453,6 +499,225 @@ def test_restart_on_a_full_spool_loses_nothing(t):
 		assert time.monotonic() < deadline, "452 4.3.1 still, 10 s after the queue was delivered"
 		time.sleep(0.5)
 	up.wait(lambda u: "MARK-after" in _delivered(u), "the message sent after delivery")
+	_same_bytes(up, list(queued) + ["MARK-after"])
 
 
 test_restart_on_a_full_spool_loses_nothing.timeout = 180
+
+
+# ---------------------------------------------------------------------------
+# a spool that vanishes or turns read-only (issue 14, item 3)
+
+GONE_RE = r"spool: .*(no longer names|was removed|gone).*"
+
+
+def _relay_on(t, spool, **top):
+	"""relayd on spool, its upstream on a port nothing listens on yet;
+	retries by relayctl flush only.  Returns (conf, d, upstream port)."""
+	port = t.free_port()
+	conf = relay_config(t, {"up": {"host": "127.0.0.1", "port": port, "tls": "none"}},
+	    {"example.com": "up"}, retry={"attempts": 50, "delay": 3600, "backoff": 1.0,
+	    "max_delay": 3600}, spool=spool, **top)
+	return conf, t.start(conf), port
+
+
+def _until_accepted(d, marker, size=2000, wait=10):
+	deadline = time.monotonic() + wait
+	while True:
+		qid = _try_send(d, marker, size)
+		if qid is not None:
+			return qid
+		assert time.monotonic() < deadline, "still 452 4.3.1 %d s after the spool was " \
+		    "back" % wait
+		time.sleep(0.3)
+
+
+def _deliver_all(t, conf, port, markers):
+	up = start_upstream(t, port=port)
+	_relayctl(t, conf, "flush")
+	up.wait(lambda u: set(markers) <= _delivered(u), "the %d acknowledged messages" %
+	    len(markers), timeout=60)
+	_same_bytes(up, markers)
+	return up
+
+
+def test_spool_renamed_under_relayd(t):
+	"""The spool directory is renamed away under a running relayd (relayd
+	works through its descriptor, so it could go on writing there, but a
+	restart would look at the configured path and find none of that
+	mail): new mail gets 452 4.3.1, small and spilled alike, and the log
+	says why, once; renamed back, mail is taken again without a restart;
+	everything acknowledged is delivered byte for byte."""
+	spool = os.path.join(t.dir, "spool")
+	conf, d, port = _relay_on(t, spool)
+	acked = [m for m in ("MARK-before-1", "MARK-before-2") if _try_send(d, m, 2000)]
+	assert len(acked) == 2
+	os.rename(spool, spool + ".moved")
+	for i, size in enumerate((2000, 60000, 2000)):
+		qid = _try_send(d, "MARK-gone-%d" % i, size)
+		assert qid is None, "250 (%s) for a %d-byte message while the spool directory was " \
+		    "renamed away" % (qid, size)
+	m = d.wait_log(GONE_RE)
+	print("logged: " + m.group(0))
+	assert d.count_log(GONE_RE) == 1, "said more than once:\n" + "\n".join(
+	    re.findall(r"^.*" + GONE_RE + "$", d.log(), re.M))
+	assert d.alive()
+	os.rename(spool + ".moved", spool)
+	acked.append("MARK-back")
+	_until_accepted(d, "MARK-back")
+	print("logged: " + d.wait_log(r"spool: \S+ is back.*").group(0))
+	_deliver_all(t, conf, port, acked)
+	assert d.stop() == 0
+	d = t.start(conf)
+	d.wait_log(LOADED_RE)
+
+
+test_spool_renamed_under_relayd.timeout = 90
+
+
+def test_spool_removed_under_relayd(t):
+	"""The spool directory is removed under a running relayd (rm -rf: the
+	mail queued in it is gone with it, and relayd, writing through open
+	descriptors, could go on acknowledging mail into deleted files): new
+	mail gets 452 4.3.1, the log says what happened and what to do, and
+	a directory made again in its place is used once relayd restarts."""
+	spool = os.path.join(t.dir, "spool")
+	conf, d, port = _relay_on(t, spool)
+	assert _try_send(d, "MARK-doomed", 2000)
+	shutil.rmtree(spool)
+	for i, size in enumerate((2000, 60000)):
+		qid = _try_send(d, "MARK-gone-%d" % i, size)
+		assert qid is None, "250 (%s) for a %d-byte message after the spool directory was " \
+		    "removed" % (qid, size)
+	m = d.wait_log(GONE_RE)
+	print("logged: " + m.group(0))
+	assert d.alive()
+	os.mkdir(spool, 0o700)
+	assert _try_send(d, "MARK-still-gone", 2000) is None, \
+	    "250 into a directory relayd has not opened (nor recovered, nor locked)"
+	assert d.stop() == 0
+	d = t.start(conf)
+	d.wait_log(LOADED_RE)
+	_until_accepted(d, "MARK-after-restart")
+	_deliver_all(t, conf, port, ["MARK-after-restart"])
+
+
+test_spool_removed_under_relayd.timeout = 90
+
+
+def test_spool_made_read_only(t):
+	"""relayd runs as the relay user (nobody) and the spool directory is
+	made read-only (chmod 0500): a message that needs a file there (a
+	body over 32 KB spills to one) gets 452 4.3.1 and a log line naming
+	the spool and the error; small mail still goes to the segment relayd
+	has open, and is durable; relayd survives, and once the directory is
+	writable again large mail is taken again, without a restart."""
+	spool = _spool_of_nobody(t)
+	if spool is None:
+		return
+	os.chmod(t.dir, 0o755)
+	conf, d, port = _relay_on(t, spool, user="nobody")
+	acked = ["MARK-rw"]
+	assert _try_send(d, "MARK-rw", 60000)
+	os.chmod(spool, 0o500)
+	try:
+		assert _try_send(d, "MARK-ro-big", 60000) is None, "250 for a spilled body in a " \
+		    "read-only spool"
+		m = d.wait_log(r"^.*%s.*Permission denied.*$" % re.escape(spool))
+		print("logged: " + m.group(0))
+		if _try_send(d, "MARK-ro-small", 2000):
+			acked.append("MARK-ro-small")
+		assert d.alive()
+	finally:
+		os.chmod(spool, 0o700)
+	acked.append("MARK-rw-again")
+	_until_accepted(d, "MARK-rw-again", size=60000)
+	_deliver_all(t, conf, port, acked)
+	print("read-only: a 60 kB message got 452 4.3.1; a 2 kB one %s" % (
+	    "was queued in the open segment" if "MARK-ro-small" in acked else "got 452 4.3.1"))
+
+
+test_spool_made_read_only.timeout = 90
+
+
+def _loop_ext4(t, path, size_mb=32):
+	"""An ext4 filesystem in an image file, mounted on path through a loop
+	device with errors=remount-ro (recorded for the harness's clean-up).
+	Returns its /sys/fs/ext4 name, or None if this machine cannot."""
+	img = os.path.join(t.dir, "spool.img")
+	with open(img, "wb") as f:
+		f.truncate(size_mb << 20)
+	r = subprocess.run(["mkfs.ext4", "-q", "-F", img], stdout=subprocess.PIPE,
+	    stderr=subprocess.STDOUT, timeout=60)
+	if r.returncode != 0:
+		return None
+	os.makedirs(path, exist_ok=True)
+	with open(os.path.join(t.dir, ".mounts"), "a") as f:
+		f.write(os.path.realpath(path) + "\n")
+	t.mounts.append(path)
+	r = subprocess.run(["mount", "-o", "loop,errors=remount-ro", img, path],
+	    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+	if r.returncode != 0:
+		print("cannot mount a loop device: %s" % r.stdout.decode().strip())
+		return None
+	src = subprocess.run(["findmnt", "-n", "-o", "SOURCE", path], stdout=subprocess.PIPE,
+	    timeout=10).stdout.decode().strip()
+	name = os.path.basename(src)
+	if not os.path.exists("/sys/fs/ext4/%s/trigger_fs_error" % name):
+		return None
+	os.chmod(path, 0o700)
+	return name
+
+
+def test_spool_filesystem_turns_read_only(t):
+	"""The spool's filesystem (ext4, errors=remount-ro) hits an error and
+	turns read-only under a running relayd, as a failing disk makes it:
+	writes fail with EROFS.  New mail gets 452 4.3.1 (never a 250), the
+	log says so once, relayd does not crash and still delivers what was
+	queued (it can read); stopped, the filesystem checked and mounted
+	again, relayd starts and loses nothing acknowledged (a delivery it
+	could not record is made again)."""
+	if os.geteuid() != 0:
+		print("not root; skipped")
+		return
+	spool = os.path.join(t.dir, "spool")
+	name = _loop_ext4(t, spool)
+	if name is None:
+		print("no ext4 on a loop device here; skipped")
+		return
+	conf, d, port = _relay_on(t, spool)
+	acked = []
+	for i, size in enumerate((2000, 60000, 2000)):
+		marker = "MARK-before-%d" % i
+		assert _try_send(d, marker, size), marker
+		acked.append(marker)
+	with open("/sys/fs/ext4/%s/trigger_fs_error" % name, "w") as f:
+		f.write("1\n")
+	results = [_try_send(d, "MARK-ro-%d" % i, size) for i, size in enumerate((2000, 60000, 2000))]
+	assert results == [None] * 3, "on a read-only filesystem: %s" % results
+	m = d.wait_log(r"spool: .*Read-only file system.*")
+	print("logged: " + m.group(0))
+	said = re.findall(r"^.*\]: (?:error: |warning: )?spool: .*Read-only file system.*$", d.log(),
+	    re.M)
+	assert len(said) == 1, "the spool's state said %d times:\n%s" % (len(said), "\n".join(said))
+	assert d.alive()
+	up = _deliver_all(t, conf, port, acked)
+	assert d.stop() == 0, "relayd did not stop cleanly on a read-only spool"
+	umount(spool)
+	img = os.path.join(t.dir, "spool.img")
+	subprocess.run(["e2fsck", "-f", "-y", img], stdout=subprocess.DEVNULL,
+	    stderr=subprocess.DEVNULL, timeout=60)
+	r = subprocess.run(["mount", "-o", "loop,errors=remount-ro", img, spool],
+	    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+	assert r.returncode == 0, r.stdout
+	d = t.start(conf)
+	m = d.wait_log(LOADED_RE)
+	print("after the remount: " + m.group(0))
+	qid = _until_accepted(d, "MARK-after")
+	acked.append("MARK-after")
+	_relayctl(t, conf, "flush")
+	up.wait(lambda u: set(acked) <= _delivered(u), "everything acknowledged", timeout=30)
+	_same_bytes(up, acked)
+
+
+test_spool_filesystem_turns_read_only.timeout = 120

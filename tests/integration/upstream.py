@@ -30,13 +30,22 @@ What it promises:
         "" is the null sender).
    Occurrences: each rule counts the commands its filters match, over the
         server's whole life; it applies to occurrences skip+1 .. skip+times
-        (defaults 0 and unlimited).  The first applicable rule wins.
+        (defaults 0 and unlimited), and with "every": N only to every Nth
+        of those (N, 2N, ...).  The first applicable rule wins.
    Behaviour: "reply" (one or more lines separated by "\n"; a bare text
         without "NNN-" continuation is sent as one line), "action":
         "reply" (default), "stall" (never answer), "drop" (close the
         connection without a word), "drop_mid_data" (DATA only: answer 354,
         read "lines" lines of the text, then close), "close" (close after
-        the reply; implied by a 421).  "delay": seconds to wait first.
+        the reply; implied by a 421), "endless" (a multi-line reply that
+        never ends: "250-" lines as fast as the client reads them, until it
+        hangs up), "drip" (the reply's first octets, "text", default
+        "250 ", then one more octet every "interval" seconds (default 0.5),
+        never a line end; with "lines": true a whole "250-" line at a time
+        instead, never the last one).  "delay": seconds to wait first.
+        A STARTTLS rule may carry "inject": text the server writes right
+        after its 220, in the same write, before the TLS handshake (the
+        plaintext injection of CVE-2011-0411; a client must discard it).
  - Records every event, one JSON object per line, flushed at once, to
    --record: connect, tls (version, cipher, sni), tls_failed, sni, cmd
    (with "pipelined": more client bytes were already waiting), reply,
@@ -115,7 +124,9 @@ class Script:
 			r["_seen"] += 1
 			skip = r.get("skip", 0)
 			times = r.get("times")
-			if r["_seen"] > skip and (times is None or r["_seen"] <= skip + times):
+			every = r.get("every", 1)
+			if r["_seen"] > skip and (times is None or r["_seen"] <= skip + times) and \
+			    (r["_seen"] - skip) % every == 0:
 				if chosen is None:
 					chosen = r
 		return chosen
@@ -214,9 +225,9 @@ class Handler:
 			if rule.get("delay"):
 				await asyncio.sleep(rule["delay"])
 			act = rule.get("action", "reply")
-			if act in ("stall", "drop"):
+			if act in ("stall", "drop", "endless", "drip"):
 				up.rec("message", accepted=False, fate=act, **fields)
-				await server.do_action(act)
+				await server.do_action(act, rule)
 			if "reply" in rule:
 				status = rule["reply"]
 		up.rec("message", accepted=status.startswith("2"), reply=status, **fields)
@@ -256,6 +267,7 @@ class ScriptedSMTP(SMTP):
 		self.close_after_reply = False
 		self.greeted = False
 		self.bad_greeting = False
+		self.inject = None	# STARTTLS "inject": written with the 220
 		super().__init__(Handler(up), **kw)
 		self._smtp_methods = Unknown({k: self.wrap(k, m) for k, m in self._smtp_methods.items()}, self)
 		if "XOAUTH2" in up.mechs:
@@ -323,8 +335,8 @@ class ScriptedSMTP(SMTP):
 				if rule.get("delay"):
 					await asyncio.sleep(rule["delay"])
 				act = rule.get("action", "reply")
-				if act in ("stall", "drop"):
-					await self.do_action(act)
+				if act in ("stall", "drop", "endless", "drip"):
+					await self.do_action(act, rule)
 				if "reply" in rule:
 					await self.push_lines(rule["reply"])
 					if rule["reply"][:1] != "2":
@@ -334,18 +346,59 @@ class ScriptedSMTP(SMTP):
 					return
 		if isinstance(status, bytes):
 			status = status.decode("utf-8", "replace")
+		if self.inject is not None and status.startswith("220 "):
+			# one write: the 220 and the plaintext that follows it
+			text, self.inject = self.inject, None
+			self.up.rec("inject", conn=self.conn, text=text)
+			self.up.rec("reply", conn=self.conn, line=status)
+			await super().push(status + "\r\n" + text.rstrip("\r\n"))
+			return
 		if status.startswith("334 "):
 			self.up.rec("reply", conn=self.conn, line="334 (challenge)")
 		else:
 			self.up.rec("reply", conn=self.conn, line=status)
 		await super().push(status)
 
+	async def flood(self, act, rule):
+		"""A reply that never ends: endless "250-" lines, or a drip (see
+		the module's promises).  Returns once the client has hung up."""
+		n = 0
+		sent = 0
+		try:
+			if act == "drip" and not rule.get("lines"):
+				self._writer.write(rule.get("text", "250 ").encode())
+			while self.transport is not None and not self.transport.is_closing():
+				if act == "endless":
+					chunk = b"".join(b"250-endless reply line %d\r\n" % (n + i)
+					    for i in range(64))
+					n += 64
+				elif rule.get("lines"):
+					chunk = b"250-drip line %d\r\n" % n
+					n += 1
+				else:
+					chunk = b"x"
+					n += 1
+				self._writer.write(chunk)
+				sent += len(chunk)
+				await self._writer.drain()
+				if act == "drip":
+					await asyncio.sleep(rule.get("interval", 0.5))
+		except (ConnectionError, OSError):
+			pass
+		finally:
+			# also when the connection's end cancels us
+			self.up.rec(act, conn=self.conn, pieces=n, octets=sent)
+
 	async def push_lines(self, text):
 		for line in text.split("\n"):
 			await self.push(line)
 
-	async def do_action(self, act):
-		"""stall / drop: never returns (the connection's end cancels us)."""
+	async def do_action(self, act, rule=None):
+		"""stall / drop / endless / drip: never returns (the connection's
+		end cancels us)."""
+		if act in ("endless", "drip"):
+			await self.flood(act, rule or {})
+			act = "drop"
 		if act == "drop":
 			self.up.rec("drop", conn=self.conn)
 			if self.transport is not None:
@@ -373,8 +426,10 @@ class ScriptedSMTP(SMTP):
 				if rule.get("delay"):
 					await asyncio.sleep(rule["delay"])
 				act = rule.get("action", "reply")
-				if act in ("stall", "drop"):
-					await self.do_action(act)
+				if act in ("stall", "drop", "endless", "drip"):
+					await self.do_action(act, rule)
+				if name == "STARTTLS" and "inject" in rule:
+					self.inject = rule["inject"]
 				if act == "drop_mid_data":
 					await self.push("354 End data with <CR><LF>.<CR><LF>")
 					for _ in range(rule.get("lines", 1)):
