@@ -438,8 +438,10 @@ client_quit_and_free(struct smtp_client *c)
 	evbuffer_add(bufferevent_get_output(c->bev), "QUIT\r\n", 6);
 	bufferevent_setcb(c->bev, quit_read_cb, NULL, quit_event_cb, c);
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	deadline_arm(c, QUIT_WAIT_SEC);
+	/* last: enabling a TLS bufferevent may read the peer's close at
+	 * once and run quit_event_cb, which frees c */
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
 static void
@@ -806,10 +808,10 @@ client_bev_start(struct smtp_client *c)
 
 	bufferevent_setcb(c->bev, client_read_cb, NULL, client_event_cb, c);
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	c->state = C_CONNECTING;
 	/* implicit TLS: the handshake, which may drip too, within the same */
 	deadline_arm(c, (int)tv.tv_sec);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);	/* last: may run callbacks */
 }
 
 static void
@@ -1214,9 +1216,9 @@ starttls_done(struct smtp_client *c, const struct smtp_reply *r, size_t idx, boo
 	bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
 	bufferevent_setcb(c->bev, client_read_cb, NULL, client_event_cb, c);
 	bufferevent_set_timeouts(c->bev, &tv, &tv);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	c->state = C_TLS;
 	deadline_arm(c, c->up->timeout);	/* the whole handshake */
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);	/* last: may run callbacks */
 }
 
 /* A 235 (done) or a 334 (the mechanism's next answer is due). */

@@ -883,9 +883,12 @@ def main(argv):
 	verbose = bool(os.environ.get("RELAYD_TEST_VERBOSE"))
 	args = argv[1:]
 	jobs = int(os.environ.get("RELAYD_TEST_JOBS") or 1)
-	while args and args[0] in ("-v", "-j"):
+	while args and (args[0] == "-v" or args[0].startswith("-j")):
 		if args[0] == "-v":
 			verbose = True
+			args = args[1:]
+		elif args[0] != "-j":
+			jobs = int(args[0][2:])
 			args = args[1:]
 		else:
 			jobs = int(args[1])

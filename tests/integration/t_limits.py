@@ -313,6 +313,7 @@ def test_memory_one_gigabyte_line(t):
 
 
 test_memory_one_gigabyte_line.timeout = 150
+test_memory_one_gigabyte_line.serial = True
 
 
 def test_memory_pipelined_noops(t):
@@ -413,6 +414,7 @@ def test_memory_pipelined_noops(t):
 
 
 test_memory_pipelined_noops.timeout = 180
+test_memory_pipelined_noops.serial = True
 
 
 def test_memory_big_message(t):
@@ -438,6 +440,7 @@ def test_memory_big_message(t):
 
 
 test_memory_big_message.timeout = 180
+test_memory_big_message.serial = True
 
 
 # ---------------------------------------------------------------------------
@@ -749,6 +752,7 @@ def test_listen_backlog_takes_a_burst(t):
 	    "while relayd was busy for 0.7 s: the listen backlog is smaller than asked" % (
 	    established, n)
 	assert greeted == n, "%d of %d greeted" % (greeted, n)
+test_listen_backlog_takes_a_burst.serial = True
 
 
 def test_ten_thousand_connections_max_clients(t):
@@ -765,6 +769,7 @@ def test_ten_thousand_connections_max_clients(t):
 
 
 test_ten_thousand_connections_max_clients.timeout = 180
+test_ten_thousand_connections_max_clients.serial = True
 
 
 def test_descriptor_limit_answered_421(t):
@@ -811,6 +816,7 @@ def test_descriptor_limit_answered_421(t):
 
 
 test_descriptor_limit_answered_421.timeout = 120
+test_descriptor_limit_answered_421.serial = True
 
 
 def test_slow_drip_clients_timed_out(t):
@@ -874,6 +880,7 @@ def test_slow_drip_clients_timed_out(t):
 
 
 test_slow_drip_clients_timed_out.timeout = 60
+test_slow_drip_clients_timed_out.serial = True
 
 
 GARBAGE = [b"\x00\x01\x02\xff\xfe garbage", b"MAIL FROM:<<<>>>", b"RCPT TO:<@@@>",
@@ -956,6 +963,7 @@ def test_pipelined_garbage_at_line_rate(t):
 
 
 test_pipelined_garbage_at_line_rate.timeout = 60
+test_pipelined_garbage_at_line_rate.serial = True
 
 
 def test_message_one_octet_over_max_in_one_write(t):
@@ -1049,3 +1057,4 @@ def test_hundred_thousand_rcpts(t):
 
 
 test_hundred_thousand_rcpts.timeout = 120
+test_hundred_thousand_rcpts.serial = True

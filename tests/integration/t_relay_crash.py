@@ -351,3 +351,4 @@ def test_kill9_while_relaying(t):
 
 
 test_kill9_while_relaying.timeout = 300
+test_kill9_while_relaying.serial = True

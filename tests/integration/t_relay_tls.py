@@ -5,7 +5,8 @@ STARTTLS and a TLS 1.1-only server all defer and nothing goes in plain
 text; AUTH PLAIN and LOGIN right and wrong (auth failures defer with
 4.7.x, loudly); no password or AUTH payload in the log, even with -v;
 plaintext injected after the 220 to STARTTLS is discarded, and a TLS
-session dropped in the middle of the message text defers (issue 14)."""
+session dropped in the middle of the message text defers (issue 14);
+an upstream that closes an idle TLS session leaves relayd running."""
 
 import base64
 import re
@@ -175,6 +176,26 @@ def test_tls_dropped_mid_data_defers(t):
 	assert len(ms) == 1 and ms[0]["tls"], "arrived %d times (tls: %s)" % (len(ms),
 	    [m["tls"] for m in ms])
 	print("deferred: %s" % x["reason"])
+
+
+def test_upstream_closes_idle_tls_session(t):
+	"""A session kept open for the next message is over TLS when the
+	upstream goes away: relayd's QUIT finds the connection closed at once.
+	relayd survives it and the next message is deferred (before: the
+	client was freed inside bufferevent_enable() and then written to,
+	an ASan heap-use-after-free; a SIGSEGV in the plain build)."""
+	for tls in ("starttls", "implicit"):
+		d, up, _ = tls_relay(t, tls)
+		qid = submit(d, subject="MARK-idle-" + tls)
+		wait_delivery(d, qid, RCPT, "sent")
+		up.stop()
+		time.sleep(0.3)
+		assert d.alive(), "relayd died when the upstream closed its idle %s session" % tls
+		qid = submit(d, subject="MARK-after-" + tls)
+		x = wait_delivery(d, qid, RCPT, "deferred")
+		assert d.alive(), "relayd died after the upstream closed its idle %s session" % tls
+		d.stop()
+		print("%s: %s" % (tls, x["reason"]))
 
 
 def auth_relay(t, mech, offer="PLAIN,LOGIN", password=PASSWORD, use_file=False, args=(), script=None):
