@@ -115,6 +115,41 @@ dnscheck_free(struct domain_checks *d)
 	memset(d, 0, sizeof(*d));
 }
 
+/*
+ * value as keygen_txt_record() writes it, but any octet allowed: a record
+ * offered to keep is the domain's own, and may hold what a zone file must
+ * escape (RFC 1035 5.1): '"' and '\' as \" and \\, other octets outside
+ * printable ASCII as \DDD.  Character-strings of KEYGEN_TXT_MAX octets.
+ */
+static char *
+record_escaped(const char *owner, const char *value)
+{
+	size_t len = strlen(value), off = 0;
+	struct buf b;
+
+	buf_init(&b);
+	buf_printf(&b, "%s. IN TXT (", owner);
+	do {
+		size_t n = len - off < KEYGEN_TXT_MAX ? len - off : KEYGEN_TXT_MAX;
+
+		buf_addstr(&b, off == 0 ? " \"" : "\n\t\"");
+		for (size_t i = off; i < off + n; i++) {
+			unsigned char ch = (unsigned char)value[i];
+
+			if (ch == '"' || ch == '\\')
+				buf_printf(&b, "\\%c", ch);
+			else if (ch < 0x20 || ch > 0x7e)
+				buf_printf(&b, "\\%03u", ch);
+			else
+				buf_add(&b, &value[i], 1);
+		}
+		buf_addstr(&b, "\"");
+		off += n;
+	} while (off < len);
+	buf_addstr(&b, " )");
+	return b.p;
+}
+
 char *
 dnscheck_record(const char *owner, const char *value)
 {
@@ -122,8 +157,8 @@ dnscheck_record(const char *owner, const char *value)
 	size_t n;
 
 	free(o);
-	if (r == NULL)		/* a '"' or '\' in value: never in what we build */
-		return xasprintf("%s. IN TXT ( \"%s\" )", owner, value);
+	if (r == NULL)
+		return record_escaped(owner, value);
 	n = strlen(r);
 	if (n > 0 && r[n - 1] == '\n')
 		r[n - 1] = '\0';

@@ -73,7 +73,8 @@ bool dnscheck_any_failed(const struct domain_checks *d, size_t n);
 /*
  * The TXT record for owner (a name, the final dot added) and value in
  * zone-file form, as `relayctl dkim-keygen` prints it (keygen_txt_record),
- * without its final newline.  The caller frees it.
+ * without its final newline; '"', '\' and octets outside printable ASCII
+ * escaped as a zone file wants them (\", \\, \DDD).  The caller frees it.
  */
 char *dnscheck_record(const char *owner, const char *value);
 

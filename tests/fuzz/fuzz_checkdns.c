@@ -170,16 +170,18 @@ check_forms(const struct domain_checks *d)
 
 /*
  * The records of a suggestion ("NAME. IN TXT ( "..." "..." )", one or
- * more) published in z: each replaces what its name held (TXT records,
- * and a CNAME, which cannot stand beside them).
+ * more, each string in zone-file form: \" \\ \DDD) published in z: each
+ * replaces what its name held (TXT records, and a CNAME, which cannot
+ * stand beside them).  The strings are read as a zone file reads them, so
+ * " IN TXT" inside one is text.
  */
 static void
 publish(struct zone *z, const char *sugg)
 {
 	const char *p = sugg;
 
-	while ((p = strstr(p, " IN TXT")) != NULL) {
-		const char *start = p, *end = strstr(p + 1, " IN TXT");
+	while ((p = strstr(p, " IN TXT (")) != NULL) {
+		const char *start = p, *q = p + strlen(" IN TXT (");
 		struct buf v;
 		size_t nlen;
 
@@ -199,16 +201,36 @@ publish(struct zone *z, const char *sugg)
 			}
 		buf_init(&v);
 		buf_addstr(&v, "");
-		for (const char *q = strchr(p, '"'); q != NULL && (end == NULL || q < end); ) {
-			const char *close = strchr(q + 1, '"');
+		for (;;) {
+			q += strspn(q, " \t\n");
+			if (*q == ')')
+				break;
+			FUZZ_CHECK(*q == '"', "not a quoted string at \"%.20s\" in \"%s\"", q, sugg);
+			for (q++; *q != '"'; q++) {
+				FUZZ_CHECK(*q >= 0x20 && *q <= 0x7e, "octet 0x%02x unescaped in \"%s\"",
+				    (unsigned char)*q, sugg);
+				if (*q != '\\') {
+					buf_add(&v, q, 1);
+					continue;
+				}
+				if (isdigit((unsigned char)q[1]) && isdigit((unsigned char)q[2]) &&
+				    isdigit((unsigned char)q[3])) {
+					int o = (q[1] - '0') * 100 + (q[2] - '0') * 10 + (q[3] - '0');
 
-			FUZZ_CHECK(close != NULL, "an unterminated string in \"%s\"", sugg);
-			buf_add(&v, q + 1, (size_t)(close - q - 1));
-			q = strchr(close + 1, '"');
+					FUZZ_CHECK(o <= 255, "\\%.3s in \"%s\"", q + 1, sugg);
+					char ch = (char)o;
+					buf_add(&v, &ch, 1);
+					q += 3;
+				} else {
+					FUZZ_CHECK(q[1] == '"' || q[1] == '\\', "\\%c in \"%s\"", q[1], sugg);
+					buf_add(&v, ++q, 1);
+				}
+			}
+			q++;
 		}
 		zone_add(z, start, nlen, DNS_T_TXT, v.p, v.len);
 		buf_free(&v);
-		p += 7;
+		p = q;
 	}
 }
 

@@ -383,6 +383,33 @@ START_TEST(test_format_text)
 }
 END_TEST
 
+/* A record offered to keep is the domain's own and may hold octets a zone
+ * file must escape (fuzz_checkdns: a kept DMARC record with '\\' and 0x8c
+ * in rua= was printed raw inside the quotes). */
+START_TEST(test_record_escaped)
+{
+	char *r = dnscheck_record("_dmarc.example.org", "v=DMARC1; p=none; rua=mailto:a\"b\\c\x8c@x");
+	char big[300];
+
+	ck_assert_str_eq(r, "_dmarc.example.org. IN TXT ( \"v=DMARC1; p=none; "
+	    "rua=mailto:a\\\"b\\\\c\\140@x\" )");
+	free(r);
+	/* the plain form, as dkim-keygen prints it, when nothing needs escaping */
+	r = dnscheck_record("example.org", "v=spf1 -all");
+	ck_assert_str_eq(r, "example.org. IN TXT ( \"v=spf1 -all\" )");
+	free(r);
+	/* 255 octets a string, counted before escaping */
+	memset(big, 'a', sizeof(big));
+	big[0] = '"';
+	big[299] = '\0';
+	r = dnscheck_record("x.example.org", big);
+	ck_assert_ptr_nonnull(strstr(r, "( \"\\\"aaa"));
+	ck_assert_ptr_nonnull(strstr(r, "a\"\n\t\"aaaa"));
+	ck_assert_int_eq(strlen(r), strlen("x.example.org. IN TXT ( \"\" )") + 299 + 1 + 4);
+	free(r);
+}
+END_TEST
+
 START_TEST(test_format_json)
 {
 	struct domain_checks *d = sample();
@@ -442,6 +469,7 @@ dnscheck_suite(void)
 	tc = tcase_create("format");
 	tcase_add_test(tc, test_format_text);
 	tcase_add_test(tc, test_format_json);
+	tcase_add_test(tc, test_record_escaped);
 	suite_add_tcase(s, tc);
 	return s;
 }
