@@ -66,7 +66,9 @@
 #define HARD_ERROR_LIMIT 20		/* errors before 421 (Postfix smtpd_hard_error_limit) */
 #define REPLY_MAX	512		/* a reply line with its CRLF (RFC 5321 4.5.3.1.5) */
 #define DATA_MIN_RATE	500		/* octets/s of message text (Postfix's default) */
-#define FD_KEEP_MIN	64		/* descriptors clients never get (see fd_room) */
+/* to a client over max_clients or short of descriptors, in place of the greeting */
+#define BUSY_REPLY	"421 4.7.0 %s Error: too many connections, try again later"
+#define FD_KEEP_MIN	64		/* descriptors relayd keeps for itself (see fd_room) */
 
 enum smtp_state {
 	SS_INIT,	/* greeted, no HELO/EHLO yet */
@@ -1032,15 +1034,6 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 	(void)session_timeout(arg);
 }
 
-static int64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static void
 deadline_set(struct smtp_session *s, int64_t now)
 {
@@ -1169,11 +1162,13 @@ refuse(evutil_socket_t fd, const char *fmt, ...)
 
 /*
  * Whether a client on descriptor fd leaves relayd enough descriptors for
- * its own work: spool segments and the files bodies spill to, upstream
- * connections, relayctl.  Clients get no more than three quarters of the
- * limit (and never the last FD_KEEP_MIN); descriptors are numbered lowest
- * first, so fd says how many are in use.  The limit is read each time: an
- * admin may change it under a running relayd (prlimit).
+ * its own work.  A client may hold two: its socket and, once its message
+ * passes spool.c's BODY_MEM_MAX (32 KiB), the file the body spills to;
+ * FD_KEEP_MIN more stay for spool segments, upstream connections and
+ * relayctl.  So clients get (limit - FD_KEEP_MIN) / 2 descriptors at most.
+ * Descriptors are numbered lowest first, so fd says how many are in use.
+ * The limit is read each time: an admin may change it under a running
+ * relayd (prlimit).
  */
 static bool
 fd_room(evutil_socket_t fd, unsigned long *limit)
@@ -1182,10 +1177,8 @@ fd_room(evutil_socket_t fd, unsigned long *limit)
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
 		return true;
-	rlim_t keep = rl.rlim_cur / 4 > FD_KEEP_MIN ? rl.rlim_cur / 4 : FD_KEEP_MIN;
-
 	*limit = (unsigned long)rl.rlim_cur;
-	return (rlim_t)fd + keep < rl.rlim_cur;
+	return (rlim_t)fd * 2 + FD_KEEP_MIN < rl.rlim_cur;
 }
 
 void
@@ -1197,7 +1190,7 @@ smtp_server_refuse_busy(struct smtp_server *srv, evutil_socket_t fd, const struc
 	net_format_addr(sa, ip, sizeof(ip), &port);
 	log_warn("connect from %s[%s]:%u refused: no descriptor left (raise LimitNOFILE or "
 	    "lower max_clients)", is_loopback(sa) ? "localhost" : "unknown", ip, port);
-	refuse(fd, "421 4.7.0 %s Error: too many connections, try again later", srv->cfg->hostname);
+	refuse(fd, BUSY_REPLY, srv->cfg->hostname);
 }
 
 void
@@ -1227,16 +1220,14 @@ smtp_server_accept(struct smtp_server *srv, evutil_socket_t fd, const struct soc
 	if (srv->nsessions >= (size_t)cfg->max_clients) {
 		log_warn("connect from %s[%s]:%u refused: max_clients (%d) reached", name, ip, port,
 		    cfg->max_clients);
-		refuse(fd, "421 4.7.0 %s Error: too many connections, try again later",
-		    cfg->hostname);
+		refuse(fd, BUSY_REPLY, cfg->hostname);
 		return;
 	}
 	if (!fd_room(fd, &limit)) {
 		log_warn("connect from %s[%s]:%u refused: %d descriptors in use, too close to the "
 		    "limit of %lu (raise LimitNOFILE or lower max_clients)", name, ip, port, (int)fd,
 		    limit);
-		refuse(fd, "421 4.7.0 %s Error: too many connections, try again later",
-		    cfg->hostname);
+		refuse(fd, BUSY_REPLY, cfg->hostname);
 		return;
 	}
 

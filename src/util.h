@@ -62,7 +62,8 @@ int pwrite_full(int fd, const void *p, size_t n, uint64_t off);
 int pwritev_full(int fd, struct iovec *iov, int iovcnt, uint64_t off);
 
 /* Wall clock in microseconds since the epoch. */
-int64_t now_us(void);
+int64_t now_us(void);		/* CLOCK_REALTIME, microseconds */
+int64_t mono_us(void);		/* CLOCK_MONOTONIC, microseconds */
 
 /* RFC 5322 date, e.g. "Mon, 23 Nov 2026 10:00:00 +0000", into out (>= 40 bytes). */
 void rfc5322_date(int64_t t_sec, char *out, size_t outlen);
