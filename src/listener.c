@@ -32,6 +32,8 @@
 #include "log.h"
 #include "util.h"
 
+#define NOFD_LOG_US	(10 * 1000000)	/* "accept: Too many open files" at most this often */
+
 /* One `listen` entry: the sockets its host name or address gave. */
 struct lentry {
 	char			 key[NET_HOST_MAX + 8];	/* "host:port" */
@@ -47,6 +49,7 @@ struct listener {
 	struct smtp_server	*srv;
 	struct event		*resume;
 	int			 spare;		/* /dev/null, given up on EMFILE */
+	int64_t			 nofd_said;	/* when EMFILE was last logged (mono_us) */
 };
 
 static void
@@ -112,10 +115,18 @@ accept_error_cb(struct evconnlistener *lev, void *arg)
 	int e = EVUTIL_SOCKET_ERROR();
 	struct timeval tv = { 1, 0 };
 	bool nofd = e == EMFILE || e == ENFILE;
+	bool refused = nofd && refuse_waiting(l, lev);
+	int64_t now = mono_us();
 
-	log_err("accept: %s%s", strerror(e), nofd ? "; clients are answered 421 4.7.0 (raise "
-	    "LimitNOFILE or lower max_clients)" : "");
-	if (nofd && refuse_waiting(l, lev))
+	/* each refused client has its own line; this one at most every 10 s */
+	if (!nofd || l->nofd_said == 0 || now - l->nofd_said >= NOFD_LOG_US) {
+		log_err("accept: %s%s", strerror(e), !nofd ? "" : refused ? "; clients are "
+		    "answered 421 4.7.0 (raise LimitNOFILE or lower max_clients)" : "; accepting "
+		    "paused for 1 s (raise LimitNOFILE or lower max_clients)");
+		if (nofd)
+			l->nofd_said = now;
+	}
+	if (refused)
 		return;
 	listener_each(l, false);
 	evtimer_add(l->resume, &tv);

@@ -2475,11 +2475,14 @@ spool_open(const char *dir, uid_t owner, struct event_base *base, spool_load_fn 
 	}
 	if (spool_check_dir(sp, owner, err, errlen) < 0 || spool_lock(sp, err, errlen) < 0)
 		goto fail;
+	/* what spool_dir_gone() compares the configured path with */
 	struct stat st;
-	if (fstat(sp->dirfd, &st) == 0) {
-		sp->dir_dev = st.st_dev;
-		sp->dir_ino = st.st_ino;
+	if (fstat(sp->dirfd, &st) < 0) {
+		snprintf(err, errlen, "cannot stat spool %s: %s", dir, strerror(errno));
+		goto fail;
 	}
+	sp->dir_dev = st.st_dev;
+	sp->dir_ino = st.st_ino;
 	if (spool_recover(sp, load, load_arg, err, errlen) < 0)
 		goto fail;
 	/* Always start a fresh segment: never append after a possibly torn
