@@ -9,7 +9,8 @@
  * known providers and in-house servers, its spf setting, whether the
  * domain has dkim selectors, one or two); then the zone, one record a line:
  * "NAME TYPE VALUE" with TYPE A, AAAA, MX, TXT or CNAME, or "NAME ERR"
- * (every lookup of NAME fails, as SERVFAIL does).  The unit tests'
+ * (every lookup of NAME fails, as SERVFAIL does); names (and CNAME targets)
+ * as resolve.c has them from ldns, in presentation form (see presented()).  The unit tests'
  * fakedns answers as a recursive resolver would: CNAMEs followed (at most
  * DNS_MAX_CNAME), NXDOMAIN for a name with nothing at or below it,
  * NODATA otherwise.  The domain checked is example.org; the keys are the
@@ -53,6 +54,21 @@ zone_add(struct zone *z, const char *name, size_t nlen, int type, const char *v,
 	z->rr[++z->n].name = NULL;
 }
 
+/*
+ * A name as ldns_rdf2str() presents one, and so as resolve.c hands names
+ * to check-dns: printable ASCII, with space and ;()"\\ escaped (here:
+ * absent; fakedns does not model escapes).  A name of a record or a CNAME
+ * target outside that form is left out of the zone.
+ */
+static bool
+presented(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i] <= 0x20 || p[i] >= 0x7f || strchr(";()\"\\", p[i]) != NULL)
+			return false;
+	return true;
+}
+
 static void
 zone_parse(struct zone *z, const char *p, size_t n)
 {
@@ -81,7 +97,9 @@ zone_parse(struct zone *z, const char *p, size_t n)
 			    ascii_strncasecmp(l + i, types[t].name, te - i) == 0) {
 				size_t v = te < len ? te + 1 : te;
 
-				zone_add(z, l, ns, types[t].type, l + v, len - v);
+				if (presented(l, ns) && (types[t].type != DNS_T_CNAME ||
+				    presented(l + v, len - v)))
+					zone_add(z, l, ns, types[t].type, l + v, len - v);
 				break;
 			}
 	}
