@@ -617,8 +617,18 @@ load_cb(void *arg, struct spool_envelope *env)
 	l->env[l->n++] = env;
 }
 
+/* Whether segment seg's header was damaged: recovery reads none of it. */
+static bool
+seg_dead(const struct gen *g, int seg)
+{
+	for (size_t i = 0; i < g->nw; i++)
+		if (g->w[i].seg == seg && g->w[i].type == T_SEG)
+			return !intact(g, &g->w[i]);
+	return false;
+}
+
 /* A recipient's state: the MSG record's, then each later intact, valid
- * RCPT record's for it. */
+ * RCPT record's for it in a segment recovery reads. */
 static void
 check_rcpt(const struct gen *g, int start, const struct spool_envelope *e, size_t r)
 {
@@ -627,7 +637,7 @@ check_rcpt(const struct gen *g, int start, const struct spool_envelope *e, size_
 
 	for (size_t k = (size_t)start + 1; k < g->nw; k++)
 		if (g->w[k].type == T_RCPT && g->w[k].qid == g->w[start].qid && g->w[k].idx == r &&
-		    g->w[k].valid && intact(g, &g->w[k]))
+		    g->w[k].valid && intact(g, &g->w[k]) && !seg_dead(g, g->w[k].seg))
 			want = &g->w[k].rc;
 	FUZZ_CHECK(strcmp(got->addr, g->w[start].msg.r[r].addr) == 0 &&
 	    got->status == (uint8_t)want->status && got->attempts == (uint16_t)want->attempts &&
