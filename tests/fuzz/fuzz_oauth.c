@@ -35,13 +35,17 @@ member(json_t *o, const char *name, size_t *len)
 }
 
 /* A secret of at least 8 octets must not show in text, unless the reply
- * itself put it in its error words (o: the reply, or NULL). */
+ * itself put it in its error words (o: the reply, or NULL), or relayd's
+ * own words hold it (own: what it says of an empty reply, or NULL: a
+ * refresh token "access_token" shows in "no usable access_token"). */
 static void
-not_quoted(const char *text, const char *secret, size_t len, json_t *o, const char *what)
+not_quoted(const char *text, const char *secret, size_t len, json_t *o, const char *own,
+    const char *what)
 {
 	static const char *const words[] = { "error", "error_description" };
 
-	if (secret == NULL || len < 8 || memchr(secret, '\0', len) != NULL)
+	if (secret == NULL || len < 8 || memchr(secret, '\0', len) != NULL ||
+	    (own != NULL && memmem(own, strlen(own), secret, len) != NULL))
 		return;
 	for (size_t i = 0; o != NULL && i < 2; i++) {
 		size_t wl;
@@ -88,8 +92,12 @@ fuzz_reply(long status, const char *body, size_t len)
 		    "a failure without a reason");
 		FUZZ_CHECK(strpbrk(r.error, "\r\n") == NULL, "a reason of more than one line: %s",
 		    r.error);
-		not_quoted(r.error, tok, toklen, o, "the access token");
-		not_quoted(r.error, ref, reflen, o, "the refresh token");
+		struct oauth_reply empty;
+
+		(void)oauth_parse_reply(status, "{}", 2, &empty);
+		not_quoted(r.error, tok, toklen, o, empty.error, "the access token");
+		not_quoted(r.error, ref, reflen, o, empty.error, "the refresh token");
+		oauth_reply_free(&empty);
 	}
 	oauth_reply_free(&r);
 	json_decref(o);
@@ -120,7 +128,7 @@ fuzz_service_account(const char *body, size_t len)
 		FUZZ_CHECK(err[0] != '\0' && c.key == NULL, "a refusal without a reason");
 		/* the key's lines are long: any 16 octets of it would do */
 		if (pem != NULL && pemlen >= 64)
-			not_quoted(err, pem + pemlen / 2, 16, NULL, "the private key");
+			not_quoted(err, pem + pemlen / 2, 16, NULL, NULL, "the private key");
 	}
 	oauth_creds_free(&c);
 	json_decref(o);
