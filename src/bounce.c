@@ -26,19 +26,10 @@
 #include <string.h>
 
 #include "bounce.h"
+#include "util.h"
 
 #define LINE_SOFT	78	/* RFC 5322 2.1.1: SHOULD */
 #define LINE_HARD	998	/* RFC 5322 2.1.1: MUST */
-
-static bool
-has_8bit(const char *s, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if ((unsigned char)s[i] >= 0x80)
-			return true;
-	}
-	return false;
-}
 
 static bool
 str_8bit(const char *s)

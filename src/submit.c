@@ -310,15 +310,6 @@ sm_parse_ehlo(const struct sm_reply *r, struct sm_ext *ext)
 	}
 }
 
-static bool
-sm_nonascii(const char *s)
-{
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s >= 0x80)
-			return true;
-	return false;
-}
-
 /* ---- submission -------------------------------------------------------- */
 
 /*
@@ -336,7 +327,7 @@ submit_message(const struct hostport *hp, const struct submit_job *job)
 	struct sm_ext ext;
 	struct buf data, params;
 	size_t next = 0, delivered = 0;
-	bool utf8 = sm_nonascii(job->sender) || job->msg->hdr_eightbit;
+	bool utf8 = has_8bit(job->sender, strlen(job->sender)) || job->msg->hdr_eightbit;
 	int status = 0, rc;
 
 	if (job->prog != NULL)
@@ -368,7 +359,7 @@ submit_message(const struct hostport *hp, const struct submit_job *job)
 	}
 
 	for (size_t i = 0; i < job->rcpts->n && !utf8; i++)
-		utf8 = sm_nonascii(job->rcpts->v[i]);
+		utf8 = has_8bit(job->rcpts->v[i], strlen(job->rcpts->v[i]));
 	sendmail_dot_stuff(job->msg->text.p, job->msg->text.len, &data);
 	if (ext.size)
 		buf_printf(&params, " SIZE=%zu", job->msg->text.len);

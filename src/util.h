@@ -45,6 +45,7 @@ void ascii_lower(char *s);
  * section 4, so no overlong form, no surrogate, nothing past U+10FFFF.
  * Its code point goes to *cp.
  */
+bool has_8bit(const char *s, size_t n);	/* some octet >= 0x80 in s[0..n) */
 size_t utf8_char(const unsigned char *p, size_t n, uint32_t *cp);
 
 /*

@@ -21,15 +21,7 @@
 
 #include "addr.h"
 #include "fuzz.h"
-
-static bool
-has_8bit(const char *s)
-{
-	for (; *s != '\0'; s++)
-		if ((unsigned char)*s >= 0x80)
-			return true;
-	return false;
-}
+#include "util.h"
 
 static void
 check_path(const char *s, size_t len, bool allow_null, bool utf8)
@@ -68,7 +60,8 @@ check_path(const char *s, size_t len, bool allow_null, bool utf8)
 		    memcmp(s + used - mlen - 1, out, mlen) == 0,
 		    "mailbox <%s> is not what follows the source route", out);
 	FUZZ_CHECK(memchr(out, '\0', mlen) == NULL, "a NUL in mailbox");
-	FUZZ_CHECK(utf8 || !has_8bit(out), "8-bit mailbox <%s> accepted without UTF-8", out);
+	FUZZ_CHECK(utf8 || !has_8bit(out, strlen(out)), "8-bit mailbox <%s> accepted without UTF-8",
+	    out);
 	FUZZ_CHECK(addr_check_mailbox(out, utf8) == ADDR_OK,
 	    "parsed mailbox <%s> refused by addr_check_mailbox", out);
 	FUZZ_CHECK(strchr(out, '@') != NULL && addr_domain(out)[0] != '\0',
