@@ -80,7 +80,8 @@
  * mail at the configured path and not find it: before a batch holding
  * messages, the committer checks that the path still names the directory
  * it has open (spool_dir_gone), and refuses those messages (452 4.3.1)
- * while it does not.  Failures of the spool are said once each, with
+ * while it does not; and once more after the batch's sync, cutting the
+ * batch off if the directory went in between (batch_cut).  Failures of the spool are said once each, with
  * their end, not once per record (spool_note_*).
  */
 #include "acconfig.h"
@@ -255,22 +256,34 @@ struct spool {
 	enum kill_point		 kill_at;
 	uint64_t		 kill_msg;	/* at the commit of this MSG record */
 	uint64_t		 kill_msgs;	/* MSG records begun so far */
+	int			 kill_sig;	/* SIGKILL, or SIGSTOP (once) */
 };
 
-/* The test hook: dies here if the tests asked for it (see kill_point). */
+/* The test hook: dies (or stops, once) here if the tests asked for it
+ * (see kill_point). */
 static void
 test_kill(struct spool *sp, enum kill_point at)
 {
-	if (sp->kill_at == at && sp->kill_msgs >= sp->kill_msg)
-		raise(SIGKILL);
+	if (sp->kill_at == at && sp->kill_msgs >= sp->kill_msg) {
+		if (sp->kill_sig == SIGSTOP)
+			sp->kill_at = KP_NONE;
+		raise(sp->kill_sig);
+	}
 }
 
-/* Reads RELAYD_TEST_SPOOL_KILL; an unknown point is ignored, loudly. */
+/* Reads RELAYD_TEST_SPOOL_KILL, or RELAYD_TEST_SPOOL_STOP (the whole
+ * process stops, for a test to act in that moment and SIGCONT it); an
+ * unknown point is ignored, loudly. */
 static void
 test_kill_init(struct spool *sp)
 {
 	const char *v = getenv("RELAYD_TEST_SPOOL_KILL");
 
+	sp->kill_sig = SIGKILL;
+	if (v == NULL || *v == '\0') {
+		v = getenv("RELAYD_TEST_SPOOL_STOP");
+		sp->kill_sig = SIGSTOP;
+	}
 	if (v == NULL || *v == '\0')
 		return;
 	size_t n = strcspn(v, ":");
@@ -279,10 +292,12 @@ test_kill_init(struct spool *sp)
 			sp->kill_at = (enum kill_point)i;
 	sp->kill_msg = v[n] == ':' ? strtoull(v + n + 1, NULL, 10) : 1;
 	if (sp->kill_at == KP_NONE)
-		log_warn("RELAYD_TEST_SPOOL_KILL=%s: no such point; ignored", v);
+		log_warn("RELAYD_TEST_SPOOL_%s=%s: no such point; ignored",
+		    sp->kill_sig == SIGKILL ? "KILL" : "STOP", v);
 	else
-		log_warn("test hook: relayd kills itself at \"%s\" of MSG record %llu",
-		    kill_point_names[sp->kill_at], (unsigned long long)sp->kill_msg);
+		log_warn("test hook: relayd %s itself at \"%s\" of MSG record %llu",
+		    sp->kill_sig == SIGKILL ? "kills" : "stops", kill_point_names[sp->kill_at],
+		    (unsigned long long)sp->kill_msg);
 }
 
 /* ---- little-endian encoding ------------------------------------------ */
@@ -1113,11 +1128,26 @@ seg_want_new(const struct spool *sp, uint64_t seg_max)
 	    sp->segoff > sp->seg_head);
 }
 
+/* Fails every request of the batch not failed yet with e, and cuts what
+ * it wrote off the segment; the next batch goes to a fresh segment. */
+static void
+batch_cut(struct spool *sp, struct spool_req *batch, uint64_t batch_start, int e)
+{
+	for (struct spool_req *r = batch; r; r = r->next)
+		if (r->error == 0)
+			r->error = e;
+	if (ftruncate(sp->segfd, (off_t)batch_start) == 0)
+		(void)fdatasync(sp->segfd);
+	seg_cut(sp, batch_start);
+	sp->segoff = batch_start;
+	sp->seg_suspect = true;
+}
+
 static void
 commit_batch(struct spool *sp, struct spool_req *batch, uint64_t seg_max, bool full)
 {
 	uint64_t batch_start, reclaim_below = 0;
-	size_t written = 0, writes = 0, msgs = 0;
+	size_t written = 0, writes = 0, msgs = 0, msgs_written = 0;
 	int gone = 0;
 
 	if (full)
@@ -1174,7 +1204,7 @@ commit_batch(struct spool *sp, struct spool_req *batch, uint64_t seg_max, bool f
 		else if (r->error != ENOSPC && r->error != EDQUOT)
 			spool_note_failure(sp, "cannot write to", r->error);
 		if (r->kind == REQ_MSG && rc == 0)
-			spool_note_ok(sp);
+			msgs_written++;
 		else if (r->kind == REQ_MSG && (r->error == ENOSPC || r->error == EDQUOT))
 			spool_note_full(sp, true, r->error);
 	}
@@ -1185,20 +1215,22 @@ commit_batch(struct spool *sp, struct spool_req *batch, uint64_t seg_max, bool f
 		int e = errno;
 
 		/* After a failed sync the page cache may no longer hold what
-		 * the disk lacks: cut the batch off, and move to a fresh
-		 * segment for the next one. */
+		 * the disk lacks: cut the batch off. */
 		log_err("spool: fdatasync in %s failed: %s", sp->dir, strerror(e));
-		for (struct spool_req *r = batch; r; r = r->next)
-			if (r->error == 0)
-				r->error = e;
-		if (ftruncate(sp->segfd, (off_t)batch_start) == 0)
-			(void)fdatasync(sp->segfd);
-		seg_cut(sp, batch_start);
-		sp->segoff = batch_start;
-		sp->seg_suspect = true;
+		batch_cut(sp, batch, batch_start, e);
+		return;
+	}
+	/* Renamed away while the batch was written: its messages are where a
+	 * restart will not look.  Cut off, they are refused, and the copy in
+	 * the renamed directory cannot come back as a duplicate either. */
+	if (msgs_written > 0 && (gone = spool_dir_gone(sp)) != 0) {
+		spool_note_gone(sp, gone);
+		batch_cut(sp, batch, batch_start, ENOENT);
 		return;
 	}
 	test_kill(sp, KP_SYNCED);
+	if (msgs_written > 0)
+		spool_note_ok(sp);
 	pthread_mutex_lock(&sp->mu);
 	sp->stats.commits++;
 	sp->stats.records += written;

@@ -17,6 +17,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import threading
 import time
 
 from harness import queued_id, dot_stuff
@@ -573,6 +574,55 @@ def test_spool_renamed_under_relayd(t):
 
 
 test_spool_renamed_under_relayd.timeout = 90
+
+
+def _stopped(pid):
+	with open("/proc/%d/stat" % pid) as f:
+		return f.read().rsplit(")", 1)[1].split()[0] == "T"
+
+
+def test_spool_renamed_while_a_message_is_written(t):
+	"""The spool directory is renamed away after relayd looked at it and
+	before the message's record is synced (relayd is stopped there by its
+	test hook, RELAYD_TEST_SPOOL_STOP): that message lands in the renamed
+	directory, where a restart would not look, so it must get 452 4.3.1,
+	not 250. Renamed back, the client's retry is queued and delivered once:
+	the refused copy was cut off the segment, even across a restart."""
+	spool = os.path.join(t.dir, "spool")
+	port = t.free_port()
+	conf = relay_config(t, {"up": {"host": "127.0.0.1", "port": port, "tls": "none"}},
+	    {"example.com": "up"}, retry={"attempts": 50, "delay": 3600, "backoff": 1.0,
+	    "max_delay": 3600}, spool=spool)
+	d = t.start(conf, env={"RELAYD_TEST_SPOOL_STOP": "sync:2"})
+	assert _try_send(d, "MARK-first", 2000)
+	got = {}
+	sender = threading.Thread(target=lambda: got.update(qid=_try_send(d, "MARK-raced", 2000)))
+	sender.start()
+	try:
+		deadline = time.monotonic() + 20
+		while not _stopped(d.pid):
+			assert time.monotonic() < deadline, "relayd never stopped at its test hook"
+			time.sleep(0.05)
+		os.rename(spool, spool + ".moved")
+	finally:
+		os.kill(d.pid, signal.SIGCONT)
+		sender.join(40)
+	assert not sender.is_alive(), "no reply to the end of DATA"
+	assert got["qid"] is None, "250 (%s) for a message written into the spool directory " \
+	    "after it was renamed away" % got["qid"]
+	print("logged: " + d.wait_log(GONE_RE).group(0))
+	os.rename(spool + ".moved", spool)
+	_until_accepted(d, "MARK-raced")
+	assert d.stop() == 0
+	d = t.start(conf)
+	d.wait_log(LOADED_RE)
+	up = _deliver_all(t, conf, port, ["MARK-first", "MARK-raced"])
+	time.sleep(1)
+	copies = [m for m in up.messages() if b"MARK-raced" in m["data"]]
+	assert len(copies) == 1, "MARK-raced delivered %d times" % len(copies)
+
+
+test_spool_renamed_while_a_message_is_written.timeout = 90
 
 
 def test_spool_removed_under_relayd(t):
