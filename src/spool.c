@@ -124,6 +124,7 @@
 #define REC_MAX_PAYLOAD	(1ULL << 32)	/* u32 length: > 4 GiB messages cannot exist */
 
 #define SEG_MAX_SIZE	(64ULL << 20)	/* rotate once a segment passes this */
+#define SEG_PAGE	4096u		/* what recovery reads at a time after a disk error */
 #define BODY_MEM_MAX	(32u << 10)	/* spill bodies beyond this to a temp file */
 #define STR_NULL	0xffffffffu
 #define SPOOL_COMPACT_MAX 4096		/* live messages worth relocating at once */
@@ -2021,19 +2022,116 @@ seg_format(struct segread *s, uint64_t *first)
  * aside for the admin (renamed), not deleted.
  */
 static void
-seg_set_aside(struct segread *s)
+seg_set_aside(struct segread *s, const char *why)
 {
 	char aside[48];
 
 	snprintf(aside, sizeof(aside), "%s.damaged", s->name);
 	if (renameat(s->sp->dirfd, s->name, s->sp->dirfd, aside) < 0 || fsync(s->sp->dirfd) < 0) {
-		log_err("spool: %s/%s: its segment header is damaged, and it cannot be renamed to "
-		    "%s: %s", s->sp->dir, s->name, aside, strerror(errno));
+		log_err("spool: %s/%s: its segment header %s, and it cannot be renamed to %s: %s",
+		    s->sp->dir, s->name, why, aside, strerror(errno));
 		return;
 	}
-	log_err("spool: %s/%s: its segment header is damaged: none of its %" PRIu64 " bytes can "
-	    "be read safely, and the messages in it are lost; renamed %s (their text can be "
-	    "read with less: remove the file when done)", s->sp->dir, s->name, s->size, aside);
+	log_err("spool: %s/%s: its segment header %s: none of its %" PRIu64 " bytes can be read "
+	    "safely, and the messages in it are lost; renamed %s (their text can be read with "
+	    "less: remove the file when done)", s->sp->dir, s->name, why, s->size, aside);
+}
+
+/*
+ * The test hook RELAYD_TEST_SPOOL_EIO=SEGMENT:OFFSET (relayd.8): reading
+ * the page of that segment (its name's 16 hex digits) holding OFFSET
+ * fails with EIO, as a disk's bad sector would.
+ */
+static bool
+test_eio(uint64_t seq, uint64_t off, size_t len)
+{
+	const char *v = getenv("RELAYD_TEST_SPOOL_EIO");
+	char *end;
+
+	if (v == NULL || *v == '\0' || strtoull(v, &end, 16) != seq || *end != ':')
+		return false;
+	uint64_t bad = strtoull(end + 1, NULL, 10) / SEG_PAGE * SEG_PAGE;
+
+	return bad < off + len && off < bad + SEG_PAGE;
+}
+
+/*
+ * Reads a whole segment into memory of its own (given back to the system
+ * when unmapped).  A read, not a file mapping: a disk error while
+ * recovery reads a mapping is a SIGBUS; here it is an error, and the
+ * pages the disk cannot give read as zeros (so the records there fail
+ * their checks, as any damage), counted in *bad, the first at *bad_off.
+ */
+static unsigned char *
+seg_load(struct segread *s, int fd, uint64_t *bad, uint64_t *bad_off, int *bad_errno)
+{
+	unsigned char *m = mmap(NULL, s->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+	    -1, 0);
+	bool paged = false;
+
+	*bad = *bad_off = 0;
+	*bad_errno = 0;
+	if (m == MAP_FAILED)
+		return NULL;
+	for (uint64_t off = 0; off < s->size;) {
+		/* after an error, a page at a time up to the next 1 MiB */
+		size_t want = paged ? SEG_PAGE - off % SEG_PAGE : (size_t)1 << 20;
+		ssize_t n;
+
+		if (want > s->size - off)
+			want = (size_t)(s->size - off);
+		if (test_eio(s->seq, off, want)) {
+			n = -1;
+			errno = EIO;
+		} else {
+			n = pread(fd, m + off, want, (off_t)off);
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n > 0) {
+			off += (uint64_t)n;
+			if (paged && off % ((uint64_t)1 << 20) == 0)
+				paged = false;
+			continue;
+		}
+		if (!paged) {
+			paged = true;
+			continue;
+		}
+		/* this page cannot be read (or the file ended early) */
+		if (*bad == 0) {
+			*bad_off = off;
+			*bad_errno = n < 0 ? errno : EIO;
+		}
+		memset(m + off, 0, want);
+		*bad += want;
+		off += want;
+	}
+	return m;
+}
+
+/*
+ * Some of a segment cannot be read (a disk error): said, and the segment
+ * kept whole under a second name (a hard link, SEGMENT.damaged) that
+ * outlives its deletion once the messages read from it are delivered, for
+ * the admin to copy off once the disk gives it back, or remove.
+ */
+static void
+seg_note_unreadable(struct segread *s, uint64_t bad, uint64_t bad_off, int bad_errno)
+{
+	char aside[48], kept[160];
+
+	snprintf(aside, sizeof(aside), "%s.damaged", s->name);
+	if (linkat(s->sp->dirfd, s->name, s->sp->dirfd, aside, 0) == 0 || errno == EEXIST) {
+		(void)fsync(s->sp->dirfd);
+		snprintf(kept, sizeof(kept), "a copy is kept as %s (remove it when done)", aside);
+	} else {
+		snprintf(kept, sizeof(kept), "it cannot be kept as %s: %s", aside, strerror(errno));
+	}
+	log_err("spool: %s/%s: %" PRIu64 " of its %" PRIu64 " bytes cannot be read, the first at "
+	    "offset %" PRIu64 " (%s): the disk may be failing; the records there count as damaged "
+	    "(a restart once the disk reads them brings them back), the rest is read; %s", s->sp->dir, s->name, bad, s->size, bad_off,
+	    strerror(bad_errno), kept);
 }
 
 /*
@@ -2076,15 +2174,29 @@ recover_segment(struct spool *sp, struct recovery *rc, uint64_t seq, bool last,
 		close(fd);
 		return 0;
 	}
-	s.map = mmap(NULL, s.size, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (s.map == MAP_FAILED) {
-		snprintf(err, errlen, "cannot map %s/%s: %s", sp->dir, s.name, strerror(errno));
+	uint64_t bad, bad_off;
+	int bad_errno;
+
+	s.map = seg_load(&s, fd, &bad, &bad_off, &bad_errno);
+	if (s.map == NULL) {
+		snprintf(err, errlen, "cannot read %s/%s (%" PRIu64 " bytes) into memory: %s",
+		    sp->dir, s.name, s.size, strerror(errno));
 		close(fd);
 		return -1;
 	}
 	uint64_t first, good_end = 0;
 	int status = 0;
-	switch (seg_format(&s, &first)) {
+	char why[128] = "is damaged";
+	enum seg_format fmt = seg_format(&s, &first);
+
+	/* its header unread: without its seal no record can be trusted */
+	if (bad > 0 && (fmt == SEGF_BAD || fmt == SEGF_EMPTY)) {
+		fmt = SEGF_BAD;
+		snprintf(why, sizeof(why), "cannot be read (%s)", strerror(bad_errno));
+	} else if (bad > 0) {
+		seg_note_unreadable(&s, bad, bad_off, bad_errno);
+	}
+	switch (fmt) {
 	case SEGF_OK:
 		good_end = read_records(&s, first);
 		break;
@@ -2097,14 +2209,15 @@ recover_segment(struct spool *sp, struct recovery *rc, uint64_t seq, bool last,
 		status = -1;
 		break;
 	case SEGF_BAD:
-		seg_set_aside(&s);
+		seg_set_aside(&s, why);
 		munmap((void *)s.map, s.size);
 		close(fd);
 		return 1;
 	}
 	bool rest_zeros = nonzero_end(&s, good_end, s.size) == good_end;
 	munmap((void *)s.map, s.size);
-	if (status == 0 && good_end < s.size && (rest_zeros || last)) {
+	/* nothing unread is cut off: the zeros may be a bad sector's */
+	if (status == 0 && bad == 0 && good_end < s.size && (rest_zeros || last)) {
 		/* the tail: preallocated zeros, or an unfinished write */
 		for (size_t i = 0; i < rc->ndmg; i++)
 			if (rc->dmg[i].seq == seq && rc->dmg[i].off >= good_end) {

@@ -625,6 +625,80 @@ def test_spool_renamed_while_a_message_is_written(t):
 test_spool_renamed_while_a_message_is_written.timeout = 90
 
 
+def _segment_holding(spool, marker):
+	"""(segment file name, offset) of marker's text in the spool."""
+	for name in sorted(os.listdir(spool)):
+		if name.endswith(".seg"):
+			with open(os.path.join(spool, name), "rb") as f:
+				at = f.read().find(marker.encode())
+			if at >= 0:
+				return name, at
+	raise AssertionError("%s is in no segment of %s" % (marker, spool))
+
+
+def test_spool_unreadable_at_recovery(t):
+	"""A disk that cannot give back part of a segment when relayd starts
+	(EIO, as from a bad sector; made by the test hook
+	RELAYD_TEST_SPOOL_EIO, relayd.8): relayd says which bytes of which
+	file, counts the message recorded there as damaged and says it is
+	lost, recovers and delivers the others byte for byte, cuts nothing off
+	the segment and keeps it whole as SEGMENT.damaged. A segment whose
+	first page cannot be read is set aside, and relayd starts. Before,
+	recovery read segments through a mapping: a disk error there was a
+	SIGBUS, and relayd would not start."""
+	spool = os.path.join(t.dir, "spool")
+	conf, d, port = _relay_on(t, spool)
+	for m, size in (("MARK-eio-a", 2000), ("MARK-eio-b", 40000), ("MARK-eio-c", 2000)):
+		assert _try_send(d, m, size), m
+	assert d.stop() == 0
+	seg, at = _segment_holding(spool, "MARK-eio-b")
+	bad = at + 20000		# inside B's text, clear of A and C
+	size = os.path.getsize(os.path.join(spool, seg))
+	d = t.start(conf, env={"RELAYD_TEST_SPOOL_EIO": "%s:%d" % (seg[:16], bad)})
+	m = d.wait_log(LOADED_RE)
+	assert int(m.group(1)) == 2, "%s, with the page of one message unreadable" % m.group(0)
+	said = d.wait_log(r"^.*spool: \S+/%s: (\d+) of its (\d+) bytes cannot be read, the first at "
+	    r"offset (\d+) \(Input/output error\).*kept as %s\.damaged.*$" % (seg, seg))
+	print("logged: " + said.group(0))
+	assert int(said.group(1)) == 4096 and int(said.group(3)) == bad // 4096 * 4096, said.group(0)
+	print("logged: " + d.wait_log(r"^.*message \w+ is lost.*$").group(0))
+	damaged = os.path.join(spool, seg + ".damaged")
+	assert os.path.getsize(damaged) == size, "the segment kept is not whole"
+	up = _deliver_all(t, conf, port, ["MARK-eio-a", "MARK-eio-c"])
+	assert d.alive()
+	assert d.stop() == 0
+	assert os.path.getsize(damaged) == size
+
+	# the disk gives the page back: so does recovery the message
+	d = t.start(conf)
+	m = d.wait_log(LOADED_RE)
+	assert int(m.group(1)) == 1, "%s, once the page can be read again" % m.group(0)
+	_relayctl(t, conf, "flush")
+	up.wait(lambda u: "MARK-eio-b" in _delivered(u), "the message read again")
+	_same_bytes(up, ["MARK-eio-a", "MARK-eio-b", "MARK-eio-c"])
+	assert d.stop() == 0
+	os.unlink(damaged)
+
+	# the first page, the segment's header with its seal, unreadable
+	spool = os.path.join(t.dir, "spool2")
+	conf, d, port = _relay_on(t, spool)
+	assert _try_send(d, "MARK-eio-d", 2000)
+	assert d.stop() == 0
+	seg, at = _segment_holding(spool, "MARK-eio-d")
+	d = t.start(conf, env={"RELAYD_TEST_SPOOL_EIO": "%s:0" % seg[:16]})
+	m = d.wait_log(LOADED_RE)
+	assert int(m.group(1)) == 0, m.group(0)
+	print("logged: " + d.wait_log(r"^.*%s: its segment header cannot be read \(Input/output "
+	    r"error\).*renamed %s\.damaged.*$" % (seg, seg)).group(0))
+	assert sorted(n for n in os.listdir(spool) if n.startswith(seg[:16])) == [
+	    seg + ".damaged"], os.listdir(spool)
+	assert _try_send(d, "MARK-eio-e", 2000)
+	_deliver_all(t, conf, port, ["MARK-eio-e"])
+
+
+test_spool_unreadable_at_recovery.timeout = 90
+
+
 def test_spool_removed_under_relayd(t):
 	"""The spool directory is removed under a running relayd (rm -rf: the
 	mail queued in it is gone with it, and relayd, writing through open
