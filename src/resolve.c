@@ -214,22 +214,39 @@ push(char ***v, size_t *n, char *s)
 	(*v)[(*n)++] = s;
 }
 
-/* A domain name rdf as text: lower case, no final dot. */
+/*
+ * A domain name rdf as text: lower case, no final dot, in zone-file form
+ * (RFC 1035 5.1).  ldns escapes '.', ';', '(', ')', '\\' and octets outside
+ * printable ASCII, but not '"', which in a zone file would open a string:
+ * that is escaped here.
+ */
 static char *
 dname_text(const ldns_rdf *rdf)
 {
-	char *s = ldns_rdf2str(rdf), *out;
+	char *s = ldns_rdf2str(rdf);
+	struct buf b;
 	size_t n;
 
 	if (s == NULL)
 		return xstrdup("");
 	n = strlen(s);
 	if (n > 1 && s[n - 1] == '.')
-		s[n - 1] = '\0';
-	out = xstrdup(s);
+		s[--n] = '\0';
+	buf_init(&b);
+	buf_add(&b, "", 0);
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '\\' && i + 1 < n) {	/* an escape ldns made: as it is */
+			buf_add(&b, s + i, 2);
+			i++;
+		} else if (s[i] == '"') {
+			buf_add(&b, "\\\"", 2);
+		} else {
+			buf_add(&b, s + i, 1);
+		}
+	}
 	free(s);
-	ascii_lower(out);
-	return out;
+	ascii_lower(b.p);
+	return b.p;
 }
 
 /* A TXT record's character-strings joined, non-printable bytes as \DDD. */

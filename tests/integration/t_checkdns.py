@@ -471,6 +471,31 @@ def test_dkim_records(t):
 		server.stop()
 
 
+def test_dkim_cname_target_with_a_quote(t):
+	"""A selector CNAMEd to a name holding '"' (DNS allows any octet in a
+	label): the suggested record's owner is written as a zone file must
+	hold it, '\\"' (RFC 1035 5.1), not a bare quote that would open a
+	string; published there, it passes."""
+	key = keygen(t, "mab", "rsa")
+	target = 'mab._domainkey.we"ird.test'
+	zone = {"mab._domainkey.dkim-quote.test": [("CNAME", target)]}
+	server = start(zone)
+	try:
+		conf = write_conf(t, [("dkim-quote.test", "mailgun", [("mab", key, "rsa-sha256")])])
+		rc, res, err = check_json(t, conf, server, ["dkim-quote.test"])
+		c = one(res["dkim-quote.test"], "DKIM")
+		assert c["status"] == "FAIL", c
+		owner = c["suggestion"].split()[0]
+		assert owner == 'mab._domainkey.we\\"ird.test.', "owner written %r" % owner
+		assert 'we\\"ird' in c["reason"], c["reason"]
+		server.publish(target, "TXT", dkim_value(key))
+		rc, res, err = check_json(t, conf, server, ["dkim-quote.test"])
+		c = one(res["dkim-quote.test"], "DKIM")
+		assert c["status"] == "PASS", c
+	finally:
+		server.stop()
+
+
 # ---------------------------------------------------------------------------
 # DMARC
 
