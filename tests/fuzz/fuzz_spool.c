@@ -10,7 +10,8 @@
  * arguments: a MSG, RCPT, DONE or SIG record (queue ids 1 to 16, fields
  * and text from the input, a record of an unknown type), the start of the
  * next segment, raw octets, and damage done at the end: a flipped octet,
- * a range zeroed, the file cut short.  Properties:
+ * a range zeroed, the file cut short, a page the disk cannot give back
+ * (EIO, through relayd's test hook).  Properties:
  *  - nothing is recovered whose record check fails: every message loaded
  *    lies in a MSG record at that place whose header is whole, whose
  *    seal is the segment's (version 2) and whose CRC-32C holds, and it is
@@ -22,7 +23,9 @@
  *    gives a signed-apart message its signatures, a DONE retires it, and
  *    a damaged record is lost alone (version 2; in version 1 the rest of
  *    its segment is unread, so there damage is only checked for the
- *    first property).
+ *    first property);
+ *  - a segment with an unreadable page is kept whole as SEGMENT.damaged
+ *    (the page reads as zeros, which is the damage the model sees).
  */
 #include "acconfig.h"
 
@@ -141,6 +144,12 @@ struct gen {
 	size_t		 nw;
 	bool		 junk;		/* raw octets written */
 	bool		 damaged;
+	/* a page the disk cannot give back (RELAYD_TEST_SPOOL_EIO), chosen
+	 * at the end: seg[] holds it as recovery reads it (zeros), the file
+	 * what was written (eio_page) */
+	int		 eio_seg;	/* -1: none */
+	size_t		 eio_off, eio_len;
+	unsigned char	 eio_page[4096];
 };
 
 static size_t
@@ -388,9 +397,14 @@ static void
 gen_damage(struct gen *g, struct fuzz_in *in)
 {
 	struct buf *s = &g->seg[g->nseg - 1];
-	unsigned kind = fuzz_byte(in) % 3;
+	unsigned kind = fuzz_byte(in) % 4;
 	size_t at = (size_t)fuzz_le(in, 2);
 
+	if (kind == 3) {	/* an unreadable page, placed once all is written */
+		g->eio_seg = g->nseg - 1;
+		g->eio_off = at;
+		return;
+	}
 	if (s->len == 0)
 		return;
 	at %= s->len;
@@ -415,6 +429,7 @@ static void
 generate(struct gen *g, struct fuzz_in *in)
 {
 	memset(g, 0, sizeof(*g));
+	g->eio_seg = -1;
 	g->v1 = fuzz_byte(in) & 1;
 	new_segment(g);
 	while (in->n > 0) {
@@ -450,6 +465,19 @@ generate(struct gen *g, struct fuzz_in *in)
 			gen_damage(g, in);
 			break;
 		}
+	}
+	if (g->eio_seg >= 0) {
+		struct buf *sg = &g->seg[g->eio_seg];
+
+		if (sg->len == 0) {
+			g->eio_seg = -1;
+			return;
+		}
+		g->eio_off = g->eio_off % sg->len / 4096 * 4096;
+		g->eio_len = sg->len - g->eio_off < 4096 ? sg->len - g->eio_off : 4096;
+		memcpy(g->eio_page, sg->p + g->eio_off, g->eio_len);
+		memset(sg->p + g->eio_off, 0, g->eio_len);
+		g->damaged = true;
 	}
 }
 
@@ -726,6 +754,22 @@ clear_dir(void)
 	closedir(d);
 }
 
+/* A segment with an unreadable page is never cut: whether set aside (its
+ * header unread) or read around the page, it is kept whole, as written,
+ * under SEGMENT.damaged. */
+static void
+check_kept(const struct gen *g)
+{
+	char *p = xasprintf("%s/%016llx.seg.damaged", dir, (unsigned long long)g->eio_seg + 1);
+	struct stat st;
+
+	FUZZ_CHECK(stat(p, &st) == 0 && (size_t)st.st_size == g->seg[g->eio_seg].len,
+	    "segment %d with a page unreadable at %zu: %s is %s (%zu octets written)",
+	    g->eio_seg + 1, g->eio_off, p, stat(p, &st) == 0 ? "cut" : "missing",
+	    g->seg[g->eio_seg].len);
+	free(p);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -740,12 +784,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		char *p = xasprintf("%s/%016llx.seg", dir, (unsigned long long)s + 1);
 		int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 
-		if (fd < 0 || write_full(fd, g.seg[s].p, g.seg[s].len) < 0)
+		if (fd < 0 || write_full(fd, g.seg[s].p, g.seg[s].len) < 0 || (s == g.eio_seg &&
+		    pwrite(fd, g.eio_page, g.eio_len, (off_t)g.eio_off) != (ssize_t)g.eio_len))
 			abort();
 		close(fd);
 		free(p);
 	}
-	if (spool_recover_dir(dir, load_cb, &l, err, sizeof(err)) != 0) {
+	if (g.eio_seg >= 0) {
+		char v[64];
+
+		snprintf(v, sizeof(v), "%016llx:%zu", (unsigned long long)g.eio_seg + 1, g.eio_off);
+		setenv("RELAYD_TEST_SPOOL_EIO", v, 1);
+	} else {
+		unsetenv("RELAYD_TEST_SPOOL_EIO");
+	}
+	int rc = spool_recover_dir(dir, load_cb, &l, err, sizeof(err));
+
+	if (rc == 0 && g.eio_seg >= 0)
+		check_kept(&g);
+	if (rc != 0) {
 		/* the one refusal: a segment whose first record says a newer
 		 * format (damage can write that), which relayd must not misread */
 		bool newer = false;
