@@ -1756,6 +1756,7 @@ struct damage {
 	bool		cut;		/* cut off: the tail of the newest segment */
 	bool		unread;		/* the rest of an old-format segment, not read */
 	bool		retired;	/* a later DONE retired this qid */
+	bool		disk;		/* in pages the disk could not give back */
 };
 
 struct recovery {
@@ -1850,6 +1851,8 @@ struct segread {
 	uint64_t		 seq;
 	const unsigned char	*map;
 	uint64_t		 size;
+	uint64_t		 bad_from, bad_to;	/* the pages that could not be read
+						 * lie in here (seg_load) */
 	int			 version;	/* 1 or 2 */
 	unsigned char		 seal[SEAL_LEN];	/* version 2 */
 };
@@ -1935,6 +1938,7 @@ damage_note(struct segread *s, uint64_t off, uint64_t end, bool unread)
 	d->off = off;
 	d->bytes = nonzero_end(s, off, end) - off;
 	d->unread = unread;
+	d->disk = off < s->bad_to && end > s->bad_from;
 	if (header_at(s, off)) {
 		struct rd r = { s->map + off + hdr_len(s), s->size - off - hdr_len(s), false };
 
@@ -2100,9 +2104,10 @@ seg_load(struct segread *s, int fd, uint64_t *bad, uint64_t *bad_off, int *bad_e
 		}
 		/* this page cannot be read (or the file ended early) */
 		if (*bad == 0) {
-			*bad_off = off;
+			*bad_off = s->bad_from = off;
 			*bad_errno = n < 0 ? errno : EIO;
 		}
+		s->bad_to = off + want;
 		memset(m + off, 0, want);
 		*bad += want;
 		off += want;
@@ -2130,8 +2135,8 @@ seg_note_unreadable(struct segread *s, uint64_t bad, uint64_t bad_off, int bad_e
 	}
 	log_err("spool: %s/%s: %" PRIu64 " of its %" PRIu64 " bytes cannot be read, the first at "
 	    "offset %" PRIu64 " (%s): the disk may be failing; the records there count as damaged "
-	    "(a restart once the disk reads them brings them back), the rest is read; %s", s->sp->dir, s->name, bad, s->size, bad_off,
-	    strerror(bad_errno), kept);
+	    "(a restart once the disk reads them brings them back), the rest is read; %s",
+	    s->sp->dir, s->name, bad, s->size, bad_off, strerror(bad_errno), kept);
 }
 
 /*
@@ -2248,8 +2253,9 @@ damage_describe(const struct damage *d, bool live, struct buf *b)
 		else if (d->cut)
 			buf_printf(b, "the MSG record of %s, never acknowledged", id);
 		else
-			buf_printf(b, "the MSG record of %s: message %s is lost; its client= and "
-			    "from= log lines say who sent it", id, id);
+			buf_printf(b, "the MSG record of %s: message %s is lost%s; its client= and "
+			    "from= log lines say who sent it", id, id, d->disk ? " unless a restart "
+			    "reads it once the disk gives the page back" : "");
 		return;
 	case REC_DONE:
 		if (live)

@@ -661,7 +661,8 @@ def test_spool_unreadable_at_recovery(t):
 	    r"offset (\d+) \(Input/output error\).*kept as %s\.damaged.*$" % (seg, seg))
 	print("logged: " + said.group(0))
 	assert int(said.group(1)) == 4096 and int(said.group(3)) == bad // 4096 * 4096, said.group(0)
-	print("logged: " + d.wait_log(r"^.*message \w+ is lost.*$").group(0))
+	print("logged: " + d.wait_log(r"^.*message \w+ is lost unless a restart reads it once the "
+	    r"disk gives the page back.*$").group(0))
 	damaged = os.path.join(spool, seg + ".damaged")
 	assert os.path.getsize(damaged) == size, "the segment kept is not whole"
 	up = _deliver_all(t, conf, port, ["MARK-eio-a", "MARK-eio-c"])
