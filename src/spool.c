@@ -81,8 +81,13 @@
  * messages, the committer checks that the path still names the directory
  * it has open (spool_dir_gone), and refuses those messages (452 4.3.1)
  * while it does not; and once more after the batch's sync, cutting the
- * batch off if the directory went in between (batch_cut).  Failures of the spool are said once each, with
- * their end, not once per record (spool_note_*).
+ * batch off if the directory went in between (batch_cut).  Failures of
+ * the spool are said once each, with their end, not once per record
+ * (spool_note_*).
+ *
+ * Recovery reads each segment into memory with pread (seg_load), not
+ * through a mapping, so that a page the disk cannot give back is an
+ * error it can report and read around, not a SIGBUS.
  */
 #include "acconfig.h"
 
