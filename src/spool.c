@@ -1762,6 +1762,7 @@ struct damage {
 	bool		unread;		/* the rest of an old-format segment, not read */
 	bool		retired;	/* a later DONE retired this qid */
 	bool		disk;		/* in pages the disk could not give back */
+	uint64_t	reclen;		/* the length its header gives, or 0 */
 };
 
 struct recovery {
@@ -1948,6 +1949,7 @@ damage_note(struct segread *s, uint64_t off, uint64_t end, bool unread)
 		struct rd r = { s->map + off + hdr_len(s), s->size - off - hdr_len(s), false };
 
 		d->type = s->map[off + 4];
+		d->reclen = hdr_len(s) + get_u32le(s->map + off + 8);
 		d->qid = rd_uint(&r, 8);	/* every type but SEG starts with it */
 		if (d->type == REC_SEG || r.bad)
 			d->qid = 0;
@@ -2278,9 +2280,10 @@ damage_describe(const struct damage *d, bool live, struct buf *b)
 		    "it will be signed again before it is sent" : "nothing lost");
 		return;
 	case 0:
-		buf_printf(b, "%s", d->cut ? "no record header there: a message whose header "
+		buf_printf(b, "%s%s", d->cut ? "no record header there: a message whose header "
 		    "was not written yet, never acknowledged" : "no record header readable there: "
-		    "what they held is unknown");
+		    "what they held is unknown", d->disk ? " until a restart reads them once the "
+		    "disk gives the page back" : "");
 		return;
 	default:
 		buf_printf(b, "a record of unknown type %d", d->type);
@@ -2300,6 +2303,12 @@ damage_report(const struct spool *sp, const struct recovery *rc)
 		seg_name(d->seq, name);
 		buf_init(&what);
 		damage_describe(d, live, &what);
+		/* a record named, but the damage runs on past its end: the
+		 * headers of the records after it are gone with it */
+		if (d->type != 0 && !d->cut && !d->unread && d->reclen > 0 && d->reclen < d->bytes)
+			buf_printf(&what, "; and after it %" PRIu64 " bytes whose record headers cannot "
+			    "be read: what they held is unknown%s", d->bytes - d->reclen, d->disk ?
+			    " until a restart reads them once the disk gives the page back" : "");
 		if (d->unread)
 			log_err("spool: %s/%s: offset %" PRIu64 ": a damaged record (%s); the %" PRIu64
 			    " bytes from there on are not read: in a segment of the old format "

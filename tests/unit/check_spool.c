@@ -586,6 +586,92 @@ START_TEST(damaged_record_is_skipped_not_the_rest)
 }
 END_TEST
 
+/*
+ * A page the disk cannot give back (RELAYD_TEST_SPOOL_EIO) in the middle of
+ * many small records: the messages there are not loaded, those before and
+ * after it are, nothing is cut off the segment, it is kept as .damaged,
+ * and the log says both what the record it could name cost and that the
+ * records after it, whose headers were in the page, are unknown.
+ */
+START_TEST(unreadable_page_read_around)
+{
+	enum { N = 60 };
+	struct event_base *base = event_base_new();
+	char *dir = mktmpdir();
+	char err[256], text[200], id[N][QID_SIZE], env[64];
+	struct loaded l = { { NULL }, 0 };
+	struct done d[N];
+	struct stat st;
+
+	memset(text, 't', sizeof(text));
+	struct spool *sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	for (int i = 0; i < N; i++) {
+		d[i] = commit_one(base, sp, "a@example.com", "x@example.net", "", text,
+		    sizeof(text), id[i]);
+		ck_assert_int_eq(d[i].error, 0);
+		ck_assert_uint_eq(d[i].loc.seg, d[0].loc.seg);
+	}
+	spool_close(sp);
+	char *path = xasprintf("%s/%016llx.seg", dir, (unsigned long long)d[0].loc.seg);
+	char *kept = xasprintf("%s.damaged", path);
+	ck_assert_int_eq(stat(path, &st), 0);
+	off_t size = st.st_size;
+	uint64_t page = 8192;
+
+	ck_assert_uint_gt(d[N - 1].loc.off, page + 8192);	/* records well past the page */
+	snprintf(env, sizeof(env), "%016llx:%llu", (unsigned long long)d[0].loc.seg,
+	    (unsigned long long)page + 100);
+	setenv("RELAYD_TEST_SPOOL_EIO", env, 1);
+	capture_start();
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+	char *log = capture_end();
+	unsetenv("RELAYD_TEST_SPOOL_EIO");
+	ck_assert_msg(sp != NULL, "%s", err);
+
+	size_t lost = 0;
+	for (int i = 0; i < N; i++) {
+		bool got = false;
+
+		for (size_t k = 0; k < l.n; k++)
+			got |= strcmp(l.env[k]->id, id[i]) == 0;
+		/* a text in the page cannot be loaded; one a page clear of it is */
+		if (d[i].loc.off + d[i].loc.len > page && d[i].loc.off < page + 4096)
+			ck_assert_msg(!got, "%s, its text in the unreadable page, loaded", id[i]);
+		if (d[i].loc.off + d[i].loc.len + 1024 < page || d[i].loc.off > page + 4096 + 1024)
+			ck_assert_msg(got, "%s, clear of the unreadable page, not loaded", id[i]);
+		lost += !got;
+	}
+	ck_assert_uint_ge(lost, 10);	/* 4 KB of 200-byte messages */
+	ck_assert_uint_eq(l.n + lost, N);
+	ck_assert_msg(strstr(log, "4096 of its") != NULL && strstr(log, "the first at offset "
+	    "8192 (Input/output error)") != NULL, "no unreadable-page line in:\n%s", log);
+	ck_assert_msg(strstr(log, "is lost unless a restart reads it once the disk gives the page "
+	    "back") != NULL, "the record it can name not said lost-until-readable in:\n%s", log);
+	ck_assert_msg(strstr(log, "bytes whose record headers cannot be read: what they held is "
+	    "unknown until a restart") != NULL, "the records after it not mentioned in:\n%s", log);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_size, size);	/* nothing cut off */
+	ck_assert_int_eq(stat(kept, &st), 0);
+	ck_assert_int_eq(st.st_size, size);
+	spool_close(sp);
+	loaded_free(&l);
+
+	/* the disk reads the page again: every message is back */
+	sp = spool_open(dir, geteuid(), base, load_cb, &l, err, sizeof(err));
+	ck_assert_msg(sp != NULL, "%s", err);
+	ck_assert_uint_eq(l.n, N);
+	spool_close(sp);
+	loaded_free(&l);
+	free(log);
+	free(path);
+	free(kept);
+	rm_rf(dir);
+	free(dir);
+	event_base_free(base);
+}
+END_TEST
+
 /* Commits a message whose body is `text` from `sender`; returns where. */
 static struct done
 commit_text(struct event_base *base, struct spool *sp, const char *sender, const char *text,
@@ -1513,6 +1599,7 @@ spool_suite(void)
 	tcase_add_test(tc, commit_and_recover);
 	tcase_add_test(tc, torn_tail_is_cut_off);
 	tcase_add_test(tc, damaged_record_is_skipped_not_the_rest);
+	tcase_add_test(tc, unreadable_page_read_around);
 	tcase_add_test(tc, forged_records_in_a_torn_message_are_not_obeyed);
 	tcase_add_test(tc, old_format_segments_are_read_sequentially);
 	tcase_add_test(tc, damaged_header_is_skipped_not_the_rest);
