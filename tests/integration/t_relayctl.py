@@ -483,16 +483,27 @@ def check_not_running(t, conf, why):
 	assert "cannot connect to the relay" in err, "%s: relayctl test: stderr %r" % (why, err)
 
 
+def _wait_socket(sock, timeout=10):
+	"""relayd opens its control socket just after its listeners, which
+	t.start() waits for: wait (bounded) for the socket too."""
+	deadline = time.monotonic() + timeout
+	while not (os.path.exists(sock) and stat.S_ISSOCK(os.lstat(sock).st_mode)):
+		assert time.monotonic() < deadline, "no control socket at %s after %gs" % (sock,
+		    timeout)
+		time.sleep(0.05)
+
+
 def test_not_running(t):
 	conf = t.config()
 	check_not_running(t, conf, "never started")
 	d = t.start(conf)
 	sock = os.path.join(t.dir, "control.sock")
-	assert stat.S_ISSOCK(os.lstat(sock).st_mode), "no control socket at %s" % sock
+	_wait_socket(sock)
 	assert d.stop() == 0
 	assert not os.path.exists(sock), "control socket left behind after a clean stop"
 	check_not_running(t, conf, "stopped")
 	d = t.start(conf)
+	_wait_socket(sock)
 	d.kill9()
 	assert os.path.exists(sock), "kill -9 should leave a stale socket (the case tested next)"
 	check_not_running(t, conf, "killed, stale socket")
