@@ -474,15 +474,26 @@ main(int argc, char **argv)
 
 	r.workers = workers_new(r.base, 0);
 	r.srv = smtp_server_new(r.base, r.cfg, r.spool, r.queue, r.workers);
-	r.listener = listener_open(r.base, r.cfg->listen, r.cfg->nlisten, r.srv, err, sizeof(err));
-	if (r.listener == NULL) {
-		log_err("cannot listen: %s", err);
-		status = EXIT_RUNTIME;
-		goto out;
-	}
+	/* Everything a client, an admin or a signal may reach is in place
+	 * before the listeners open: once relayd is seen listening, relayctl
+	 * finds its socket and SIGTERM stops it cleanly (the callbacks run
+	 * only from the loop, below). */
+	r.sigterm = evsignal_new(r.base, SIGTERM, signal_stop_cb, &r);
+	r.sigint = evsignal_new(r.base, SIGINT, signal_stop_cb, &r);
+	r.sighup = evsignal_new(r.base, SIGHUP, signal_hup_cb, &r);
+	r.stop_timer = evtimer_new(r.base, stop_check_cb, &r);
+	event_add(r.sigterm, NULL);
+	event_add(r.sigint, NULL);
+	event_add(r.sighup, NULL);
 	r.control = control_open(r.base, r.cfg, r.queue, err, sizeof(err));
 	if (r.control == NULL) {
 		log_err("%s", err);
+		status = EXIT_RUNTIME;
+		goto out;
+	}
+	r.listener = listener_open(r.base, r.cfg->listen, r.cfg->nlisten, r.srv, err, sizeof(err));
+	if (r.listener == NULL) {
+		log_err("cannot listen: %s", err);
 		status = EXIT_RUNTIME;
 		goto out;
 	}
@@ -491,13 +502,6 @@ main(int argc, char **argv)
 		status = EXIT_RUNTIME;
 		goto out;
 	}
-	r.sigterm = evsignal_new(r.base, SIGTERM, signal_stop_cb, &r);
-	r.sigint = evsignal_new(r.base, SIGINT, signal_stop_cb, &r);
-	r.sighup = evsignal_new(r.base, SIGHUP, signal_hup_cb, &r);
-	r.stop_timer = evtimer_new(r.base, stop_check_cb, &r);
-	event_add(r.sigterm, NULL);
-	event_add(r.sigint, NULL);
-	event_add(r.sighup, NULL);
 	sd_notify_msg("READY=1");
 
 	event_base_dispatch(r.base);
