@@ -2071,16 +2071,17 @@ test_eio(uint64_t seq, uint64_t off, size_t len)
  * when unmapped).  A read, not a file mapping: a disk error while
  * recovery reads a mapping is a SIGBUS; here it is an error, and the
  * pages the disk cannot give read as zeros (so the records there fail
- * their checks, as any damage), counted in *bad, the first at *bad_off.
+ * their checks, as any damage), counted in *bad; they lie between
+ * s->bad_from (the first) and s->bad_to.
  */
 static unsigned char *
-seg_load(struct segread *s, int fd, uint64_t *bad, uint64_t *bad_off, int *bad_errno)
+seg_load(struct segread *s, int fd, uint64_t *bad, int *bad_errno)
 {
 	unsigned char *m = mmap(NULL, s->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
 	    -1, 0);
 	bool paged = false;
 
-	*bad = *bad_off = 0;
+	*bad = 0;
 	*bad_errno = 0;
 	if (m == MAP_FAILED)
 		return NULL;
@@ -2111,7 +2112,7 @@ seg_load(struct segread *s, int fd, uint64_t *bad, uint64_t *bad_off, int *bad_e
 		}
 		/* this page cannot be read (or the file ended early) */
 		if (*bad == 0) {
-			*bad_off = s->bad_from = off;
+			s->bad_from = off;
 			*bad_errno = n < 0 ? errno : EIO;
 		}
 		s->bad_to = off + want;
@@ -2129,7 +2130,7 @@ seg_load(struct segread *s, int fd, uint64_t *bad, uint64_t *bad_off, int *bad_e
  * the admin to copy off once the disk gives it back, or remove.
  */
 static void
-seg_note_unreadable(struct segread *s, uint64_t bad, uint64_t bad_off, int bad_errno)
+seg_note_unreadable(struct segread *s, uint64_t bad, int bad_errno)
 {
 	char aside[48], kept[160];
 
@@ -2143,7 +2144,7 @@ seg_note_unreadable(struct segread *s, uint64_t bad, uint64_t bad_off, int bad_e
 	log_err("spool: %s/%s: %" PRIu64 " of its %" PRIu64 " bytes cannot be read, the first at "
 	    "offset %" PRIu64 " (%s): the disk may be failing; the records there count as damaged "
 	    "(a restart once the disk reads them brings them back), the rest is read; %s",
-	    s->sp->dir, s->name, bad, s->size, bad_off, strerror(bad_errno), kept);
+	    s->sp->dir, s->name, bad, s->size, s->bad_from, strerror(bad_errno), kept);
 }
 
 /*
@@ -2186,10 +2187,10 @@ recover_segment(struct spool *sp, struct recovery *rc, uint64_t seq, bool last,
 		close(fd);
 		return 0;
 	}
-	uint64_t bad, bad_off;
+	uint64_t bad;
 	int bad_errno;
 
-	s.map = seg_load(&s, fd, &bad, &bad_off, &bad_errno);
+	s.map = seg_load(&s, fd, &bad, &bad_errno);
 	if (s.map == NULL) {
 		snprintf(err, errlen, "cannot read %s/%s (%" PRIu64 " bytes) into memory: %s",
 		    sp->dir, s.name, s.size, strerror(errno));
@@ -2206,7 +2207,7 @@ recover_segment(struct spool *sp, struct recovery *rc, uint64_t seq, bool last,
 		fmt = SEGF_BAD;
 		snprintf(why, sizeof(why), "cannot be read (%s)", strerror(bad_errno));
 	} else if (bad > 0) {
-		seg_note_unreadable(&s, bad, bad_off, bad_errno);
+		seg_note_unreadable(&s, bad, bad_errno);
 	}
 	switch (fmt) {
 	case SEGF_OK:
